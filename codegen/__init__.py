@@ -1,0 +1,1 @@
+"""The compiler: model.pt -> graph IR -> planned, int8 C."""

@@ -1,0 +1,3 @@
+"""mcuformer: vision transformers on microcontrollers."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,2 @@
+class McuformerError(Exception):
+    """Base of errors shown to users as one line."""
