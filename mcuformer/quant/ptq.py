@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 
 import numpy as np
@@ -11,7 +10,7 @@ from torch import nn
 
 from mcuformer.arch import ArchConfig
 from mcuformer.errors import McuformerError
-from mcuformer.model import LowRankLinear, VisionTransformer
+from mcuformer.model import Attention, Block, LowRankLinear, Mlp, PatchEmbed, VisionTransformer
 from mcuformer.quant import spec
 from mcuformer.quant.qmodel import (
     QAdd, QAttention, QBlock, QFactored, QLayerNorm, QLinear, QMeanPool, QParams, QViT,
@@ -134,9 +133,27 @@ def _quantize_tensor(values: np.ndarray, q: QParams) -> np.ndarray:
     return spec.saturate_int8(np.round(values / q.scale) + q.zero_point)
 
 
+SUPPORTED_LAYERS: tuple[type[nn.Module], ...] = (
+    VisionTransformer, PatchEmbed, nn.Conv2d, nn.ModuleList, Block, Attention, LowRankLinear, nn.Linear,
+    nn.LayerNorm, Mlp,
+)  # fmt: skip
+
+
+def check_supported(model: nn.Module) -> None:
+    """Every layer must be one the int8 lowering knows; anything else is named in the error."""
+    for name, module in model.named_modules():
+        if type(module) not in SUPPORTED_LAYERS:
+            supported = ", ".join(t.__name__ for t in SUPPORTED_LAYERS)
+            raise QuantizationError(
+                f"layer {name or '<root>'} ({type(module).__name__}) is not supported by the int8 compiler; "
+                f"supported layers: {supported}"
+            )
+
+
 @torch.no_grad()
 def quantize_model(model: VisionTransformer, calibration: Calibration) -> QViT:
     """The int8 model of an fp32 ViT, from its calibration statistics (deterministic)."""
+    check_supported(model)
     arch = model.arch
     mean, std = _numpy(model.pixel_mean).reshape(-1), _numpy(model.pixel_std).reshape(-1)
     conv = _numpy(model.patch_embed.proj.weight)  # [D, C, P, P]
@@ -174,7 +191,3 @@ def quantize_model(model: VisionTransformer, calibration: Calibration) -> QViT:
     return QViT(arch, INPUT_QPARAMS, patch_embed, _quantize_tensor(pos, pos_q), pos_add, cls_row, tuple(blocks),
                 pool, norm, head)  # fmt: skip
 
-
-def check_scale(value: float) -> None:
-    if not math.isfinite(value) or value <= 0:
-        raise QuantizationError(f"invalid scale {value}")

@@ -1,0 +1,43 @@
+"""Flash taken by code, estimated without building: the kernels a graph uses plus a cost per kernel call.
+
+KERNEL_TEXT_BYTES are upper bounds of each portable kernel's .text for a Cortex-M7 (arm-none-eabi-gcc 12,
+-O2 -mthumb); tests/test_code_size.py rebuilds the kernels and fails if any bound is exceeded.
+"""
+
+from __future__ import annotations
+
+from mcuformer.codegen.ir import Graph
+
+# kernel kind -> kernel symbols it links (attention links softmax too)
+KERNEL_SYMBOLS: dict[str, tuple[str, ...]] = {
+    "patch_embed": ("mcf_patch_embed_s8",),
+    "linear": ("mcf_linear_s8",),
+    "add": ("mcf_add_s8",),
+    "lut": ("mcf_lut_s8",),
+    "layernorm": ("mcf_layernorm_s8",),
+    "attention": ("mcf_attention_s8", "mcf_attention_s8_get_buffer_size", "mcf_softmax_s8"),
+    "mean_pool": ("mcf_mean_pool_s8",),
+    "copy": ("mcf_copy_s8",),
+}
+KERNEL_TEXT_BYTES: dict[str, int] = {
+    "mcf_patch_embed_s8": 512,
+    "mcf_linear_s8": 384,
+    "mcf_add_s8": 192,
+    "mcf_lut_s8": 96,
+    "mcf_layernorm_s8": 640,
+    "mcf_attention_s8": 768,
+    "mcf_attention_s8_get_buffer_size": 64,
+    "mcf_softmax_s8": 320,
+    "mcf_mean_pool_s8": 256,
+    "mcf_copy_s8": 64,
+}
+CALL_BYTES = 40  # one call in mcf_model_run: argument set-up, branch, status check
+STRUCT_BYTES = 40  # the op's const dims/params structs
+MODEL_RUN_BYTES = 128  # prologue, input/output copies of mcf_model_run
+LIBC_BYTES = 512  # memcpy/memmove from newlib-nano
+
+
+def code_bytes_estimate(graph: Graph) -> int:
+    symbols = {s for op in graph.ops for s in KERNEL_SYMBOLS[op.kind]}
+    kernels = sum(KERNEL_TEXT_BYTES[s] for s in symbols)
+    return kernels + len(graph.ops) * (CALL_BYTES + STRUCT_BYTES) + MODEL_RUN_BYTES + LIBC_BYTES

@@ -1,0 +1,73 @@
+"""`mcuformer compile`: model.pt -> quantize -> graph IR -> memory plan -> C sources + memory report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from mcuformer.boards import Board, load_board
+from mcuformer.checkpoint import ModelFile, load_model
+from mcuformer.codegen.emit import model_hash, write_sources
+from mcuformer.codegen.ir import Graph
+from mcuformer.codegen.lower import lower
+from mcuformer.codegen.planner import MemoryPlan, plan_memory
+from mcuformer.codegen.report import MemoryReport, check_budget, memory_report
+from mcuformer.quant.ptq import quantize_model
+from mcuformer.quant.qmodel import QViT
+
+MANIFEST = "mcuformer.json"
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    qmodel: QViT
+    graph: Graph
+    plan: MemoryPlan
+    report: MemoryReport
+    out_dir: Path
+
+
+def build_graph(model_file: ModelFile, name: str) -> tuple[QViT, Graph]:
+    qmodel = quantize_model(model_file.model, model_file.calibration)
+    return qmodel, lower(qmodel, name)
+
+
+def compile_model(
+    model_path: str | Path,
+    board: str | Board,
+    out_dir: str | Path,
+    name: str | None = None,
+    enforce_budget: bool = True,
+) -> CompiledModel:
+    """Compile model.pt for a board into out_dir (C sources, memory report, manifest)."""
+    board = load_board(board) if isinstance(board, str) else board
+    model_file = load_model(model_path)
+    out = Path(out_dir)
+    name = name or out.name or "model"
+    qmodel, graph = build_graph(model_file, name)
+    plan = plan_memory(graph)
+    report = memory_report(graph, plan, board)
+    if enforce_budget:
+        check_budget(report)
+    write_sources(graph, plan, out / "src")
+    if Path(model_path).resolve() != (out / "model.pt").resolve():
+        shutil.copyfile(model_path, out / "model.pt")  # the build is self-contained: eval re-derives from it
+    report.write(out / "memory_report.json")
+    (out / "memory_report.txt").write_text(report.summary() + "\n\n" + report.op_table() + "\n")
+    manifest = {
+        "name": name,
+        "model_hash": model_hash(graph),
+        "board": board.name,
+        "dataset": model_file.dataset.name,
+        "arch": model_file.arch.to_dict(),
+        "input_shape": list(graph.shape(graph.input)),
+        "num_classes": graph.shape(graph.output)[-1],
+        "logits_scale": qmodel.logits.scale,
+        "logits_zero_point": qmodel.logits.zero_point,
+        "arena_bytes": plan.arena_bytes,
+        "fp32_accuracy": model_file.metrics.get("fp32_accuracy"),
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return CompiledModel(qmodel, graph, plan, report, out)

@@ -1,0 +1,129 @@
+"""C emission: fills the jinja2 templates with the graph's constants, the plan's offsets and the op list.
+
+Generation is deterministic: the same graph and plan give the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from mcuformer import __version__
+from mcuformer.codegen.ir import Graph, Op
+from mcuformer.codegen.planner import MemoryPlan
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+_CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t"}
+VALUES_PER_LINE = 24
+
+
+@dataclass(frozen=True)
+class ConstView:
+    name: str
+    symbol: str
+    ctype: str
+    length: int
+    shape: tuple[int, ...]
+    lines: list[str]
+
+
+def const_symbol(name: str) -> str:
+    return f"mcf_{name}"
+
+
+def _const_view(name: str, array: np.ndarray) -> ConstView:
+    if array.dtype not in _CTYPES:
+        raise TypeError(f"const {name} has unsupported dtype {array.dtype}")
+    flat = array.reshape(-1).tolist()
+    lines = [
+        " ".join(f"{v}," for v in flat[i : i + VALUES_PER_LINE]) for i in range(0, len(flat), VALUES_PER_LINE)
+    ]
+    return ConstView(name, const_symbol(name), _CTYPES[array.dtype], len(flat), tuple(array.shape), lines)
+
+
+def model_hash(graph: Graph) -> str:
+    """Identifies the model on the device: a digest of every constant and every op."""
+    digest = hashlib.sha256()
+    for name in sorted(graph.consts):
+        digest.update(name.encode())
+        digest.update(graph.consts[name].array.tobytes())
+    for op in graph.ops:
+        digest.update(repr((op.name, op.kind, op.inputs, op.output, sorted(op.attrs.items()))).encode())
+    return digest.hexdigest()[:16]
+
+
+def _op_view(graph: Graph, plan: MemoryPlan, op: Op) -> dict[str, Any]:
+    def operand(name: str) -> str:
+        if name in graph.consts:
+            return const_symbol(name)
+        return f"ARENA({plan.tensor_offsets[name]})"
+
+    shape = graph.shape
+    dims: tuple[int, ...] = ()
+    if op.kind == "linear":
+        x, w = shape(op.inputs[0]), shape(op.inputs[1])
+        dims = (int(np.prod(x[:-1])) if len(x) > 1 else 1, w[1], w[0])
+    elif op.kind == "patch_embed":
+        h, w_, c = shape(op.inputs[0])
+        dims = (h, w_, c, op.attrs["patch"], shape(op.inputs[1])[0])
+    elif op.kind in ("layernorm", "mean_pool"):
+        x = shape(op.inputs[0])
+        dims = (int(np.prod(x[:-1])) if len(x) > 1 else 1, x[-1])
+    elif op.kind == "attention":
+        tokens, channels = shape(op.inputs[0])
+        dims = (tokens, channels, op.attrs["heads"])
+    return {
+        "name": op.name,
+        "kind": op.kind,
+        "attrs": op.attrs,
+        "dims": dims,
+        "args": [operand(n) for n in op.inputs],
+        "out": operand(op.output),
+        "scratch": operand(op.scratch) if op.scratch else "NULL",
+        "size": graph.tensors[op.output].nbytes,
+    }
+
+
+def render(graph: Graph, plan: MemoryPlan) -> dict[str, str]:
+    """File name -> contents of the generated C for one graph and its plan."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    input_shape = graph.shape(graph.input)
+    context = {
+        "version": __version__,
+        "name": graph.name,
+        "model_hash": model_hash(graph),
+        "input_shape": input_shape,
+        "input_bytes": int(np.prod(input_shape)),
+        "num_classes": graph.shape(graph.output)[-1],
+        "arena_bytes": plan.arena_bytes,
+        "input_offset": plan.tensor_offsets[graph.input],
+        "output_offset": plan.tensor_offsets[graph.output],
+        "logits_scale": graph.meta.get("logits_scale", 0.0),
+        "logits_zero_point": graph.meta.get("logits_zero_point", 0),
+        "consts": [_const_view(name, c.array) for name, c in sorted(graph.consts.items())],
+        "ops": [_op_view(graph, plan, op) for op in graph.ops],
+    }
+    return {
+        out: env.get_template(f"{out}.j2").render(**context)
+        for out in ("mcf_model.h", "mcf_model.c", "mcf_weights.h", "mcf_weights.c")
+    }
+
+
+def write_sources(graph: Graph, plan: MemoryPlan, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in render(graph, plan).items():
+        path = out_dir / name
+        path.write_text(text)
+        paths.append(path)
+    return paths

@@ -1,0 +1,217 @@
+"""The graph IR: int8 tensors with (optional) aliasing, constant arrays, and a straight list of kernel ops.
+
+A tensor may be a view (`alias_of` + byte `offset`) into another tensor's memory: that is how in-place ops
+(out = a + b written over a) and row views (patch tokens written into rows 1.. of the token matrix) are
+expressed. The memory planner places root tensors; views follow their root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mcuformer.errors import McuformerError
+
+
+class IRError(McuformerError):
+    pass
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    alias_of: str | None = None  # root tensor whose memory this tensor views
+    offset: int = 0  # byte offset of the view inside its root
+    scratch: bool = False  # kernel scratch: lives during one op only
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) if self.shape else 1
+
+
+@dataclass(frozen=True, eq=False)
+class Const:
+    name: str
+    array: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.array.nbytes)
+
+
+# Operand roles per op kind: the order of `Op.inputs`. Names that are consts are marked with '$'.
+OP_SIGNATURES: dict[str, tuple[str, ...]] = {
+    "patch_embed": ("image", "$weight", "$bias", "$mult", "$shift"),
+    "linear": ("input", "$weight", "$bias", "$mult", "$shift"),
+    "add": ("a", "b"),  # b may be a const
+    "lut": ("input", "$table"),
+    "layernorm": ("input", "$gamma", "$beta"),
+    "attention": ("q", "k", "v", "$exp_table"),
+    "mean_pool": ("input",),
+    "copy": ("input",),  # input may be a const
+}
+
+
+# Scalar attributes per op kind: exactly the fields of the kernel's params struct (checked by `verify`).
+OP_ATTRS: dict[str, tuple[str, ...]] = {
+    "patch_embed": ("patch", "in_zp", "out_zp"),
+    "linear": ("in_zp", "out_zp"),
+    "add": ("a_zp", "b_zp", "a_mult", "b_mult", "shift", "out_zp"),
+    "lut": (),
+    "layernorm": ("in_zp", "eps", "mult", "shift", "out_zp"),
+    "attention": ("heads", "q_zp", "k_zp", "v_zp", "score_mult", "score_shift", "score_zp",
+                  "out_mult", "out_shift", "out_zp"),
+    "mean_pool": ("in_zp", "mult", "shift", "out_zp"),
+    "copy": (),
+}  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class Op:
+    name: str
+    kind: str
+    inputs: tuple[str, ...]
+    output: str
+    attrs: dict[str, int] = field(default_factory=dict)  # zero points, multipliers, shifts, heads, patch
+    scratch: str | None = None  # a scratch tensor sized by the kernel's _get_buffer_size
+
+
+@dataclass
+class Graph:
+    name: str
+    tensors: dict[str, TensorSpec] = field(default_factory=dict)
+    consts: dict[str, Const] = field(default_factory=dict)
+    ops: list[Op] = field(default_factory=list)
+    input: str = ""
+    output: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def add_tensor(self, spec: TensorSpec) -> str:
+        if spec.name in self.tensors or spec.name in self.consts:
+            raise IRError(f"duplicate name {spec.name!r}")
+        self.tensors[spec.name] = spec
+        return spec.name
+
+    def add_const(self, name: str, array: np.ndarray) -> str:
+        if name in self.tensors or name in self.consts:
+            raise IRError(f"duplicate name {name!r}")
+        self.consts[name] = Const(name, np.ascontiguousarray(array))
+        return name
+
+    def add_op(self, op: Op) -> Op:
+        self.ops.append(op)
+        return op
+
+    def root(self, name: str) -> str:
+        while (alias := self.tensors[name].alias_of) is not None:
+            name = alias
+        return name
+
+    def root_offset(self, name: str) -> int:
+        offset = 0
+        while (spec := self.tensors[name]).alias_of is not None:
+            offset += spec.offset
+            name = spec.alias_of
+        return offset
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.tensors[name].shape if name in self.tensors else tuple(self.consts[name].array.shape)
+
+
+_DTYPES = {"$weight": np.int8, "$bias": np.int32, "$mult": np.int32, "$shift": np.int32, "$table": np.int8,
+           "$gamma": np.int32, "$beta": np.int32, "$exp_table": np.int32}  # fmt: skip
+
+
+def verify(graph: Graph) -> None:
+    """Structural checks run after every pass: names resolve, operands exist before use, shapes agree."""
+
+    def fail(msg: str) -> None:
+        raise IRError(f"graph {graph.name!r}: {msg}")
+
+    for spec in graph.tensors.values():
+        if spec.alias_of is not None:
+            if spec.alias_of not in graph.tensors:
+                fail(f"tensor {spec.name} views unknown tensor {spec.alias_of}")
+            root = graph.tensors[spec.alias_of]
+            if spec.offset < 0 or spec.offset + spec.nbytes > root.nbytes:
+                fail(f"view {spec.name} [{spec.offset}, +{spec.nbytes}) lies outside {root.name} ({root.nbytes} B)")
+    if graph.input not in graph.tensors or graph.output not in graph.tensors:
+        fail("graph input/output are not tensors")
+    written = {graph.input}
+    produced_by: dict[str, str] = {}
+    for op in graph.ops:
+        roles = OP_SIGNATURES.get(op.kind)
+        if roles is None:
+            fail(f"op {op.name} has unknown kind {op.kind!r}")
+            return
+        if tuple(op.attrs) != OP_ATTRS[op.kind]:
+            fail(f"op {op.name} ({op.kind}) needs attributes {OP_ATTRS[op.kind]}, got {tuple(op.attrs)}")
+        if len(op.inputs) != len(roles):
+            fail(f"op {op.name} ({op.kind}) takes {len(roles)} operands, got {len(op.inputs)}")
+        for role, name in zip(roles, op.inputs, strict=True):
+            if name in graph.consts:
+                want = _DTYPES.get(role)
+                if want is not None and graph.consts[name].array.dtype != want:
+                    fail(f"op {op.name}: const {name} for {role} must be {np.dtype(want).name}")
+                continue
+            if role.startswith("$"):
+                fail(f"op {op.name}: operand {role[1:]} must be a const, got {name!r}")
+            if name not in graph.tensors:
+                fail(f"op {op.name} reads unknown tensor {name!r}")
+            if not _is_written(graph, name, written):
+                fail(f"op {op.name} reads {name} before it is written")
+        if op.output not in graph.tensors:
+            fail(f"op {op.name} writes unknown tensor {op.output!r}")
+        if op.output in produced_by:
+            fail(f"tensor {op.output} is written by both {produced_by[op.output]} and {op.name}")
+        produced_by[op.output] = op.name
+        if op.scratch is not None and not graph.tensors[op.scratch].scratch:
+            fail(f"op {op.name}: {op.scratch} is not a scratch tensor")
+        _check_shapes(graph, op, fail)
+        written.add(op.output)
+    if not _is_written(graph, graph.output, written):
+        fail(f"graph output {graph.output} is never written")
+
+
+def _is_written(graph: Graph, name: str, written: set[str]) -> bool:
+    """Written directly, a view of a written tensor, or a root whose views cover it (class row + patch rows)."""
+    if name in written:
+        return True
+    parent = graph.tensors[name].alias_of
+    if parent is not None and parent in written:
+        return True
+    views = [t for t in graph.tensors.values() if t.alias_of == name]
+    covered = sum(v.nbytes for v in views if _is_written(graph, v.name, written))
+    return bool(views) and covered >= graph.tensors[name].nbytes
+
+
+def _check_shapes(graph: Graph, op: Op, fail: Any) -> None:
+    shape = graph.shape
+    out = shape(op.output)
+    if op.kind == "linear":
+        x, w = shape(op.inputs[0]), shape(op.inputs[1])
+        if x[-1] != w[1] or out != (*x[:-1], w[0]):
+            fail(f"op {op.name}: linear {x} x {w} cannot give {out}")
+        for role in (2, 3, 4):
+            if shape(op.inputs[role]) != (w[0],):
+                fail(f"op {op.name}: per-channel operand {op.inputs[role]} must have {w[0]} entries")
+    elif op.kind == "patch_embed":
+        (h, w_, c), p = shape(op.inputs[0]), op.attrs["patch"]
+        weight = shape(op.inputs[1])
+        if h % p or w_ % p or weight[1] != p * p * c or out != ((h // p) * (w_ // p), weight[0]):
+            fail(f"op {op.name}: patch embedding of {h}x{w_}x{c} with {weight} cannot give {out}")
+    elif op.kind in ("add", "lut", "layernorm", "copy"):
+        if graph.tensors[op.output].nbytes != int(np.prod(shape(op.inputs[0]))):
+            fail(f"op {op.name}: {op.kind} output size differs from its input")
+        if op.kind == "add" and int(np.prod(shape(op.inputs[1]))) != int(np.prod(shape(op.inputs[0]))):
+            fail(f"op {op.name}: add operands differ in size")
+    elif op.kind == "attention":
+        q, k, v = (shape(n) for n in op.inputs[:3])
+        if not q == k == v == out or q[-1] % op.attrs["heads"]:
+            fail(f"op {op.name}: attention shapes {q} {k} {v} -> {out} (heads {op.attrs['heads']})")
+    elif op.kind == "mean_pool":
+        if out != (shape(op.inputs[0])[-1],):
+            fail(f"op {op.name}: mean pool of {shape(op.inputs[0])} cannot give {out}")

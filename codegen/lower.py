@@ -1,0 +1,122 @@
+"""Front end: a quantized ViT (QViT) -> graph IR, layer by layer, with in-place residual adds."""
+
+from __future__ import annotations
+
+from mcuformer.codegen.ir import Graph, Op, TensorSpec, verify
+from mcuformer.codegen.kernels import attention_scratch_bytes
+from mcuformer.quant.qmodel import QAdd, QBlock, QFactored, QLayerNorm, QLinear, QViT
+
+
+class _Builder:
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+
+    def tensor(self, name: str, shape: tuple[int, ...], alias_of: str | None = None, offset: int = 0) -> str:
+        return self.graph.add_tensor(TensorSpec(name, shape, alias_of, offset))
+
+    def linear(self, name: str, x: str, layer: QLinear, out: str | None = None) -> str:
+        g = self.graph
+        rows = g.shape(x)[:-1]
+        out = out or self.tensor(name, (*rows, layer.weight.shape[0]))
+        consts = (
+            g.add_const(f"{name}_w", layer.weight), g.add_const(f"{name}_b", layer.bias),
+            g.add_const(f"{name}_m", layer.mult), g.add_const(f"{name}_s", layer.shift),
+        )  # fmt: skip
+        attrs = {"in_zp": layer.input.zero_point, "out_zp": layer.output.zero_point}
+        g.add_op(Op(name, "linear", (x, *consts), out, attrs))
+        return out
+
+    def factored(self, name: str, x: str, layer: QFactored) -> str:
+        if layer.v is not None:
+            x = self.linear(f"{name}_v", x, layer.v)
+        return self.linear(f"{name}_u" if layer.v is not None else name, x, layer.u)
+
+    def layernorm(self, name: str, x: str, norm: QLayerNorm) -> str:
+        g = self.graph
+        out = self.tensor(name, g.shape(x))
+        consts = (g.add_const(f"{name}_gamma", norm.gamma), g.add_const(f"{name}_beta", norm.beta))
+        attrs = {"in_zp": norm.input.zero_point, "eps": norm.eps, "mult": norm.mult, "shift": norm.shift,
+                 "out_zp": norm.output.zero_point}  # fmt: skip
+        g.add_op(Op(name, "layernorm", (x, *consts), out, attrs))
+        return out
+
+    def add_inplace(self, name: str, a: str, b: str, add: QAdd) -> str:
+        """out = a + b written over a (a is dead afterwards: the residual stream)."""
+        out = self.tensor(name, self.graph.shape(a), alias_of=a)
+        attrs = {"a_zp": add.a.zero_point, "b_zp": add.b.zero_point, "a_mult": add.a_mult,
+                 "b_mult": add.b_mult, "shift": add.shift, "out_zp": add.output.zero_point}  # fmt: skip
+        self.graph.add_op(Op(name, "add", (a, b), out, attrs))
+        return out
+
+    def block(self, index: int, x: str, block: QBlock) -> str:
+        g, p = self.graph, f"b{index}"
+        h = self.layernorm(f"{p}_norm1", x, block.norm1)
+        t = self.linear(f"{p}_qkv_v", h, block.qkv_v) if block.qkv_v is not None else h
+        q, k, v = (self.linear(f"{p}_{part}", t, getattr(block, part)) for part in "qkv")
+        attn = block.attn
+        tokens, dim = g.shape(q)
+        scratch = g.add_tensor(
+            TensorSpec(f"{p}_attn_scratch", (attention_scratch_bytes(tokens, dim, attn.heads),), scratch=True)
+        )
+        context = self.tensor(f"{p}_context", (tokens, dim))
+        attrs = {"heads": attn.heads, "q_zp": attn.q.zero_point, "k_zp": attn.k.zero_point,
+                 "v_zp": attn.v.zero_point, "score_mult": attn.score_mult, "score_shift": attn.score_shift,
+                 "score_zp": attn.score.zero_point, "out_mult": attn.out_mult, "out_shift": attn.out_shift,
+                 "out_zp": attn.output.zero_point}  # fmt: skip
+        exp = g.add_const(f"{p}_exp", attn.exp_table)
+        g.add_op(Op(f"{p}_attention", "attention", (q, k, v, exp), context, attrs, scratch))
+        x = self.add_inplace(f"{p}_res1", x, self.factored(f"{p}_proj", context, block.proj), block.res1)
+        h = self.layernorm(f"{p}_norm2", x, block.norm2)
+        f = self.factored(f"{p}_fc1", h, block.fc1)
+        act = self.tensor(f"{p}_gelu", g.shape(f), alias_of=f)
+        g.add_op(Op(f"{p}_gelu", "lut", (f, g.add_const(f"{p}_gelu_table", block.gelu_table)), act))
+        return self.add_inplace(f"{p}_res2", x, self.factored(f"{p}_fc2", act, block.fc2), block.res2)
+
+
+def lower(model: QViT, name: str = "model") -> Graph:
+    arch = model.arch
+    graph = Graph(name)
+    b = _Builder(graph)
+    dim, patches = arch.embed_dim, arch.num_patches
+    graph.input = b.tensor("image", (arch.image_size, arch.image_size, arch.channels))
+    tokens = b.tensor("tokens", (arch.num_tokens, dim))
+    first = arch.num_tokens - patches  # rows before the patch tokens (the class token)
+    patch_rows = b.tensor("patch_tokens", (patches, dim), alias_of=tokens, offset=first * dim)
+    pe = model.patch_embed
+    consts = tuple(
+        graph.add_const(f"patch_embed_{s}", a) for s, a in zip("wbms", (pe.weight, pe.bias, pe.mult, pe.shift))
+    )
+    attrs = {"patch": arch.patch_size, "in_zp": pe.input.zero_point, "out_zp": pe.output.zero_point}
+    graph.add_op(Op("patch_embed", "patch_embed", (graph.input, *consts), patch_rows, attrs))
+    pos = graph.add_const("pos_embed", model.pos_embed)
+    embedded = b.tensor("embedded", (patches, dim), alias_of=patch_rows)
+    add = model.pos_add
+    graph.add_op(Op("pos_add", "add", (patch_rows, pos), embedded,
+                    {"a_zp": add.a.zero_point, "b_zp": add.b.zero_point, "a_mult": add.a_mult,
+                     "b_mult": add.b_mult, "shift": add.shift, "out_zp": add.output.zero_point}))  # fmt: skip
+    if model.cls_row is not None:
+        cls_slot = b.tensor("cls_slot", (dim,), alias_of=tokens, offset=0)
+        graph.add_op(Op("cls_token", "copy", (graph.add_const("cls_row", model.cls_row),), cls_slot))
+    x = tokens
+    for index, block in enumerate(model.blocks):
+        x = b.block(index, x, block)
+    if model.pool is None:
+        pooled = b.tensor("pooled", (dim,), alias_of=x, offset=0)  # the class token row, no copy
+        x_for_norm = pooled
+    else:
+        p = model.pool
+        x_for_norm = b.tensor("pooled", (dim,))
+        graph.add_op(Op("mean_pool", "mean_pool", (x,), x_for_norm,
+                        {"in_zp": p.input.zero_point, "mult": p.mult, "shift": p.shift,
+                         "out_zp": p.output.zero_point}))  # fmt: skip
+    h = b.layernorm("norm", x_for_norm, model.norm)
+    graph.output = b.linear("head", h, model.head)
+    graph.meta = {"arch": arch.to_dict(), "logits_scale": model.logits.scale,
+                  "logits_zero_point": model.logits.zero_point}  # fmt: skip
+    verify(graph)
+    return graph
+
+
+def const_bytes(graph: Graph) -> int:
+    return sum(c.nbytes for c in graph.consts.values())
+

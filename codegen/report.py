@@ -1,0 +1,128 @@
+"""The memory report: SRAM (arena + stack + runtime statics) and flash (constants by kind + code), per op."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mcuformer.boards import Board
+from mcuformer.codegen.code_size import code_bytes_estimate
+from mcuformer.codegen.ir import OP_SIGNATURES, Graph
+from mcuformer.codegen.planner import MemoryPlan
+from mcuformer.errors import McuformerError
+
+STACK_RESERVE_BYTES = 4096  # stack the firmware reserves (the linker script uses the same number)
+RUNTIME_STATIC_BYTES = 1024  # runtime statics outside the arena: serial buffers, counters
+
+_FLASH_KIND = {"$weight": "weights", "$bias": "biases", "$mult": "requant", "$shift": "requant",
+               "$table": "tables", "$exp_table": "tables", "$gamma": "norm", "$beta": "norm"}  # fmt: skip
+
+
+class BudgetError(McuformerError):
+    pass
+
+
+@dataclass(frozen=True)
+class OpRow:
+    index: int
+    name: str
+    kind: str
+    live_bytes: int
+    live_buffers: list[str]
+
+
+@dataclass(frozen=True)
+class MemoryReport:
+    model: str
+    board: str
+    arena_bytes: int
+    stack_bytes: int
+    runtime_static_bytes: int
+    sram_bytes: int
+    sram_budget: int
+    flash_by_kind: dict[str, int]
+    code_bytes: int
+    flash_bytes: int
+    flash_budget: int
+    peak_op: str
+    peak_live_bytes: int
+    ops: list[OpRow]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    def write(self, path: Path) -> None:
+        path.write_text(self.to_json() + "\n")
+
+    def summary(self) -> str:
+        kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(self.flash_by_kind.items()))
+        return "\n".join([
+            f"model {self.model} on {self.board}",
+            f"  SRAM  {self.sram_bytes:>9,} B of {self.sram_budget:,} ({100 * self.sram_bytes / self.sram_budget:.1f}%):"
+            f" arena {self.arena_bytes:,} + stack {self.stack_bytes:,} + runtime {self.runtime_static_bytes:,}",
+            f"  flash {self.flash_bytes:>9,} B of {self.flash_budget:,} ({100 * self.flash_bytes / self.flash_budget:.1f}%):"
+            f" {kinds}, code ~{self.code_bytes:,}",
+            f"  peak  {self.peak_live_bytes:,} B live at op {self.peak_op}",
+        ])  # fmt: skip
+
+    def op_table(self) -> str:
+        lines = [f"{'#':>3}  {'op':<18} {'kind':<12} {'live B':>8}  live buffers"]
+        for row in self.ops:
+            lines.append(f"{row.index:>3}  {row.name:<18} {row.kind:<12} {row.live_bytes:>8,}  "
+                         + " ".join(row.live_buffers))  # fmt: skip
+        return "\n".join(lines)
+
+
+def flash_by_kind(graph: Graph) -> dict[str, int]:
+    kinds: dict[str, str] = {}
+    for op in graph.ops:
+        for role, name in zip(OP_SIGNATURES[op.kind], op.inputs, strict=True):
+            if name in graph.consts:
+                kinds.setdefault(name, _FLASH_KIND.get(role, "embeddings"))
+    totals: dict[str, int] = {}
+    for name, kind in kinds.items():
+        totals[kind] = totals.get(kind, 0) + graph.consts[name].nbytes
+    return totals
+
+
+def memory_report(graph: Graph, plan: MemoryPlan, board: Board) -> MemoryReport:
+    by_kind = flash_by_kind(graph)
+    code = code_bytes_estimate(graph)
+    peak = plan.peak_op
+    rows = [
+        OpRow(i, op.name, op.kind, plan.live_bytes[i], [b.name for b in plan.live_at(i)])
+        for i, op in enumerate(graph.ops)
+    ]
+    return MemoryReport(
+        model=graph.name,
+        board=board.name,
+        arena_bytes=plan.arena_bytes,
+        stack_bytes=STACK_RESERVE_BYTES,
+        runtime_static_bytes=RUNTIME_STATIC_BYTES,
+        sram_bytes=plan.arena_bytes + STACK_RESERVE_BYTES + RUNTIME_STATIC_BYTES,
+        sram_budget=board.sram_bytes,
+        flash_by_kind=by_kind,
+        code_bytes=code,
+        flash_bytes=sum(by_kind.values()) + code,
+        flash_budget=board.flash_bytes,
+        peak_op=graph.ops[peak].name,
+        peak_live_bytes=plan.live_bytes[peak],
+        ops=rows,
+    )
+
+
+def check_budget(report: MemoryReport) -> None:
+    if report.sram_bytes > report.sram_budget:
+        raise BudgetError(
+            f"model {report.model} needs {report.sram_bytes:,} B SRAM (arena {report.arena_bytes:,} + stack "
+            f"{report.stack_bytes:,} + runtime {report.runtime_static_bytes:,}) but {report.board} has "
+            f"{report.sram_budget:,} B, over by {report.sram_bytes - report.sram_budget:,} B; the peak "
+            f"({report.peak_live_bytes:,} B live) is set by op {report.peak_op}"
+        )
+    if report.flash_bytes > report.flash_budget:
+        raise BudgetError(
+            f"model {report.model} needs {report.flash_bytes:,} B flash but {report.board} has "
+            f"{report.flash_budget:,} B, over by {report.flash_bytes - report.flash_budget:,} B: "
+            "use a smaller model or lower ranks"
+        )

@@ -1,0 +1,3 @@
+from mcuformer.cli import main
+
+raise SystemExit(main())

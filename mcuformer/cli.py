@@ -1,0 +1,156 @@
+"""The `mcuformer` command line. Heavy imports happen inside the subcommands so that --help is instant."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mcuformer import __version__
+from mcuformer.errors import McuformerError
+
+DEMO_PRESET = "fmnist-small"
+DEMO_EPOCHS = 10
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (default), cifar10, cifar100, imagefolder")
+    p.add_argument("--data-dir", help="dataset folder (CIFAR binary version, ImageFolder root)")
+    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help="training epochs (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-limit", type=int, help="train on the first N training images only")
+    p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
+
+
+def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from mcuformer.train import TrainConfig
+
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                       train_limit=args.train_limit, device=args.device)  # fmt: skip
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from mcuformer.arch import load_arch
+    from mcuformer.train import train
+
+    arch = load_arch(args.arch)
+    out = Path(args.out or f"runs/{arch.name or 'model'}")
+    result = train(arch, args.dataset, out, _train_config(args), args.data_dir, resume=not args.restart)
+    print(f"wrote {out / 'model.pt'}: {arch.name}, {arch.num_params():,} parameters, "
+          f"fp32 test accuracy {100 * result.metrics['fp32_accuracy']:.2f}%")  # fmt: skip
+
+
+def cmd_compile(args: argparse.Namespace) -> None:
+    from mcuformer.codegen.compiler import compile_model
+
+    out = Path(args.out or f"build/{Path(args.model).resolve().parent.name}")
+    compiled = compile_model(args.model, args.board, out, name=args.name)
+    print(compiled.report.summary())
+    if args.verbose:
+        print(compiled.report.op_table())
+    print(f"wrote {out}/src (C), {out}/memory_report.json")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from mcuformer.evaluate import evaluate_build
+
+    result = evaluate_build(args.build, args.board, args.dataset, args.n, args.data_dir)
+    print(result.table())
+    if result.logits_exact < 1.0:
+        raise McuformerError("device logits differ from the int8 reference: this is a bug, please report it")
+
+
+def cmd_boards(args: argparse.Namespace) -> None:
+    from mcuformer.boards import board_names, load_board
+
+    for name in board_names():
+        b = load_board(name)
+        print(f"{b.name:<12} {b.core:<10} SRAM {b.sram_bytes // 1024:>4} KB  flash {b.flash_bytes // 1024:>5} KB  "
+              f"{b.description}")  # fmt: skip
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from mcuformer.arch import load_arch
+    from mcuformer.codegen.compiler import compile_model
+    from mcuformer.evaluate import evaluate_build
+    from mcuformer.train import train
+
+    out = Path(args.out)
+    arch = load_arch(args.arch)
+    print(f"[1/3] training {arch.name} on {args.dataset} for {args.epochs} epochs -> {out}/model.pt")
+    train(arch, args.dataset, out, _train_config(args), args.data_dir)
+    print(f"[2/3] compiling for {args.board} -> {out}/build")
+    compiled = compile_model(out / "model.pt", args.board, out / "build", name=arch.name.replace("-", "_"))
+    print(compiled.report.summary())
+    print("[3/3] running the generated C on the host over the test set")
+    result = evaluate_build(out / "build", "host", args.dataset, args.n, args.data_dir)
+    print(result.table())
+    if result.logits_exact < 1.0:
+        raise McuformerError("generated C differs from the int8 reference: this is a bug, please report it")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mcuformer",
+        description="Vision transformers on microcontrollers: train, quantize to int8, compile to C, evaluate.",
+    )
+    parser.add_argument("--version", action="version", version=f"mcuformer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a fixed architecture and write model.pt",
+                       description="Train a ViT; checkpoints every epoch and resumes after an interrupt.")  # fmt: skip
+    p.add_argument("--arch", required=True, help="preset name (micro, fmnist-small, ...) or JSON file")
+    p.add_argument("--out", help="run folder (default runs/<arch name>)")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    _add_train_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("compile", help="compile model.pt to int8 C for a board",
+                       description="Quantize model.pt, plan its memory and write C sources + a memory report.")  # fmt: skip
+    p.add_argument("model", help="model.pt written by train or search")
+    p.add_argument("--board", default="stm32f746", help="target board (see `mcuformer boards`)")
+    p.add_argument("-o", "--out", help="build folder (default build/<run name>)")
+    p.add_argument("--name", help="model name in the generated C")
+    p.add_argument("-v", "--verbose", action="store_true", help="print the per-op memory table")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("eval", help="accuracy of a build: fp32, int8 reference and generated C",
+                       description="Run a compiled build on test images and compare it with the int8 reference.")  # fmt: skip
+    p.add_argument("build", help="build folder written by compile")
+    p.add_argument("--board", default="host", help="where to run: host (gcc build of the generated C)")
+    p.add_argument("--dataset", help="dataset (default: the one the model was trained on)")
+    p.add_argument("--data-dir")
+    p.add_argument("-n", type=int, help="first N test images only")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("boards", help="list the boards mcuformer targets")
+    p.set_defaults(func=cmd_boards)
+
+    p = sub.add_parser("demo", help="train, compile and check a Fashion-MNIST model end to end",
+                       description="The README demo: train -> compile -> C on the test set, exactness checked.")  # fmt: skip
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--arch", default=DEMO_PRESET)
+    p.add_argument("--board", default="stm32f746")
+    p.add_argument("-n", type=int, help="first N test images only (default: all)")
+    _add_train_args(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except McuformerError as err:
+        print(f"mcuformer: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mcuformer: interrupted (training resumes from its last checkpoint)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

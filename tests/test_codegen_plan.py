@@ -1,0 +1,131 @@
+"""Graph IR, verifier and memory planner on quantized models (no C compiler needed)."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from mcuformer.arch import PRESETS, ArchConfig, LayerRanks
+from mcuformer.boards import Board, load_board
+from mcuformer.codegen.emit import render
+from mcuformer.codegen.ir import IRError, Op, TensorSpec, verify
+from mcuformer.codegen.lower import lower
+from mcuformer.codegen.planner import check_plan, lifetimes, plan_memory
+from mcuformer.codegen.report import BudgetError, check_budget, memory_report
+from mcuformer.model import VisionTransformer
+from mcuformer.quant.ptq import calibrate, quantize_model
+
+
+def _graph(arch: ArchConfig, seed: int = 0):
+    torch.manual_seed(seed)
+    model = VisionTransformer(arch, [0.5] * arch.channels, [0.25] * arch.channels)
+    pixels = torch.rand(16, arch.channels, arch.image_size, arch.image_size)
+    return lower(quantize_model(model, calibrate(model, pixels)), arch.name.replace("-", "_") or "m")
+
+
+def _random_arch(rng: random.Random) -> ArchConfig:
+    depth = rng.randint(1, 3)
+    dim = rng.choice([8, 12, 16, 24, 32])
+    heads = tuple(rng.choice([h for h in (1, 2, 4) if dim % h == 0]) for _ in range(depth))
+    patch = rng.choice([2, 4, 7])
+    size = patch * rng.randint(1, 5)
+
+    def rank(fan_in: int, fan_out: int) -> int | None:
+        options = [r for r in (4, 8) if r < min(fan_in, fan_out)]
+        return rng.choice([None, *options]) if options else None
+
+    ratios = tuple(rng.choice([1.0, 2.0, 3.0]) for _ in range(depth))
+    ranks = tuple(
+        LayerRanks(rank(dim, 3 * dim), rank(dim, dim), rank(dim, int(dim * m)), rank(int(dim * m), dim))
+        for m in ratios
+    )
+    return ArchConfig(image_size=size, channels=rng.choice([1, 3]), patch_size=patch, embed_dim=dim, depth=depth,
+                      num_heads=heads, mlp_ratios=ratios, ranks=ranks, num_classes=rng.randint(2, 12),
+                      pool=rng.choice(["cls", "mean"]))  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_random_architectures_plan_without_overlap_and_deterministically(seed):
+    arch = _random_arch(random.Random(seed))
+    graph = _graph(arch, seed)
+    plan = plan_memory(graph)
+    check_plan(plan)  # raises on any overlap of live buffers or a buffer outside the arena
+    for buffer in plan.buffers:
+        for other in plan.buffers:
+            if buffer is not other and buffer.overlaps_in_time(other):
+                assert not buffer.overlaps_in_space(other)
+    # Every tensor lies inside its buffer and the arena.
+    for name, offset in plan.tensor_offsets.items():
+        assert 0 <= offset and offset + graph.tensors[name].nbytes <= plan.arena_bytes
+    # The arena is at least the largest set of simultaneously live tensors.
+    assert plan.arena_bytes >= max(plan.live_bytes)
+    again = plan_memory(_graph(arch, seed))
+    assert again == plan
+    assert render(graph, plan) == render(_graph(arch, seed), again)
+
+
+def test_residual_adds_and_gelu_run_in_place():
+    graph = _graph(PRESETS["micro"])
+    plan = plan_memory(graph)
+    assert plan.tensor_offsets["b0_res1"] == plan.tensor_offsets["tokens"]
+    assert plan.tensor_offsets["b0_res2"] == plan.tensor_offsets["tokens"]
+    assert plan.tensor_offsets["b0_gelu"] == plan.tensor_offsets["b0_fc1_u"]
+    # patch tokens are written straight into rows 1.. of the token matrix: no concatenation copy
+    assert plan.tensor_offsets["patch_tokens"] == plan.tensor_offsets["tokens"] + 16
+
+
+def test_lifetimes_cover_first_write_to_last_read():
+    graph = _graph(PRESETS["micro"])
+    span = lifetimes(graph)
+    names = [op.name for op in graph.ops]
+    assert span["image"] == (0, 0)
+    assert span["tokens"][0] == 0 and span["tokens"][1] >= names.index("b0_res2")
+    assert span["b0_attn_scratch"] == (names.index("b0_attention"),) * 2
+
+
+def test_verifier_rejects_broken_graphs():
+    graph = _graph(PRESETS["micro"])
+    verify(graph)
+    reads_too_early = graph.ops[1]
+    graph.ops.insert(0, reads_too_early)
+    with pytest.raises(IRError, match="before it is written"):
+        verify(graph)
+    graph.ops.pop(0)
+    graph.ops.append(Op("bad", "conv3d", ("image",), "image"))
+    with pytest.raises(IRError, match="unknown kind"):
+        verify(graph)
+    graph.ops.pop()
+    graph.ops.append(Op("bad", "lut", ("head", "b0_gelu_table"), "head", {"oops": 1}))
+    with pytest.raises(IRError, match="needs attributes"):
+        verify(graph)
+    graph.ops.pop()
+    graph.add_tensor(TensorSpec("wild_view", (10_000,), alias_of="tokens"))
+    with pytest.raises(IRError, match="outside"):
+        verify(graph)
+
+
+def test_report_counts_flash_by_kind_and_budget_errors_name_the_peak():
+    graph = _graph(PRESETS["micro"])
+    plan = plan_memory(graph)
+    report = memory_report(graph, plan, load_board("stm32f746"))
+    weights = sum(c.nbytes for n, c in graph.consts.items() if c.array.dtype == np.int8 and n.endswith("_w"))
+    assert report.flash_by_kind["weights"] == weights
+    assert report.flash_bytes == sum(c.nbytes for c in graph.consts.values()) + report.code_bytes
+    assert report.sram_bytes == plan.arena_bytes + report.stack_bytes + report.runtime_static_bytes
+    check_budget(report)
+    tiny = Board("tiny", "test board", "cortex-m0", 1, report.sram_bytes - 1, 1 << 20)
+    with pytest.raises(BudgetError, match=f"over by 1 B; the peak .* is set by op {report.peak_op}"):
+        check_budget(memory_report(graph, plan, tiny))
+    small_flash = Board("tiny", "test board", "cortex-m0", 1, 1 << 20, 1000)
+    with pytest.raises(BudgetError, match="flash"):
+        check_budget(memory_report(graph, plan, small_flash))
+
+
+def test_unsupported_layers_are_named():
+    torch.manual_seed(0)
+    arch = PRESETS["micro"]
+    model = VisionTransformer(arch, [0.5], [0.25])
+    model.blocks[0].mlp.fc2 = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(32, 16))
+    with pytest.raises(Exception, match=r"layer blocks\.0\.mlp\.fc2 \(Sequential\) is not supported"):
+        quantize_model(model, {})
