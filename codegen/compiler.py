@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mcuformer.boards import Board, load_board
-from mcuformer.checkpoint import ModelFile, load_model
 from mcuformer.codegen.emit import model_hash, write_sources
 from mcuformer.codegen.ir import Graph
 from mcuformer.codegen.lower import lower
 from mcuformer.codegen.planner import MemoryPlan, plan_memory
 from mcuformer.codegen.report import MemoryReport, check_budget, memory_report
+
+from mcuformer.checkpoint import ModelFile, load_model
 from mcuformer.quant.ptq import quantize_model
 from mcuformer.quant.qmodel import QViT
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import jinja2
 import numpy as np
-
-from mcuformer import __version__
 from mcuformer.codegen.ir import Graph, Op
 from mcuformer.codegen.planner import MemoryPlan
+
+from mcuformer import __version__
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t"}

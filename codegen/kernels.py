@@ -8,6 +8,7 @@ def _align4(n: int) -> int:
 
 
 def attention_scratch_bytes(tokens: int, channels: int, heads: int) -> int:
-    """mcf_attention_s8_get_buffer_size: PLACEHOLDER until the kernel defines its layout."""
-    head_dim = channels // heads
-    return _align4(tokens) + 4 * head_dim + _align4(channels)
+    """mcf_attention_s8_get_buffer_size: one int8 score/probability row of `tokens` values, word aligned."""
+    if tokens <= 0 or channels <= 0 or heads <= 0 or channels % heads:
+        raise ValueError(f"invalid attention dims tokens={tokens} channels={channels} heads={heads}")
+    return _align4(tokens)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mcuformer.codegen.ir import Graph, Op, TensorSpec, verify
 from mcuformer.codegen.kernels import attention_scratch_bytes
+
 from mcuformer.quant.qmodel import QAdd, QBlock, QFactored, QLayerNorm, QLinear, QViT
 
 
@@ -84,7 +85,8 @@ def lower(model: QViT, name: str = "model") -> Graph:
     patch_rows = b.tensor("patch_tokens", (patches, dim), alias_of=tokens, offset=first * dim)
     pe = model.patch_embed
     consts = tuple(
-        graph.add_const(f"patch_embed_{s}", a) for s, a in zip("wbms", (pe.weight, pe.bias, pe.mult, pe.shift))
+        graph.add_const(f"patch_embed_{s}", a)
+        for s, a in zip("wbms", (pe.weight, pe.bias, pe.mult, pe.shift), strict=True)
     )
     attrs = {"patch": arch.patch_size, "in_zp": pe.input.zero_point, "out_zp": pe.output.zero_point}
     graph.add_op(Op("patch_embed", "patch_embed", (graph.input, *consts), patch_rows, attrs))
@@ -119,4 +121,3 @@ def lower(model: QViT, name: str = "model") -> Graph:
 
 def const_bytes(graph: Graph) -> int:
     return sum(c.nbytes for c in graph.consts.values())
-

@@ -80,9 +80,7 @@ def plan_memory(graph: Graph) -> MemoryPlan:
     for root in order:
         first, last = span[root]
         size = _align(graph.tensors[root].nbytes)
-        conflicts = sorted(
-            (b for b in placed if b.first <= last and first <= b.last), key=lambda b: b.offset
-        )
+        conflicts = sorted((b for b in placed if b.first <= last and first <= b.last), key=lambda b: b.offset)
         offset = 0
         for other in conflicts:
             if offset + size <= other.offset:
@@ -92,13 +90,9 @@ def plan_memory(graph: Graph) -> MemoryPlan:
         placed.append(Buffer(root, size, offset, first, last, members))
     buffers = tuple(sorted(placed, key=lambda b: (b.first, b.offset, b.name)))
     arena = max((b.offset + b.size for b in buffers), default=0)
-    live = tuple(
-        sum(b.size for b in buffers if b.first <= i <= b.last) for i in range(len(graph.ops))
-    )
+    live = tuple(sum(b.size for b in buffers if b.first <= i <= b.last) for i in range(len(graph.ops)))
     offsets = {
-        name: by_root.offset + graph.root_offset(name)
-        for by_root in buffers
-        for name in by_root.tensors
+        name: by_root.offset + graph.root_offset(name) for by_root in buffers for name in by_root.tensors
     }
     plan = MemoryPlan(buffers, arena, tuple(op.name for op in graph.ops), live, offsets)
     check_plan(plan)

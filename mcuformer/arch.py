@@ -27,7 +27,8 @@ class LayerRanks:
     fc2: int | None = None
 
     def get(self, name: str) -> int | None:
-        return getattr(self, name)  # type: ignore[no-any-return]
+        value: int | None = getattr(self, name)
+        return value
 
 
 @dataclass(frozen=True)
@@ -165,9 +166,7 @@ class ArchConfig:
         data = asdict(self)
         data["num_heads"] = list(self.num_heads)
         data["mlp_ratios"] = list(self.mlp_ratios)
-        data["ranks"] = [
-            {k: ("full" if v is None else v) for k, v in asdict(r).items()} for r in self.ranks
-        ]
+        data["ranks"] = [{k: ("full" if v is None else v) for k, v in asdict(r).items()} for r in self.ranks]
         return data
 
     @classmethod
@@ -209,26 +208,64 @@ class ArchConfig:
 PRESETS: dict[str, ArchConfig] = {
     # A few seconds per epoch: the test suite's model.
     "micro": ArchConfig.uniform(
-        image_size=28, channels=1, patch_size=7, embed_dim=16, depth=1, num_heads=2, mlp_ratio=2,
-        num_classes=10, rank=LayerRanks(fc1=8), name="micro",
+        image_size=28,
+        channels=1,
+        patch_size=7,
+        embed_dim=16,
+        depth=1,
+        num_heads=2,
+        mlp_ratio=2,
+        num_classes=10,
+        rank=LayerRanks(fc1=8),
+        name="micro",
     ),
     # The README demo: Fashion-MNIST, 28x28, 7x7 patches of 4 px.
     "fmnist-small": ArchConfig.uniform(
-        image_size=28, channels=1, patch_size=4, embed_dim=48, depth=3, num_heads=3, mlp_ratio=2,
-        num_classes=10, name="fmnist-small",
+        image_size=28,
+        channels=1,
+        patch_size=4,
+        embed_dim=48,
+        depth=3,
+        num_heads=3,
+        mlp_ratio=2,
+        num_classes=10,
+        name="fmnist-small",
     ),
     "fmnist-lowrank": ArchConfig.uniform(
-        image_size=28, channels=1, patch_size=4, embed_dim=64, depth=4, num_heads=4, mlp_ratio=2,
-        num_classes=10, rank=LayerRanks(qkv=32, proj=32, fc1=32, fc2=32), name="fmnist-lowrank",
+        image_size=28,
+        channels=1,
+        patch_size=4,
+        embed_dim=64,
+        depth=4,
+        num_heads=4,
+        mlp_ratio=2,
+        num_classes=10,
+        rank=LayerRanks(qkv=32, proj=32, fc1=32, fc2=32),
+        name="fmnist-lowrank",
     ),
     # The reference models of the memory and kernel benchmarks.
     "cifar-p4-d64": ArchConfig.uniform(
-        image_size=32, channels=3, patch_size=4, embed_dim=64, depth=4, num_heads=4, mlp_ratio=2,
-        num_classes=10, name="cifar-p4-d64",
+        image_size=32,
+        channels=3,
+        patch_size=4,
+        embed_dim=64,
+        depth=4,
+        num_heads=4,
+        mlp_ratio=2,
+        num_classes=10,
+        name="cifar-p4-d64",
     ),
     "mcuformer-240": ArchConfig.uniform(
-        image_size=240, channels=3, patch_size=16, embed_dim=192, depth=6, num_heads=3, mlp_ratio=2,
-        num_classes=1000, rank=LayerRanks(qkv=64, proj=64, fc1=64, fc2=64), pool="mean",
+        image_size=240,
+        channels=3,
+        patch_size=16,
+        embed_dim=192,
+        depth=6,
+        num_heads=3,
+        mlp_ratio=2,
+        num_classes=1000,
+        rank=LayerRanks(qkv=64, proj=64, fc1=64, fc2=64),
+        pool="mean",
         name="mcuformer-240",
     ),
 }

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mcuformer import __version__
 from mcuformer.errors import McuformerError
+
+if TYPE_CHECKING:
+    from mcuformer.train import TrainConfig
 
 DEMO_PRESET = "fmnist-small"
 DEMO_EPOCHS = 10
@@ -24,7 +28,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
 
 
-def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _train_config(args: argparse.Namespace) -> TrainConfig:
     from mcuformer.train import TrainConfig
 
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -99,16 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mcuformer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a fixed architecture and write model.pt",
-                       description="Train a ViT; checkpoints every epoch and resumes after an interrupt.")  # fmt: skip
+    p = sub.add_parser(
+        "train",
+        help="train a fixed architecture and write model.pt",
+        description="Train a ViT; checkpoints every epoch and resumes after an interrupt.",
+    )
     p.add_argument("--arch", required=True, help="preset name (micro, fmnist-small, ...) or JSON file")
     p.add_argument("--out", help="run folder (default runs/<arch name>)")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     _add_train_args(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("compile", help="compile model.pt to int8 C for a board",
-                       description="Quantize model.pt, plan its memory and write C sources + a memory report.")  # fmt: skip
+    p = sub.add_parser(
+        "compile",
+        help="compile model.pt to int8 C for a board",
+        description="Quantize model.pt, plan its memory and write C sources + a memory report.",
+    )
     p.add_argument("model", help="model.pt written by train or search")
     p.add_argument("--board", default="stm32f746", help="target board (see `mcuformer boards`)")
     p.add_argument("-o", "--out", help="build folder (default build/<run name>)")
@@ -116,8 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="print the per-op memory table")
     p.set_defaults(func=cmd_compile)
 
-    p = sub.add_parser("eval", help="accuracy of a build: fp32, int8 reference and generated C",
-                       description="Run a compiled build on test images and compare it with the int8 reference.")  # fmt: skip
+    p = sub.add_parser(
+        "eval",
+        help="accuracy of a build: fp32, int8 reference and generated C",
+        description="Run a compiled build on test images and compare it with the int8 reference.",
+    )
     p.add_argument("build", help="build folder written by compile")
     p.add_argument("--board", default="host", help="where to run: host (gcc build of the generated C)")
     p.add_argument("--dataset", help="dataset (default: the one the model was trained on)")
@@ -128,8 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("boards", help="list the boards mcuformer targets")
     p.set_defaults(func=cmd_boards)
 
-    p = sub.add_parser("demo", help="train, compile and check a Fashion-MNIST model end to end",
-                       description="The README demo: train -> compile -> C on the test set, exactness checked.")  # fmt: skip
+    p = sub.add_parser(
+        "demo",
+        help="train, compile and check a Fashion-MNIST model end to end",
+        description="The README demo: train -> compile -> C on the test set, exactness checked.",
+    )
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--arch", default=DEMO_PRESET)
     p.add_argument("--board", default="stm32f746")

@@ -45,8 +45,11 @@ class EvalResult:
 def read_manifest(build_dir: Path) -> dict:
     path = Path(build_dir) / MANIFEST
     if not path.is_file():
-        raise McuformerError(f"{build_dir} is not an mcuformer build (no {MANIFEST}); run `mcuformer compile` first")
-    return json.loads(path.read_text())  # type: ignore[no-any-return]
+        raise McuformerError(
+            f"{build_dir} is not an mcuformer build (no {MANIFEST}); run `mcuformer compile` first"
+        )
+    manifest: dict = json.loads(path.read_text())
+    return manifest
 
 
 def evaluate_build(

@@ -62,7 +62,9 @@ class Attention(nn.Module):
         batch, tokens, dim = x.shape
         qkv = self.qkv(x, observe, f"{name}.qkv")
         q, k, v = (
-            _tap(observe, f"{name}.{part}", t).reshape(batch, tokens, self.num_heads, self.head_dim).transpose(1, 2)
+            _tap(observe, f"{name}.{part}", t)
+            .reshape(batch, tokens, self.num_heads, self.head_dim)
+            .transpose(1, 2)
             for part, t in zip("qkv", qkv.split(dim, dim=-1), strict=True)
         )
         scores = _tap(observe, f"{name}.scores", (q @ k.transpose(-2, -1)) * self.scale)
@@ -108,6 +110,8 @@ class VisionTransformer(nn.Module):
             raise ValueError(f"mean/std need {arch.channels} channels, got {len(mean)}/{len(std)}")
         self.arch = arch
         dim = arch.embed_dim
+        self.pixel_mean: Tensor
+        self.pixel_std: Tensor
         self.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.patch_embed = PatchEmbed(arch.patch_size, arch.channels, dim)

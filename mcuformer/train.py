@@ -27,7 +27,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
-    random_crop_pad: int = 2
+    random_crop_pad: int = 0  # random-crop padding in pixels; off by default: it lowered Fashion-MNIST accuracy
     hflip: bool = True
     seed: int = 0
     calibration_images: int = 512
@@ -67,7 +67,9 @@ def evaluate(model: VisionTransformer, data: ImageSet, batch_size: int = 500, de
     correct = 0
     for start in range(0, len(data), batch_size):
         pixels = pixels_to_tensor(data.images[start : start + batch_size]).to(device)
-        correct += int((model(pixels).argmax(1).cpu() == torch.from_numpy(data.labels[start : start + batch_size])).sum())
+        correct += int(
+            (model(pixels).argmax(1).cpu() == torch.from_numpy(data.labels[start : start + batch_size])).sum()
+        )
     return correct / max(len(data), 1)
 
 
@@ -132,7 +134,9 @@ def train(
     for epoch in range(start_epoch, config.epochs):
         model.train()
         order = torch.randperm(len(train_set), generator=generator)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
+        bar = tqdm(
+            range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False
+        )
         running = 0.0
         for step in bar:
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]

@@ -5,14 +5,14 @@ import random
 import numpy as np
 import pytest
 import torch
-
-from mcuformer.arch import PRESETS, ArchConfig, LayerRanks
 from mcuformer.boards import Board, load_board
 from mcuformer.codegen.emit import render
 from mcuformer.codegen.ir import IRError, Op, TensorSpec, verify
 from mcuformer.codegen.lower import lower
 from mcuformer.codegen.planner import check_plan, lifetimes, plan_memory
 from mcuformer.codegen.report import BudgetError, check_budget, memory_report
+
+from mcuformer.arch import PRESETS, ArchConfig, LayerRanks
 from mcuformer.model import VisionTransformer
 from mcuformer.quant.ptq import calibrate, quantize_model
 
@@ -57,7 +57,7 @@ def test_random_architectures_plan_without_overlap_and_deterministically(seed):
                 assert not buffer.overlaps_in_space(other)
     # Every tensor lies inside its buffer and the arena.
     for name, offset in plan.tensor_offsets.items():
-        assert 0 <= offset and offset + graph.tensors[name].nbytes <= plan.arena_bytes
+        assert offset >= 0 and offset + graph.tensors[name].nbytes <= plan.arena_bytes
     # The arena is at least the largest set of simultaneously live tensors.
     assert plan.arena_bytes >= max(plan.live_bytes)
     again = plan_memory(_graph(arch, seed))

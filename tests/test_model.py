@@ -14,8 +14,12 @@ def test_forward_shapes_and_taps_for_cls_and_mean_pooling():
         arch = ArchConfig.uniform(image_size=16, channels=3, patch_size=4, embed_dim=24, depth=2, num_heads=3,
                                   mlp_ratio=2, num_classes=7, rank=LayerRanks(qkv=8), pool=pool)  # fmt: skip
         model = _model(arch)
-        seen = {}
-        logits = model(torch.rand(2, 3, 16, 16), observe=lambda n, t: seen.__setitem__(n, tuple(t.shape)))
+        seen: dict[str, tuple[int, ...]] = {}
+
+        def observe(name, tensor, seen=seen):
+            seen[name] = tuple(tensor.shape)
+
+        logits = model(torch.rand(2, 3, 16, 16), observe=observe)
         assert logits.shape == (2, 7)
         assert seen["embed"] == (2, arch.num_tokens, 24)
         assert seen["blocks.1.attn.scores"] == (2, 3, arch.num_tokens, arch.num_tokens)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import cast
 
 import numpy as np
 import torch
@@ -13,7 +14,15 @@ from mcuformer.errors import McuformerError
 from mcuformer.model import Attention, Block, LowRankLinear, Mlp, PatchEmbed, VisionTransformer
 from mcuformer.quant import spec
 from mcuformer.quant.qmodel import (
-    QAdd, QAttention, QBlock, QFactored, QLayerNorm, QLinear, QMeanPool, QParams, QViT,
+    QAdd,
+    QAttention,
+    QBlock,
+    QFactored,
+    QLayerNorm,
+    QLinear,
+    QMeanPool,
+    QParams,
+    QViT,
 )  # fmt: skip
 
 Calibration = dict[str, tuple[float, float]]
@@ -65,16 +74,24 @@ def quantize_linear(weight: np.ndarray, bias: np.ndarray | None, inp: QParams, o
     return QLinear(q_weight, q_bias, mult, shift, inp, out)
 
 
-def _numpy(t: torch.Tensor | None) -> np.ndarray | None:
-    return None if t is None else t.detach().cpu().double().numpy()
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().double().numpy()
+
+
+def _bias(layer: nn.Linear | nn.Conv2d) -> np.ndarray:
+    return (
+        np.zeros(layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features)
+        if layer.bias is None
+        else _numpy(layer.bias)
+    )
 
 
 def _factored(layer: LowRankLinear, inp: QParams, out: QParams, calib: Calibration, name: str) -> QFactored:
     if layer.v is None:
-        return QFactored(None, quantize_linear(_numpy(layer.u.weight), _numpy(layer.u.bias), inp, out))
+        return QFactored(None, quantize_linear(_numpy(layer.u.weight), _bias(layer.u), inp, out))
     mid = _qparams(calib, f"{name}.mid")
     v = quantize_linear(_numpy(layer.v.weight), None, inp, mid)
-    return QFactored(v, quantize_linear(_numpy(layer.u.weight), _numpy(layer.u.bias), mid, out))
+    return QFactored(v, quantize_linear(_numpy(layer.u.weight), _bias(layer.u), mid, out))
 
 
 def quantize_layernorm(norm: nn.LayerNorm, inp: QParams, out: QParams) -> QLayerNorm:
@@ -94,7 +111,7 @@ def quantize_add(a: QParams, b: QParams, out: QParams) -> QAdd:
     return QAdd(a, b, a_mult, b_mult, shift, out)
 
 
-def _quantize_block(block: nn.Module, arch: ArchConfig, layer: int, x: QParams, calib: Calibration) -> QBlock:
+def _quantize_block(block: Block, arch: ArchConfig, layer: int, x: QParams, calib: Calibration) -> QBlock:
     name = f"blocks.{layer}"
     qp = lambda tap: _qparams(calib, f"{name}.{tap}")  # noqa: E731
     norm1 = quantize_layernorm(block.norm1, x, qp("norm1"))
@@ -104,7 +121,7 @@ def _quantize_block(block: nn.Module, arch: ArchConfig, layer: int, x: QParams, 
     if attn.qkv.v is not None:
         qkv_in = qp("attn.qkv.mid")
         qkv_v = quantize_linear(_numpy(attn.qkv.v.weight), None, norm1.output, qkv_in)
-    w, b = _numpy(attn.qkv.u.weight), _numpy(attn.qkv.u.bias)
+    w, b = _numpy(attn.qkv.u.weight), _bias(attn.qkv.u)
     q, k, v = (
         quantize_linear(w[i * dim : (i + 1) * dim], b[i * dim : (i + 1) * dim], qkv_in, qp(f"attn.{part}"))
         for i, part in enumerate("qkv")
@@ -157,7 +174,7 @@ def quantize_model(model: VisionTransformer, calibration: Calibration) -> QViT:
     arch = model.arch
     mean, std = _numpy(model.pixel_mean).reshape(-1), _numpy(model.pixel_std).reshape(-1)
     conv = _numpy(model.patch_embed.proj.weight)  # [D, C, P, P]
-    conv_bias = _numpy(model.patch_embed.proj.bias)
+    conv_bias = _bias(model.patch_embed.proj)
     # Fold (x - mean) / std into the patch embedding: the device feeds raw pixels.
     folded = conv / std[None, :, None, None]
     folded_bias = conv_bias - (conv * (mean / std)[None, :, None, None]).sum(axis=(1, 2, 3))
@@ -177,7 +194,7 @@ def quantize_model(model: VisionTransformer, calibration: Calibration) -> QViT:
     blocks = []
     x = tokens_q
     for layer, block in enumerate(model.blocks):
-        blocks.append(_quantize_block(block, arch, layer, x, calibration))
+        blocks.append(_quantize_block(cast(Block, block), arch, layer, x, calibration))
         x = blocks[-1].res2.output
     pool = None
     if arch.pool == "mean":
@@ -186,8 +203,7 @@ def quantize_model(model: VisionTransformer, calibration: Calibration) -> QViT:
         pool = QMeanPool(x, mult, shift, pooled)
         x = pooled
     norm = quantize_layernorm(model.norm, x, _qparams(calibration, "norm"))
-    head = quantize_linear(_numpy(model.head.weight), _numpy(model.head.bias), norm.output,
+    head = quantize_linear(_numpy(model.head.weight), _bias(model.head), norm.output,
                            _qparams(calibration, "logits"))  # fmt: skip
     return QViT(arch, INPUT_QPARAMS, patch_embed, _quantize_tensor(pos, pos_q), pos_add, cls_row, tuple(blocks),
                 pool, norm, head)  # fmt: skip
-

@@ -56,7 +56,14 @@ class QLayerNorm:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return ops.layernorm(
-            x, self.gamma, self.beta, self.input.zero_point, self.eps, self.mult, self.shift, self.output.zero_point
+            x,
+            self.gamma,
+            self.beta,
+            self.input.zero_point,
+            self.eps,
+            self.mult,
+            self.shift,
+            self.output.zero_point,
         )
 
 
@@ -71,7 +78,14 @@ class QAdd:
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return ops.add(
-            a, b, self.a.zero_point, self.b.zero_point, self.a_mult, self.b_mult, self.shift, self.output.zero_point
+            a,
+            b,
+            self.a.zero_point,
+            self.b.zero_point,
+            self.a_mult,
+            self.b_mult,
+            self.shift,
+            self.output.zero_point,
         )
 
 
