@@ -10,7 +10,7 @@ from mcuformer.arch import PRESETS
 from mcuformer.checkpoint import ModelFile
 from mcuformer.train import TrainConfig, train
 
-TINY_TRAIN = TrainConfig(epochs=1, batch_size=64, train_limit=1024, calibration_images=256)
+TINY_TRAIN = TrainConfig(epochs=2, batch_size=64, lr=5e-3, warmup_epochs=0.2, train_limit=4096, calibration_images=256)
 
 
 @pytest.fixture(scope="session")
