@@ -19,22 +19,22 @@ KERNEL_SYMBOLS: dict[str, tuple[str, ...]] = {
     "mean_pool": ("mcf_mean_pool_s8",),
     "copy": ("mcf_copy_s8",),
 }
-KERNEL_TEXT_BYTES: dict[str, int] = {
-    "mcf_patch_embed_s8": 512,
-    "mcf_linear_s8": 384,
-    "mcf_add_s8": 192,
-    "mcf_lut_s8": 96,
-    "mcf_layernorm_s8": 640,
-    "mcf_attention_s8": 768,
-    "mcf_attention_s8_get_buffer_size": 64,
-    "mcf_softmax_s8": 320,
-    "mcf_mean_pool_s8": 256,
+KERNEL_TEXT_BYTES: dict[str, int] = {  # measured size + ~25% (Cortex-M7, -O2), rounded up to 16
+    "mcf_patch_embed_s8": 768,
+    "mcf_linear_s8": 544,
+    "mcf_add_s8": 240,
+    "mcf_lut_s8": 80,
+    "mcf_layernorm_s8": 800,
+    "mcf_attention_s8": 1024,
+    "mcf_attention_s8_get_buffer_size": 80,
+    "mcf_softmax_s8": 288,
+    "mcf_mean_pool_s8": 336,
     "mcf_copy_s8": 64,
 }
 CALL_BYTES = 40  # one call in mcf_model_run: argument set-up, branch, status check
 STRUCT_BYTES = 40  # the op's const dims/params structs
 MODEL_RUN_BYTES = 128  # prologue, input/output copies of mcf_model_run
-LIBC_BYTES = 512  # memcpy/memmove from newlib-nano
+LIBC_BYTES = 1024  # memcpy/memmove (newlib-nano) and libgcc 64-bit division (LayerNorm)
 
 
 def code_bytes_estimate(graph: Graph) -> int:

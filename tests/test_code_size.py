@@ -1,0 +1,26 @@
+"""The flash estimate's code table is an upper bound of what the cross compiler really emits."""
+
+import subprocess
+
+from mcuformer.codegen.code_size import KERNEL_SYMBOLS, KERNEL_TEXT_BYTES
+from mcuformer.codegen.host_build import KERNEL_INCLUDE, kernel_sources
+
+M7_FLAGS = ["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16", "-O2", "-ffunction-sections"]
+
+
+def test_kernel_text_sizes_stay_within_the_estimate(tmp_path):
+    sizes: dict[str, int] = {}
+    for source in kernel_sources():
+        obj = tmp_path / f"{source.stem}.o"
+        subprocess.run(["arm-none-eabi-gcc", *M7_FLAGS, f"-I{KERNEL_INCLUDE}", "-c", str(source), "-o", str(obj)],
+                       check=True)  # fmt: skip
+        nm = subprocess.run(["arm-none-eabi-nm", "-S", str(obj)], check=True, capture_output=True, text=True)
+        for line in nm.stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 4 and parts[2] == "T":
+                sizes[parts[3]] = int(parts[1], 16)
+    every_symbol = {s for symbols in KERNEL_SYMBOLS.values() for s in symbols}
+    assert every_symbol <= set(sizes), every_symbol - set(sizes)
+    for symbol, size in sizes.items():
+        assert symbol in KERNEL_TEXT_BYTES, f"{symbol} has no code-size estimate"
+        assert size <= KERNEL_TEXT_BYTES[symbol], f"{symbol}: {size} B > estimate {KERNEL_TEXT_BYTES[symbol]} B"
