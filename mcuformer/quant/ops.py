@@ -63,7 +63,7 @@ def add(
     shift: int,
     out_zp: int,
 ) -> np.ndarray:
-    """out = sat8(rshift_round((a - a_zp) * a_mult + (b - b_zp) * b_mult, shift) + out_zp); b broadcasts."""
+    """out = sat8(rshift_round((a - a_zp) * a_mult + (b - b_zp) * b_mult, shift) + out_zp), elementwise."""
     acc = (_i32(a) - a_zp) * a_mult + (_i32(b) - b_zp) * b_mult
     return spec.saturate_int8(spec.rshift_round(acc, shift) + out_zp)
 

@@ -71,7 +71,7 @@ def rshift_round(values: np.ndarray, shift: int) -> np.ndarray:
 
 
 def isqrt64(values: np.ndarray) -> np.ndarray:
-    """floor(sqrt(v)) for 0 <= v < 2^62, exact (float estimate, then integer correction)."""
+    """floor(sqrt(v)) for 0 <= v < 2^63 - 2^33, exact (float estimate, then integer correction)."""
     v = np.asarray(values, dtype=np.int64)
     root = np.floor(np.sqrt(v.astype(np.float64))).astype(np.int64)
     for _ in range(2):
