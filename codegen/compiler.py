@@ -7,15 +7,20 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
+from mcuformer.arch import ArchConfig, load_arch
 from mcuformer.boards import Board, load_board
 from mcuformer.codegen.emit import model_hash, write_sources
 from mcuformer.codegen.ir import Graph
 from mcuformer.codegen.lower import lower
+from mcuformer.codegen.plan_plot import plot_plan
 from mcuformer.codegen.planner import MemoryPlan, plan_memory
 from mcuformer.codegen.report import MemoryReport, check_budget, memory_report
 
 from mcuformer.checkpoint import ModelFile, load_model
-from mcuformer.quant.ptq import quantize_model
+from mcuformer.model import VisionTransformer
+from mcuformer.quant.ptq import calibrate, quantize_model
 from mcuformer.quant.qmodel import QViT
 
 MANIFEST = "mcuformer.json"
@@ -33,6 +38,25 @@ class CompiledModel:
 def build_graph(model_file: ModelFile, name: str) -> tuple[QViT, Graph]:
     qmodel = quantize_model(model_file.model, model_file.calibration)
     return qmodel, lower(qmodel, name)
+
+
+def graph_for_arch(arch: ArchConfig, name: str = "model") -> Graph:
+    """The graph of an architecture without trained weights: shapes, ops and buffers are what the plan needs."""
+    torch.manual_seed(0)
+    model = VisionTransformer(arch, [0.5] * arch.channels, [0.25] * arch.channels)
+    pixels = torch.rand(1, arch.channels, arch.image_size, arch.image_size)
+    return lower(quantize_model(model, calibrate(model, pixels)), name)
+
+
+def plan_target(target: str | Path) -> tuple[Graph, str]:
+    """A model.pt file or an architecture (preset or JSON) -> its graph and a display name."""
+    path = Path(target)
+    if path.suffix == ".pt":
+        model_file = load_model(path)
+        name = model_file.arch.name or path.parent.name
+        return build_graph(model_file, name.replace("-", "_"))[1], name
+    arch = load_arch(target)
+    return graph_for_arch(arch, (arch.name or "model").replace("-", "_")), arch.name or str(target)
 
 
 def compile_model(
@@ -57,6 +81,7 @@ def compile_model(
         shutil.copyfile(model_path, out / "model.pt")  # the build is self-contained: eval re-derives from it
     report.write(out / "memory_report.json")
     (out / "memory_report.txt").write_text(report.summary() + "\n\n" + report.op_table() + "\n")
+    plot_plan(plan, out / "memory_plan.png", f"{name} on {board.name}: arena {plan.arena_bytes:,} B")
     manifest = {
         "name": name,
         "model_hash": model_hash(graph),

@@ -57,6 +57,23 @@ def cmd_compile(args: argparse.Namespace) -> None:
     print(f"wrote {out}/src (C), {out}/memory_report.json")
 
 
+def cmd_plan(args: argparse.Namespace) -> None:
+    from mcuformer.boards import load_board
+    from mcuformer.codegen.compiler import plan_target
+    from mcuformer.codegen.plan_plot import plot_plan
+    from mcuformer.codegen.planner import plan_memory
+    from mcuformer.codegen.report import memory_report
+
+    graph, name = plan_target(args.target)
+    plan = plan_memory(graph)
+    report = memory_report(graph, plan, load_board(args.board))
+    print(report.op_table())
+    print(report.summary())
+    plot = Path(args.plot or f"{Path(name).stem}_plan.png")
+    plot_plan(plan, plot, f"{name} on {args.board}: arena {plan.arena_bytes:,} B")
+    print(f"wrote {plot}")
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
     from mcuformer.evaluate import evaluate_build
 
@@ -137,6 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("-n", type=int, help="first N test images only")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "plan",
+        help="print and plot the memory plan of an architecture or model.pt",
+        description="Per-op table of live buffers, the peak and what sets it, and a timeline plot (PNG/SVG).",
+    )
+    p.add_argument("target", help="model.pt, an architecture preset or an architecture JSON file")
+    p.add_argument("--board", default="stm32f746", help="board whose budget the report compares with")
+    p.add_argument("--plot", help="timeline plot file, .png or .svg (default <name>_plan.png)")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("boards", help="list the boards mcuformer targets")
     p.set_defaults(func=cmd_boards)

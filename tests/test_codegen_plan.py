@@ -37,8 +37,7 @@ def _random_arch(rng: random.Random) -> ArchConfig:
 
     ratios = tuple(rng.choice([1.0, 2.0, 3.0]) for _ in range(depth))
     ranks = tuple(
-        LayerRanks(rank(dim, 3 * dim), rank(dim, dim), rank(dim, int(dim * m)), rank(int(dim * m), dim))
-        for m in ratios
+        LayerRanks(rank(dim, 3 * dim), rank(dim, dim), rank(dim, int(dim * m)), rank(int(dim * m), dim)) for m in ratios
     )
     return ArchConfig(image_size=size, channels=rng.choice([1, 3]), patch_size=patch, embed_dim=dim, depth=depth,
                       num_heads=heads, mlp_ratios=ratios, ranks=ranks, num_classes=rng.randint(2, 12),
@@ -129,3 +128,14 @@ def test_unsupported_layers_are_named():
     model.blocks[0].mlp.fc2 = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(32, 16))
     with pytest.raises(Exception, match=r"layer blocks\.0\.mlp\.fc2 \(Sequential\) is not supported"):
         quantize_model(model, {})
+
+
+def test_plan_command_prints_the_table_and_draws_the_timeline(tmp_path, capsys):
+    from mcuformer.cli import main
+
+    assert main(["plan", "micro", "--plot", str(tmp_path / "plan.svg")]) == 0
+    out = capsys.readouterr().out
+    assert "b0_attention" in out and "peak" in out and "live buffers" in out
+    assert (tmp_path / "plan.svg").read_text().lstrip().startswith("<?xml")
+    plan = plan_memory(_graph(PRESETS["micro"]))
+    assert f"arena {plan.arena_bytes:,}" in out
