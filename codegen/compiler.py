@@ -11,14 +11,13 @@ import torch
 
 from mcuformer.arch import ArchConfig, load_arch
 from mcuformer.boards import Board, load_board
+from mcuformer.checkpoint import ModelFile, load_model
 from mcuformer.codegen.emit import model_hash, write_sources
 from mcuformer.codegen.ir import Graph
 from mcuformer.codegen.lower import lower
 from mcuformer.codegen.plan_plot import plot_plan
 from mcuformer.codegen.planner import MemoryPlan, plan_memory
 from mcuformer.codegen.report import MemoryReport, check_budget, memory_report
-
-from mcuformer.checkpoint import ModelFile, load_model
 from mcuformer.model import VisionTransformer
 from mcuformer.quant.ptq import calibrate, quantize_model
 from mcuformer.quant.qmodel import QViT

@@ -12,10 +12,10 @@ from typing import Any
 
 import jinja2
 import numpy as np
-from mcuformer.codegen.ir import Graph, Op
-from mcuformer.codegen.planner import MemoryPlan
 
 from mcuformer import __version__
+from mcuformer.codegen.ir import Graph, Op
+from mcuformer.codegen.planner import MemoryPlan
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t"}
@@ -40,9 +40,7 @@ def _const_view(name: str, array: np.ndarray) -> ConstView:
     if array.dtype not in _CTYPES:
         raise TypeError(f"const {name} has unsupported dtype {array.dtype}")
     flat = array.reshape(-1).tolist()
-    lines = [
-        " ".join(f"{v}," for v in flat[i : i + VALUES_PER_LINE]) for i in range(0, len(flat), VALUES_PER_LINE)
-    ]
+    lines = [" ".join(f"{v}," for v in flat[i : i + VALUES_PER_LINE]) for i in range(0, len(flat), VALUES_PER_LINE)]
     return ConstView(name, const_symbol(name), _CTYPES[array.dtype], len(flat), tuple(array.shape), lines)
 
 

@@ -6,10 +6,10 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-from mcuformer.codegen.host_build import KERNEL_INCLUDE, compile_host, kernel_sources
-from mcuformer.firmware import FIRMWARE_DIR
 
+from mcuformer.codegen.host_build import KERNEL_INCLUDE, compile_host, kernel_sources
 from mcuformer.errors import McuformerError
+from mcuformer.firmware import FIRMWARE_DIR
 
 HOST_MAIN = FIRMWARE_DIR / "host" / "mcf_host_main.c"
 

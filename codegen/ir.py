@@ -137,9 +137,7 @@ def verify(graph: Graph) -> None:
                 fail(f"tensor {spec.name} views unknown tensor {spec.alias_of}")
             root = graph.tensors[spec.alias_of]
             if spec.offset < 0 or spec.offset + spec.nbytes > root.nbytes:
-                fail(
-                    f"view {spec.name} [{spec.offset}, +{spec.nbytes}) lies outside {root.name} ({root.nbytes} B)"
-                )
+                fail(f"view {spec.name} [{spec.offset}, +{spec.nbytes}) lies outside {root.name} ({root.nbytes} B)")
     if graph.input not in graph.tensors or graph.output not in graph.tensors:
         fail("graph input/output are not tensors")
     written = {graph.input}
@@ -215,4 +213,4 @@ def _check_shapes(graph: Graph, op: Op, fail: Any) -> None:
         if not q == k == v == out or q[-1] % op.attrs["heads"]:
             fail(f"op {op.name}: attention shapes {q} {k} {v} -> {out} (heads {op.attrs['heads']})")
     elif op.kind == "mean_pool" and out != (shape(op.inputs[0])[-1],):
-            fail(f"op {op.name}: mean pool of {shape(op.inputs[0])} cannot give {out}")
+        fail(f"op {op.name}: mean pool of {shape(op.inputs[0])} cannot give {out}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from mcuformer.codegen.ir import Graph, Op, TensorSpec, verify
 from mcuformer.codegen.kernels import attention_scratch_bytes
-
 from mcuformer.quant.qmodel import QAdd, QBlock, QFactored, QLayerNorm, QLinear, QViT
 
 

@@ -91,9 +91,7 @@ def plan_memory(graph: Graph) -> MemoryPlan:
     buffers = tuple(sorted(placed, key=lambda b: (b.first, b.offset, b.name)))
     arena = max((b.offset + b.size for b in buffers), default=0)
     live = tuple(sum(b.size for b in buffers if b.first <= i <= b.last) for i in range(len(graph.ops)))
-    offsets = {
-        name: by_root.offset + graph.root_offset(name) for by_root in buffers for name in by_root.tensors
-    }
+    offsets = {name: by_root.offset + graph.root_offset(name) for by_root in buffers for name in by_root.tensors}
     plan = MemoryPlan(buffers, arena, tuple(op.name for op in graph.ops), live, offsets)
     check_plan(plan)
     return plan

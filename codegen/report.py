@@ -10,7 +10,6 @@ from mcuformer.boards import Board
 from mcuformer.codegen.code_size import code_bytes_estimate
 from mcuformer.codegen.ir import OP_SIGNATURES, Graph
 from mcuformer.codegen.planner import MemoryPlan
-
 from mcuformer.errors import McuformerError
 
 STACK_RESERVE_BYTES = 4096  # stack the firmware reserves (the linker script uses the same number)
@@ -63,7 +62,8 @@ class MemoryReport:
             f"model {self.model} on {self.board}",
             f"  SRAM  {self.sram_bytes:>9,} B of {self.sram_budget:,} ({sram_pct:.1f}%): arena {self.arena_bytes:,}"
             f" + stack {self.stack_bytes:,} + runtime {self.runtime_static_bytes:,}",
-            f"  flash {self.flash_bytes:>9,} B of {self.flash_budget:,} ({flash_pct:.1f}%): {kinds}, code ~{self.code_bytes:,}",
+            f"  flash {self.flash_bytes:>9,} B of {self.flash_budget:,} ({flash_pct:.1f}%): {kinds},"
+            f" code ~{self.code_bytes:,}",
             f"  peak  {self.peak_live_bytes:,} B live at op {self.peak_op}",
         ])  # fmt: skip
 

@@ -5,14 +5,14 @@ import random
 import numpy as np
 import pytest
 import torch
+
+from mcuformer.arch import PRESETS, ArchConfig, LayerRanks
 from mcuformer.boards import Board, load_board
 from mcuformer.codegen.emit import render
 from mcuformer.codegen.ir import IRError, Op, TensorSpec, verify
 from mcuformer.codegen.lower import lower
 from mcuformer.codegen.planner import check_plan, lifetimes, plan_memory
 from mcuformer.codegen.report import BudgetError, check_budget, memory_report
-
-from mcuformer.arch import PRESETS, ArchConfig, LayerRanks
 from mcuformer.model import VisionTransformer
 from mcuformer.quant.ptq import calibrate, quantize_model
 
