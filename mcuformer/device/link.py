@@ -1,0 +1,327 @@
+"""The host end of the serial protocol on a pyserial port: requests with timeouts, retries and clear errors.
+
+Every wait has a deadline: a request waits `timeout` seconds plus the time the payload needs at MIN_BYTES_PER_S
+(QEMU's emulated UART takes host->device bytes at 10-50 KiB/s). Corrupt replies and the device's CRC/timeout error
+frames are retried (`retries` times); silence raises DeviceTimeout naming the port; a fault report raises
+DeviceFault.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+import numpy as np
+
+from mcuformer.device.errors import (
+    DeviceError,
+    DeviceFault,
+    DeviceProtocolError,
+    DeviceRejected,
+    DeviceTimeout,
+)
+from mcuformer.device.protocol import (
+    HEADER_BYTES,
+    MAX_REPLY_PAYLOAD,
+    REPLY,
+    RETRYABLE_ERRORS,
+    SYNC,
+    TRAILER_BYTES,
+    ErrorReply,
+    FaultReport,
+    Frame,
+    HelloInfo,
+    InferResult,
+    MemoryInfo,
+    Msg,
+    decode_header,
+    encode_frame,
+    payload_crc_ok,
+)
+
+POLL_S = 0.05  # pyserial read timeout: reads return at least this often so deadlines are honoured
+WRITE_TIMEOUT_S = 120.0
+T = TypeVar("T")
+
+MIN_BYTES_PER_S = 5_000  # slowest upload rate allowed for: 172,800 B of image take at most ~35 s
+HELLO_TIMEOUT_S = 5.0
+HELLO_RETRY_S = 1.0
+REQUEST_TIMEOUT_S = 5.0
+INFER_TIMEOUT_S = 60.0
+DEFAULT_RETRIES = 3
+LOST_REPLY_QUIET_S = 0.2  # after a corrupt header, a line quiet this long means the reply is lost: retry
+
+
+class SerialPort(Protocol):
+    """The part of pyserial's Serial the link uses (also satisfied by serial_for_url("socket://...") ports)."""
+
+    timeout: float | None
+    write_timeout: float | None
+
+    def read(self, size: int = 1) -> bytes: ...
+
+    def write(self, data: bytes, /) -> int | None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class LinkStats:
+    requests: int = 0
+    retries: int = 0
+    bad_frames: int = 0  # frames from the device that failed a CRC check
+    noise_bytes: int = 0  # bytes skipped while looking for a sync byte
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+
+class _Retry(Exception):
+    pass
+
+
+class _Timeout(Exception):
+    pass
+
+
+class DeviceLink:
+    """A connected device. `diagnose` (optional) adds context to timeout errors, e.g. whether QEMU still runs."""
+
+    def __init__(
+        self,
+        port: SerialPort,
+        name: str,
+        *,
+        retries: int = DEFAULT_RETRIES,
+        diagnose: Callable[[], str] | None = None,
+    ) -> None:
+        self.port = port
+        self.name = name
+        self.retries = retries
+        self.diagnose = diagnose
+        self.stats = LinkStats()
+        self.info: HelloInfo | None = None
+        self._seq = 0
+        self._pending = bytearray()
+        self._received_in_wait = 0
+        port.timeout = POLL_S
+        port.write_timeout = WRITE_TIMEOUT_S
+
+    # ---- requests -----------------------------------------------------------------------------------------------
+
+    def hello(self, timeout: float = HELLO_TIMEOUT_S) -> HelloInfo:
+        """Handshake: sends HELLO every second until a reply arrives or `timeout` passes."""
+        end = time.monotonic() + timeout
+        while True:
+            wait = min(HELLO_RETRY_S, end - time.monotonic())
+            try:
+                frame = self.request(Msg.HELLO, timeout=max(wait, POLL_S), retries=0, any_seq=True,
+                                     what=f"HELLO within {timeout:g} s")  # fmt: skip
+                break
+            except (DeviceTimeout, DeviceProtocolError):
+                if time.monotonic() >= end:
+                    raise
+        try:
+            self.info = HelloInfo.decode(frame.payload)
+        except ValueError as err:
+            raise DeviceProtocolError(f"malformed HELLO reply from {self.name}: {err}") from None
+        return self.info
+
+    def infer(self, image: bytes | np.ndarray, timeout: float = INFER_TIMEOUT_S) -> InferResult:
+        """Runs the model on one int8 image (pixel - 128, HWC): logits, argmax and the instruction/cycle count."""
+        if isinstance(image, np.ndarray) and image.dtype != np.int8:
+            raise TypeError(f"images go to the device as int8 (pixel - 128), got {image.dtype}: use "
+                            "mcuformer.quant.reference.quantize_pixels")  # fmt: skip
+        data = image.tobytes() if isinstance(image, np.ndarray) else bytes(image)
+        if self.info is not None and len(data) != self.info.input_bytes:
+            raise ValueError(f"image has {len(data)} bytes; the model on {self.name} takes {self.info.input_bytes}")
+        frame = self.request(Msg.INFER, data, timeout=timeout)
+        return self._decode(InferResult.decode, frame)
+
+    def infer_many(self, images: np.ndarray, timeout: float = INFER_TIMEOUT_S) -> tuple[np.ndarray, list[int]]:
+        """int8 images [N, H, W, C] -> (int8 logits [N, classes], per-image counts)."""
+        results = [self.infer(image, timeout) for image in images]
+        logits = (
+            np.stack([np.frombuffer(r.logits, dtype=np.int8) for r in results])
+            if results
+            else np.zeros((0, 0), np.int8)
+        )
+        return logits, [r.count for r in results]
+
+    def memory(self) -> MemoryInfo:
+        return self._decode(MemoryInfo.decode, self.request(Msg.MEMORY))
+
+    def exit(self, code: int = 0, timeout: float = 2.0) -> bool:
+        """Asks the device to stop (QEMU exits with `code`); True when it acknowledged before going away."""
+        try:
+            self.request(Msg.EXIT, struct.pack("<I", code), timeout=timeout, retries=0)
+        except DeviceTimeout:
+            return False
+        return True
+
+    def peek(self, address: int) -> int:
+        """Debug firmware only: the 32-bit word at `address`."""
+        frame = self.request(Msg.PEEK, struct.pack("<I", address))
+        return int(struct.unpack("<I", frame.payload[:4])[0])
+
+    def poke(self, address: int, value: int) -> None:
+        """Debug firmware only: writes a 32-bit word."""
+        self.request(Msg.POKE, struct.pack("<II", address, value & 0xFFFFFFFF))
+
+    def request(
+        self,
+        msg_type: int,
+        payload: bytes = b"",
+        *,
+        timeout: float = REQUEST_TIMEOUT_S,
+        retries: int | None = None,
+        any_seq: bool = False,
+        what: str | None = None,
+    ) -> Frame:
+        """Sends a request and returns its reply frame, retrying on CRC errors and the device's error frames."""
+        retries = self.retries if retries is None else retries
+        name = _name(msg_type)
+        budget = timeout + len(payload) / MIN_BYTES_PER_S
+        for attempt in range(retries + 1):
+            seq = self._next_seq()
+            self.stats.requests += 1
+            self.send_raw(encode_frame(msg_type, seq, payload))
+            self._received_in_wait = 0
+            try:
+                return self._await_reply(msg_type, seq, time.monotonic() + budget, any_seq)
+            except _Retry as why:
+                if attempt == retries:
+                    raise DeviceProtocolError(
+                        f"{name} to {self.name} failed after {retries + 1} attempts: {why}"
+                    ) from None
+                self.stats.retries += 1
+            except _Timeout:
+                raise DeviceTimeout(
+                    f"device did not answer {what or f'{name} within {budget:.3g} s'} on {self.name}: "
+                    f"{self._timeout_detail()}"
+                ) from None
+        raise AssertionError("unreachable")
+
+    def send_raw(self, data: bytes) -> None:
+        """Writes bytes as they are (tests use it to send corrupt frames)."""
+        try:
+            self.port.write(data)
+            self.port.flush()
+        except Exception as err:  # pyserial raises SerialException / SerialTimeoutException / OSError
+            raise DeviceError(f"cannot write to {self.name}: {err}") from None
+        self.stats.bytes_sent += len(data)
+
+    def read_frame(self, timeout: float) -> Frame:
+        """The next well-formed frame from the device (tests use it to read error replies)."""
+        try:
+            return self._read_frame(time.monotonic() + timeout)
+        except _Timeout:
+            raise DeviceTimeout(f"no frame from {self.name} within {timeout:g} s: {self._timeout_detail()}") from None
+
+    def close(self) -> None:
+        self.port.close()
+
+    # ---- internals ----------------------------------------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0xFF
+        return self._seq
+
+    def _decode(self, decode: Callable[[bytes], T], frame: Frame) -> T:
+        try:
+            return decode(frame.payload)
+        except ValueError as err:
+            raise DeviceProtocolError(f"malformed {_name(frame.type & ~REPLY)} reply from {self.name}: {err}") from None
+
+    def _await_reply(self, msg_type: int, seq: int, deadline: float, any_seq: bool) -> Frame:
+        while True:
+            frame = self._read_frame(deadline)
+            if frame.type == msg_type | REPLY and (any_seq or frame.seq == seq):
+                return frame
+            if frame.type == Msg.FAULT:
+                report = self._decode(FaultReport.decode, frame)
+                raise DeviceFault(f"device {self.name} faulted: {report.describe()}", report)
+            if frame.type == Msg.ERROR:
+                error = self._decode(ErrorReply.decode, frame)
+                if error.code in RETRYABLE_ERRORS:
+                    raise _Retry(f"device reported {error.describe()}")
+                if frame.seq == seq:
+                    raise DeviceRejected(f"{self.name} rejected {_name(msg_type)}: {error.describe()}",
+                                         error.code, error.detail)  # fmt: skip
+            # Anything else is a stale reply to an earlier request: skip it.
+
+    def _read_frame(self, deadline: float) -> Frame:
+        quiet: float | None = None  # set once a corrupt header shows that a frame was lost
+        while True:
+            first = self._read_exact(1, deadline, quiet)
+            if first[0] != SYNC:
+                self.stats.noise_bytes += 1
+                continue
+            rest = self._read_exact(HEADER_BYTES - 1, deadline, quiet)
+            header = decode_header(first + rest)
+            if header is None or header.length > MAX_REPLY_PAYLOAD:
+                self.stats.bad_frames += 1
+                self._pending[:0] = rest  # look for the next sync byte inside what was read
+                quiet = LOST_REPLY_QUIET_S
+                continue
+            body = self._read_exact(header.length + TRAILER_BYTES, deadline)
+            payload = body[: header.length]
+            if not payload_crc_ok(payload, body[header.length :]):
+                self.stats.bad_frames += 1
+                raise _Retry(f"a {_name(header.type & ~REPLY)} reply failed its CRC check")
+            return Frame(header.type, header.seq, payload)
+
+    def _read_exact(self, n: int, deadline: float, quiet: float | None = None) -> bytes:
+        """n bytes, or _Timeout at the deadline, or _Retry when `quiet` seconds pass without a byte."""
+        buf = bytearray(self._pending[:n])
+        del self._pending[:n]
+        last_byte = time.monotonic()
+        while len(buf) < n:
+            now = time.monotonic()
+            if now >= deadline or (quiet is not None and now - last_byte >= quiet):
+                self._pending[:0] = buf
+                if now < deadline:
+                    raise _Retry("a reply header failed its CRC check")
+                raise _Timeout()
+            try:
+                chunk = self.port.read(n - len(buf))
+            except Exception as err:  # pyserial raises SerialException / OSError when the other end goes away
+                raise DeviceError(f"cannot read from {self.name}: {err}; {self._diagnosis()}") from None
+            if chunk:
+                last_byte = time.monotonic()
+            buf += chunk
+            self.stats.bytes_received += len(chunk)
+            self._received_in_wait += len(chunk)
+        return bytes(buf)
+
+    def _timeout_detail(self) -> str:
+        got = self._received_in_wait
+        heard = "no bytes received" if got == 0 else f"{got} bytes received but no complete reply"
+        return f"{heard}; {self._diagnosis()}"
+
+    def _diagnosis(self) -> str:
+        if self.diagnose is None:
+            return "is the board connected, flashed with this build and on this port?"
+        return self.diagnose()
+
+
+def _name(msg_type: int) -> str:
+    try:
+        return Msg(msg_type).name
+    except ValueError:
+        return f"message 0x{msg_type:02x}"
+
+
+def open_serial(port: str, baud: int = 115_200, *, retries: int = DEFAULT_RETRIES) -> DeviceLink:
+    """A link on a serial device (/dev/ttyACM0, /dev/pts/N, or a pyserial URL such as socket://host:port)."""
+    import serial
+
+    try:
+        handle = serial.serial_for_url(port, baudrate=baud, timeout=POLL_S, write_timeout=WRITE_TIMEOUT_S)
+    except (serial.SerialException, OSError, ValueError) as err:
+        raise DeviceError(f"cannot open serial port {port}: {err}") from None
+    return DeviceLink(handle, port, retries=retries)
