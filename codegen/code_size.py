@@ -34,10 +34,12 @@ KERNEL_TEXT_BYTES: dict[str, int] = {  # measured size + ~25% (Cortex-M7, -O2), 
 CALL_BYTES = 40  # one call in mcf_model_run: argument set-up, branch, status check
 STRUCT_BYTES = 40  # the op's const dims/params structs
 MODEL_RUN_BYTES = 128  # prologue, input/output copies of mcf_model_run
+RUNTIME_BYTES = 4096  # firmware runtime: startup, serial protocol and CRCs, UART/timer/MPU support, fault report
 LIBC_BYTES = 1024  # memcpy/memmove (newlib-nano) and libgcc 64-bit division (LayerNorm)
 
 
 def code_bytes_estimate(graph: Graph) -> int:
     symbols = {s for op in graph.ops for s in KERNEL_SYMBOLS[op.kind]}
     kernels = sum(KERNEL_TEXT_BYTES[s] for s in symbols)
-    return kernels + len(graph.ops) * (CALL_BYTES + STRUCT_BYTES) + MODEL_RUN_BYTES + LIBC_BYTES
+    calls = len(graph.ops) * (CALL_BYTES + STRUCT_BYTES)
+    return kernels + calls + MODEL_RUN_BYTES + RUNTIME_BYTES + LIBC_BYTES

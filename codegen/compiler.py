@@ -23,6 +23,7 @@ from mcuformer.quant.ptq import calibrate, quantize_model
 from mcuformer.quant.qmodel import QViT
 
 MANIFEST = "mcuformer.json"
+EMULATOR_BOARD = "qemu-m7"  # every build's PlatformIO project also gets an env for the emulator
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ def compile_model(
     out_dir: str | Path,
     name: str | None = None,
     enforce_budget: bool = True,
+    with_platformio: bool = True,
 ) -> CompiledModel:
     """Compile model.pt for a board into out_dir (C sources, memory report, manifest)."""
     board = load_board(board) if isinstance(board, str) else board
@@ -95,4 +97,9 @@ def compile_model(
         "fp32_accuracy": model_file.metrics.get("fp32_accuracy"),
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    if with_platformio:
+        from mcuformer.device.platformio import write_project  # the device layer builds on codegen
+
+        emulator = load_board(EMULATOR_BOARD)
+        write_project(out, [board] if board.name == emulator.name else [board, emulator])
     return CompiledModel(qmodel, graph, plan, report, out)

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 DEMO_PRESET = "fmnist-small"
 DEMO_EPOCHS = 10
+DEMO_DEVICE_BOARD = "qemu-m7"
+DEMO_DEVICE_IMAGES = 1000  # ~0.11 s per image over the emulated UART: all 10,000 take ~20 min
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -77,10 +79,29 @@ def cmd_plan(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     from mcuformer.evaluate import evaluate_build
 
-    result = evaluate_build(args.build, args.board, args.dataset, args.n, args.data_dir)
+    result = evaluate_build(args.build, args.board, args.dataset, args.n, args.data_dir, port=args.port)
     print(result.table())
     if result.logits_exact < 1.0:
         raise McuformerError("device logits differ from the int8 reference: this is a bug, please report it")
+
+
+def cmd_flash(args: argparse.Namespace) -> None:
+    from mcuformer.boards import load_board
+    from mcuformer.device.platformio import PROJECT_DIR, run_pio, write_project
+
+    board = load_board(args.board)
+    if board.is_emulated:
+        raise McuformerError(f"{board.name} is emulated, there is nothing to flash: `mcuformer eval BUILD --board "
+                             f"{board.name}` builds the firmware and runs it under QEMU")  # fmt: skip
+    project = Path(args.build) / PROJECT_DIR
+    if (
+        not (project / "platformio.ini").is_file()
+        or f"[env:{board.name}]" not in (project / "platformio.ini").read_text()
+    ):
+        project = write_project(args.build, [board])
+    print(f"building and uploading {args.build} to {board.name} with PlatformIO ({board.upload_protocol})")
+    elf = run_pio(project, board, "upload")
+    print(f"flashed {elf}; check it with `mcuformer eval {args.build} --port <serial port>`")
 
 
 def cmd_boards(args: argparse.Namespace) -> None:
@@ -105,11 +126,17 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"[2/3] compiling for {args.board} -> {out}/build")
     compiled = compile_model(out / "model.pt", args.board, out / "build", name=arch.name.replace("-", "_"))
     print(compiled.report.summary())
-    print("[3/3] running the generated C on the host over the test set")
+    print("[3/4] running the generated C on the host over the test set")
     result = evaluate_build(out / "build", "host", args.dataset, args.n, args.data_dir)
     print(result.table())
     if result.logits_exact < 1.0:
         raise McuformerError("generated C differs from the int8 reference: this is a bug, please report it")
+    print(f"[4/4] firmware on the emulated Cortex-M7 (QEMU {DEMO_DEVICE_BOARD}), over serial, "
+          f"first {args.device_images} test images")  # fmt: skip
+    result = evaluate_build(out / "build", DEMO_DEVICE_BOARD, args.dataset, args.device_images, args.data_dir)
+    print(result.table())
+    if result.logits_exact < 1.0:
+        raise McuformerError("device logits differ from the int8 reference: this is a bug, please report it")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,7 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a compiled build on test images and compare it with the int8 reference.",
     )
     p.add_argument("build", help="build folder written by compile")
-    p.add_argument("--board", default="host", help="where to run: host (gcc build of the generated C)")
+    p.add_argument(
+        "--board",
+        default="host",
+        help="where to run: host (gcc build of the generated C, default), qemu-m7 (firmware on the emulated "
+        "Cortex-M7, started and stopped here), or the board connected at --port",
+    )
+    p.add_argument("--port", help="serial port of a flashed board, e.g. /dev/ttyACM0")
     p.add_argument("--dataset", help="dataset (default: the one the model was trained on)")
     p.add_argument("--data-dir")
     p.add_argument("-n", type=int, help="first N test images only")
@@ -165,6 +198,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="timeline plot file, .png or .svg (default <name>_plan.png)")
     p.set_defaults(func=cmd_plan)
 
+    p = sub.add_parser(
+        "flash",
+        help="build the firmware with PlatformIO and upload it to a board",
+        description="Runs PlatformIO's upload for the build's env of the board (stock platform, needs internet "
+        "the first time PlatformIO installs it).",
+    )
+    p.add_argument("build", help="build folder written by compile")
+    p.add_argument("--board", default="stm32f746", help="the connected board (default %(default)s)")
+    p.set_defaults(func=cmd_flash)
+
     p = sub.add_parser("boards", help="list the boards mcuformer targets")
     p.set_defaults(func=cmd_boards)
 
@@ -176,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--arch", default=DEMO_PRESET)
     p.add_argument("--board", default="stm32f746")
-    p.add_argument("-n", type=int, help="first N test images only (default: all)")
+    p.add_argument("-n", type=int, help="first N test images on the host (default: all)")
+    p.add_argument("--device-images", type=int, default=DEMO_DEVICE_IMAGES,
+                   help="first N test images on the emulated device (default %(default)s)")  # fmt: skip
     _add_train_args(p)
     p.set_defaults(func=cmd_demo)
     return parser

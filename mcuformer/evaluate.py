@@ -1,15 +1,26 @@
-"""Accuracy of a compiled build: fp32 (PyTorch), int8 reference (numpy) and the generated C, side by side."""
+"""Accuracy of a compiled build on a target: fp32 (PyTorch), int8 reference (numpy) and the device, side by side.
+
+Targets: `host` (the generated C built with gcc), an emulated board (`qemu-m7`: firmware under QEMU, over the
+emulated serial port) or a real board on a serial port. Device runs checkpoint their logits, so an interrupted
+eval resumes where it stopped.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from mcuformer.boards import load_board
 from mcuformer.checkpoint import load_model
 from mcuformer.codegen.compiler import MANIFEST, build_graph
 from mcuformer.codegen.emit import model_hash
@@ -17,6 +28,24 @@ from mcuformer.codegen.hostrun import build_host_runner, run_host
 from mcuformer.errors import McuformerError
 from mcuformer.quant import reference
 from mcuformer.train import load_for_arch, pixels_to_tensor
+
+HOST = "host"
+CHECKPOINT_EVERY = 25  # images between two saves of a device run's logits
+SECONDS_PER_IMAGE_BOUND = 2.0  # generous QEMU bound for the session watchdog
+
+
+@dataclass(frozen=True)
+class MeasuredMemory:
+    """What the firmware really uses next to the compiler's prediction (bytes)."""
+
+    predicted_arena: int
+    measured_arena: int  # the firmware's .arena section, reported over serial
+    predicted_sram: int  # arena + stack reserve + runtime statics (the compiler's budget check)
+    measured_sram: int  # arena + stack high-water + .data/.bss, measured on the device
+    stack_high_water: int
+    static_bytes: int
+    predicted_flash: int
+    measured_flash: int  # from the ELF: .text + .rodata + .data load image
 
 
 @dataclass(frozen=True)
@@ -29,40 +58,131 @@ class EvalResult:
     device_accuracy: float
     top1_agreement_fp32_int8: float
     logits_exact: float  # fraction of images whose device logits equal the reference bit for bit
-    device_seconds: float
+    counter: str  # "instructions" (QEMU -icount), "cycles" (DWT on a real board) or "" (host)
+    mean_count: float
+    seconds_per_image: float
+    memory: MeasuredMemory | None
 
     def table(self) -> str:
-        return "\n".join([
+        lines = [
             f"{self.images} {self.dataset} test images on {self.target}:",
             f"  fp32 (PyTorch)          {100 * self.fp32_accuracy:6.2f}%",
             f"  int8 reference (numpy)  {100 * self.int8_accuracy:6.2f}%   top-1 agreement with fp32 "
             f"{100 * self.top1_agreement_fp32_int8:.2f}%",
             f"  int8 {self.target:<18} {100 * self.device_accuracy:6.2f}%   logits equal to the reference on "
             f"{100 * self.logits_exact:.2f}% of images",
-        ])  # fmt: skip
+        ]
+        if self.counter:
+            lines.append(f"  latency: {self.mean_count:,.0f} {self.counter} per inference (mean); "
+                         f"{1000 * self.seconds_per_image:.1f} ms per image round trip")  # fmt: skip
+        m = self.memory
+        if m is not None:
+            lines += [
+                f"  SRAM  predicted {m.predicted_sram:>9,} B | measured {m.measured_sram:>9,} B (arena "
+                f"{m.measured_arena:,} [plan {m.predicted_arena:,}] + stack high-water {m.stack_high_water:,} + "
+                f"statics {m.static_bytes:,})",
+                f"  flash predicted {m.predicted_flash:>9,} B | measured {m.measured_flash:>9,} B (ELF)",
+            ]
+        return "\n".join(lines)
 
 
-def read_manifest(build_dir: Path) -> dict:
+def read_manifest(build_dir: Path) -> dict[str, Any]:
     path = Path(build_dir) / MANIFEST
     if not path.is_file():
-        raise McuformerError(
-            f"{build_dir} is not an mcuformer build (no {MANIFEST}); run `mcuformer compile` first"
-        )
-    manifest: dict = json.loads(path.read_text())
+        raise McuformerError(f"{build_dir} is not an mcuformer build (no {MANIFEST}); run `mcuformer compile` first")
+    manifest: dict[str, Any] = json.loads(path.read_text())
     return manifest
+
+
+def _save_partial(path: Path, key: str, logits: np.ndarray, counts: np.ndarray, done: int) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, key=key, logits=logits, counts=counts, done=done)
+    os.replace(tmp, path)
+
+
+def _load_partial(path: Path, key: str, n: int, classes: int) -> tuple[np.ndarray, np.ndarray, int]:
+    if path.is_file():
+        with np.load(path) as data:
+            if str(data["key"]) == key and data["logits"].shape == (n, classes):
+                return data["logits"].copy(), data["counts"].copy(), int(data["done"])
+    return np.zeros((n, classes), np.int8), np.zeros(n, np.int64), 0
+
+
+@contextlib.contextmanager
+def _device_link(build: Path, target: str, port: str | None, n_images: int) -> Iterator[tuple[Any, Any]]:
+    """(link, firmware or None) for a QEMU board or a serial port; always released."""
+    from mcuformer.device.build import build_firmware
+    from mcuformer.device.link import open_serial
+    from mcuformer.device.qemu import qemu_session
+
+    if port is not None:
+        link = open_serial(port)
+        try:
+            link.hello()
+            yield link, None
+        finally:
+            link.close()
+        return
+    board = load_board(target)
+    if board.qemu is None:
+        raise McuformerError(f"board {target} is not emulated: pass --port with the board's serial port")
+    firmware = build_firmware(build, board)
+    timeout = 120.0 + SECONDS_PER_IMAGE_BOUND * n_images
+    with qemu_session(firmware.elf, board, session_timeout=timeout) as session:
+        yield session.link, firmware
+
+
+def _run_device(
+    build: Path, target: str, port: str | None, images: np.ndarray, manifest: dict[str, Any], key: str
+) -> tuple[np.ndarray, np.ndarray, float, str, MeasuredMemory | None]:
+    from mcuformer.device.runner import check_hello
+
+    classes = manifest["num_classes"]
+    partial = build / f"eval_{target}.partial.npz"
+    logits, counts, done = _load_partial(partial, key, len(images), classes)
+    if done:
+        tqdm.write(f"resuming the {target} eval at image {done}/{len(images)}")
+    with _device_link(build, target, port, len(images) - done) as (link, firmware):
+        hello = link.info or link.hello()
+        check_hello(hello, manifest, link.name)
+        start = time.perf_counter()
+        for i in tqdm(range(done, len(images)), desc=f"eval on {target}", unit="img", initial=done,
+                      total=len(images)):  # fmt: skip
+            result = link.infer(images[i])
+            logits[i] = np.frombuffer(result.logits, np.int8)
+            counts[i] = result.count
+            if (i + 1) % CHECKPOINT_EVERY == 0:
+                _save_partial(partial, key, logits, counts, i + 1)
+        seconds = (time.perf_counter() - start) / max(len(images) - done, 1)
+        mem = link.memory()
+    memory = None
+    if firmware is not None:
+        report = json.loads((build / "memory_report.json").read_text())
+        memory = MeasuredMemory(
+            predicted_arena=manifest["arena_bytes"],
+            measured_arena=mem.arena_bytes,
+            predicted_sram=report["sram_bytes"],
+            measured_sram=mem.arena_bytes + mem.stack_high_water + mem.static_bytes,
+            stack_high_water=mem.stack_high_water,
+            static_bytes=mem.static_bytes,
+            predicted_flash=report["flash_bytes"],
+            measured_flash=firmware.size.flash_bytes,
+        )
+    partial.unlink(missing_ok=True)
+    return logits, counts, seconds, hello.counter_kind.name.lower(), memory
 
 
 def evaluate_build(
     build_dir: str | Path,
-    target: str = "host",
+    target: str = HOST,
     dataset: str | None = None,
     limit: int | None = None,
     data_dir: str | Path | None = None,
+    port: str | None = None,
 ) -> EvalResult:
+    """Run the build on `target` ("host", an emulated board, or any board with `port`) over test images."""
     build = Path(build_dir)
     manifest = read_manifest(build)
-    if target != "host":
-        raise McuformerError(f"unknown eval target {target!r}; supported: host")
     model_file = load_model(build / "model.pt")
     qmodel, graph = build_graph(model_file, manifest["name"])
     if model_hash(graph) != manifest["model_hash"]:
@@ -76,13 +196,19 @@ def evaluate_build(
             for i in range(0, len(data), 500)
         ])  # fmt: skip
     ref_logits = reference.predict(qmodel, data.images)
-    exe = build_host_runner(build)
-    start = time.perf_counter()
-    dev_logits = run_host(exe, reference.quantize_pixels(data.images), ref_logits.shape[1])
-    seconds = time.perf_counter() - start
+    int8_images = reference.quantize_pixels(data.images)
+    memory, counter, counts = None, "", np.zeros(1)
+    if target == HOST and port is None:
+        exe = build_host_runner(build)
+        start = time.perf_counter()
+        dev_logits = run_host(exe, int8_images, ref_logits.shape[1])
+        seconds = (time.perf_counter() - start) / max(len(data), 1)
+    else:
+        key = f"{manifest['model_hash']}:{data.name}:{len(data)}"
+        dev_logits, counts, seconds, counter, memory = _run_device(build, target, port, int8_images, manifest, key)
     ref_pred = ref_logits.argmax(1)
     result = EvalResult(
-        target=target,
+        target=target if port is None else port,
         dataset=data.name,
         images=len(data),
         fp32_accuracy=float((fp32 == data.labels).mean()),
@@ -90,7 +216,11 @@ def evaluate_build(
         device_accuracy=float((dev_logits.argmax(1) == data.labels).mean()),
         top1_agreement_fp32_int8=float((fp32 == ref_pred).mean()),
         logits_exact=float((dev_logits == ref_logits).all(axis=1).mean()),
-        device_seconds=seconds,
+        counter=counter,
+        mean_count=float(np.mean(counts)) if counter else 0.0,
+        seconds_per_image=seconds,
+        memory=memory,
     )
-    (build / f"eval_{target}.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+    name = target if port is None else "serial"
+    (build / f"eval_{name}.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
     return result

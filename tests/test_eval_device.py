@@ -1,0 +1,71 @@
+"""`mcuformer eval` on the emulated Cortex-M7, the PlatformIO project, and `flash`'s guard for emulated boards."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mcuformer.boards import load_board
+from mcuformer.cli import main
+from mcuformer.codegen.compiler import compile_model
+from mcuformer.data import load_dataset
+from mcuformer.device.platformio import run_pio
+from mcuformer.device.qemu import qemu_session
+from mcuformer.evaluate import evaluate_build
+from mcuformer.quant import reference
+
+
+@pytest.fixture(scope="module")
+def qemu_build(micro_run, tmp_path_factory):
+    run, _ = micro_run
+    return compile_model(run / "model.pt", "stm32f746", tmp_path_factory.mktemp("qemu") / "micro")
+
+
+def test_eval_on_qemu_is_exact_reports_latency_and_measured_memory(qemu_build):
+    result = evaluate_build(qemu_build.out_dir, "qemu-m7", limit=30)
+    assert result.images == 30 and result.logits_exact == 1.0
+    assert result.device_accuracy == result.int8_accuracy
+    assert result.counter == "instructions" and result.mean_count > 10_000
+    m = result.memory
+    assert m is not None
+    assert m.measured_arena == m.predicted_arena == qemu_build.plan.arena_bytes
+    assert m.stack_high_water > 0 and m.measured_sram <= m.predicted_sram
+    assert m.measured_flash <= m.predicted_flash <= 1.5 * m.measured_flash
+    saved = json.loads((qemu_build.out_dir / "eval_qemu-m7.json").read_text())
+    assert saved["logits_exact"] == 1.0 and saved["memory"]["measured_arena"] == m.measured_arena
+
+
+def test_interrupted_eval_resumes_from_its_checkpoint(qemu_build):
+    build = qemu_build.out_dir
+    manifest = json.loads((build / "mcuformer.json").read_text())
+    images = load_dataset("fashion-mnist", "test").images[:30]
+    expected = reference.predict(qemu_build.qmodel, images)
+    # A run stopped after 25 images left its logits behind; the resumed run must only do the last 5.
+    partial = build / "eval_qemu-m7.partial.npz"
+    logits = np.zeros_like(expected)
+    logits[:25] = expected[:25]
+    key = f"{manifest['model_hash']}:fashion-mnist:30"
+    np.savez(partial, key=key, logits=logits, counts=np.full(30, 7), done=25)
+    result = evaluate_build(build, "qemu-m7", limit=30)
+    assert result.logits_exact == 1.0 and not partial.exists()
+    assert result.mean_count != 7  # the last five counts come from the device
+
+
+def test_platformio_project_builds_offline_for_the_emulator_and_runs(qemu_build):
+    project = qemu_build.out_dir / "platformio"
+    ini = (project / "platformio.ini").read_text()
+    assert "[env:stm32f746]" in ini and "platform = ststm32" in ini and "board = disco_f746ng" in ini
+    assert "[env:qemu-m7]" in ini and "symlink://" in ini
+    elf = run_pio(project, load_board("qemu-m7"))
+    images = reference.quantize_pixels(load_dataset("fashion-mnist", "test").images[:5])
+    expected = reference.predict(qemu_build.qmodel, load_dataset("fashion-mnist", "test").images[:5])
+    with qemu_session(elf, "qemu-m7") as session:
+        manifest = json.loads((qemu_build.out_dir / "mcuformer.json").read_text())
+        assert session.link.info is not None and session.link.info.model_hash == manifest["model_hash"]
+        got = np.stack([np.frombuffer(session.link.infer(img).logits, np.int8) for img in images])
+    assert np.array_equal(got, expected)
+
+
+def test_flash_refuses_emulated_boards(qemu_build, capsys):
+    assert main(["flash", str(qemu_build.out_dir), "--board", "qemu-m7"]) == 2
+    assert "nothing to flash" in capsys.readouterr().err
