@@ -23,8 +23,6 @@ from mcuformer.data import (
 )
 from mcuformer.errors import McuformerError
 
-# The set-up (make test) installs dataset-fashion-mnist: the real-data tests never skip.
-needs_fashion = pytest.mark.usefixtures()
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -66,7 +64,6 @@ def random_images(rng: np.random.Generator, n: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------- Fashion-MNIST
 
 
-@needs_fashion
 @pytest.mark.parametrize(("split", "count"), [("train", 60000), ("test", 10000)])
 def test_real_fashion_mnist(split: str, count: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MCUFORMER_FASHION_MNIST_DIR", raising=False)
@@ -84,7 +81,6 @@ def test_real_fashion_mnist(split: str, count: int, monkeypatch: pytest.MonkeyPa
     assert data.images.max() == 255 and data.images.min() == 0
 
 
-@needs_fashion
 def test_real_fashion_mnist_stats_match_constants() -> None:
     data = load_dataset("fashion-mnist", "train")
     pixels = data.images[::10].astype(np.float64) / 255.0
