@@ -6,6 +6,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -18,6 +19,7 @@ from mcuformer.codegen.lower import lower
 from mcuformer.codegen.plan_plot import plot_plan
 from mcuformer.codegen.planner import MemoryPlan, plan_memory
 from mcuformer.codegen.report import MemoryReport, check_budget, memory_report
+from mcuformer.errors import McuformerError
 from mcuformer.model import VisionTransformer
 from mcuformer.quant.ptq import calibrate, quantize_model
 from mcuformer.quant.qmodel import QViT
@@ -33,6 +35,15 @@ class CompiledModel:
     plan: MemoryPlan
     report: MemoryReport
     out_dir: Path
+
+
+def read_manifest(build_dir: str | Path) -> dict[str, Any]:
+    """The manifest `compile` writes into a build folder."""
+    path = Path(build_dir) / MANIFEST
+    if not path.is_file():
+        raise McuformerError(f"{build_dir} is not an mcuformer build (no {MANIFEST}); run `mcuformer compile` first")
+    manifest: dict[str, Any] = json.loads(path.read_text())
+    return manifest
 
 
 def build_graph(model_file: ModelFile, name: str) -> tuple[QViT, Graph]:

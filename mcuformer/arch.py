@@ -81,10 +81,7 @@ class ArchConfig:
                 if not isinstance(rank, int) or rank < 1:
                     fail(f"layer {layer} {linear}: rank must be a positive integer or 'full', got {rank!r}")
                 if rank >= min(fan_in, fan_out):
-                    fail(
-                        f"layer {layer} {linear}: rank {rank} >= min({fan_in}, {fan_out}) saves nothing; "
-                        "use 'full'"
-                    )
+                    fail(f"layer {layer} {linear}: rank {rank} >= min({fan_in}, {fan_out}) saves nothing; use 'full'")
 
     # Derived sizes -----------------------------------------------------------------------------
     @property
@@ -180,8 +177,7 @@ class ArchConfig:
             if isinstance(ranks_data, dict):
                 ranks_data = [ranks_data] * depth
             ranks = tuple(
-                LayerRanks(**{k: (None if v in (None, "full") else int(v)) for k, v in r.items()})
-                for r in ranks_data
+                LayerRanks(**{k: (None if v in (None, "full") else int(v)) for k, v in r.items()}) for r in ranks_data
             )
             return cls(
                 image_size=int(data["image_size"]),

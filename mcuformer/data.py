@@ -94,8 +94,7 @@ class ImageSet:
         channels = self.images.shape[3]
         if len(self.mean) != channels or len(self.std) != channels:
             raise DataError(
-                f"{self.name}: mean/std need {channels} values (one per channel), "
-                f"got {len(self.mean)}/{len(self.std)}"
+                f"{self.name}: mean/std need {channels} values (one per channel), got {len(self.mean)}/{len(self.std)}"
             )
 
     def __len__(self) -> int:
@@ -206,9 +205,7 @@ def read_idx(path: str | Path, magic: int) -> np.ndarray:
         raise DataError(f"{path}: truncated IDX file ({len(raw)} bytes, no header)")
     found = int.from_bytes(raw[:4], "big")
     if found != magic:
-        raise DataError(
-            f"{path}: not an IDX file of the expected kind (magic number {found}, expected {magic})"
-        )
+        raise DataError(f"{path}: not an IDX file of the expected kind (magic number {found}, expected {magic})")
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
@@ -269,9 +266,7 @@ def _load_fashion_mnist(split: str, root: Path | None) -> ImageSet:
 
 def _check_labels(labels: np.ndarray, num_classes: int, source: Path) -> None:
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise DataError(
-            f"{source}: labels range {labels.min()}..{labels.max()} exceeds the {num_classes} classes"
-        )
+        raise DataError(f"{source}: labels range {labels.min()}..{labels.max()} exceeds the {num_classes} classes")
 
 
 # ------------------------------------------------------------------------------------------- CIFAR

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from mcuformer.boards import load_board
 from mcuformer.checkpoint import load_model
-from mcuformer.codegen.compiler import MANIFEST, build_graph
+from mcuformer.codegen.compiler import build_graph, read_manifest
 from mcuformer.codegen.emit import model_hash
 from mcuformer.codegen.hostrun import build_host_runner, run_host
 from mcuformer.errors import McuformerError
@@ -84,14 +84,6 @@ class EvalResult:
                 f"  flash predicted {m.predicted_flash:>9,} B | measured {m.measured_flash:>9,} B (ELF)",
             ]
         return "\n".join(lines)
-
-
-def read_manifest(build_dir: Path) -> dict[str, Any]:
-    path = Path(build_dir) / MANIFEST
-    if not path.is_file():
-        raise McuformerError(f"{build_dir} is not an mcuformer build (no {MANIFEST}); run `mcuformer compile` first")
-    manifest: dict[str, Any] = json.loads(path.read_text())
-    return manifest
 
 
 def _save_partial(path: Path, key: str, logits: np.ndarray, counts: np.ndarray, done: int) -> None:

@@ -62,9 +62,7 @@ class Attention(nn.Module):
         batch, tokens, dim = x.shape
         qkv = self.qkv(x, observe, f"{name}.qkv")
         q, k, v = (
-            _tap(observe, f"{name}.{part}", t)
-            .reshape(batch, tokens, self.num_heads, self.head_dim)
-            .transpose(1, 2)
+            _tap(observe, f"{name}.{part}", t).reshape(batch, tokens, self.num_heads, self.head_dim).transpose(1, 2)
             for part, t in zip("qkv", qkv.split(dim, dim=-1), strict=True)
         )
         scores = _tap(observe, f"{name}.scores", (q @ k.transpose(-2, -1)) * self.scale)

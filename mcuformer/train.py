@@ -134,9 +134,7 @@ def train(
     for epoch in range(start_epoch, config.epochs):
         model.train()
         order = torch.randperm(len(train_set), generator=generator)
-        bar = tqdm(
-            range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False
-        )
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
         running = 0.0
         for step in bar:
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]

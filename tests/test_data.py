@@ -12,7 +12,6 @@ import pytest
 from mcuformer.data import (
     DATASETS,
     FASHION_MNIST_CLASSES,
-    FASHION_MNIST_DEFAULT_DIR,
     IDX_IMAGES_MAGIC,
     IDX_LABELS_MAGIC,
     DataError,
@@ -22,8 +21,6 @@ from mcuformer.data import (
     resize_images,
 )
 from mcuformer.errors import McuformerError
-
-
 
 # ------------------------------------------------------------------------------------------ helpers
 

@@ -7,7 +7,6 @@ with -O2 -Wall -Wextra -Werror, in parallel, and linked with --gc-sections again
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mcuformer.boards import Board, load_board
+from mcuformer.codegen.compiler import read_manifest
 from mcuformer.codegen.host_build import KERNEL_INCLUDE, kernel_sources
 from mcuformer.codegen.report import STACK_RESERVE_BYTES
 from mcuformer.device.errors import FirmwareBudgetError, FirmwareBuildError
@@ -28,7 +28,6 @@ from mcuformer.firmware import FIRMWARE_DIR
 CROSS = "arm-none-eabi-"
 RUNTIME_DIR = FIRMWARE_DIR / "runtime"
 BSP_DIR = FIRMWARE_DIR / "bsp"
-MANIFEST = "mcuformer.json"  # written by mcuformer.codegen.compiler
 C_FLAGS = ("-std=c11", "-O2", "-g", "-ffunction-sections", "-fdata-sections", "-fno-common",
            "-Wall", "-Wextra", "-Werror")  # fmt: skip
 LINK_FLAGS = ("-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections", "-Wl,--no-warn-rwx-segments")
@@ -88,14 +87,6 @@ class Firmware:
     linker_script: Path
     manifest: dict[str, Any]
     debug_commands: bool
-
-
-def read_manifest(build_dir: Path) -> dict[str, Any]:
-    path = Path(build_dir) / MANIFEST
-    if not path.is_file():
-        raise FirmwareBuildError(f"{build_dir} is not an mcuformer build (no {MANIFEST}); run `mcuformer compile`")
-    manifest: dict[str, Any] = json.loads(path.read_text())
-    return manifest
 
 
 def _tool(name: str) -> str:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import SCons  # type: ignore[import-untyped]
+import SCons
 
 from mcuformer.boards import Board, load_board
 from mcuformer.codegen.host_build import KERNEL_INCLUDE, kernel_sources

@@ -58,9 +58,7 @@ def saturate_int32(values: np.ndarray) -> np.ndarray:
     return np.clip(values, -(2**31), 2**31 - 1).astype(np.int64)
 
 
-def requantize_s8(
-    acc: np.ndarray, mult: np.ndarray | int, shift: np.ndarray | int, out_zp: int
-) -> np.ndarray:
+def requantize_s8(acc: np.ndarray, mult: np.ndarray | int, shift: np.ndarray | int, out_zp: int) -> np.ndarray:
     return saturate_int8(requantize(acc, mult, shift) + out_zp)
 
 
@@ -92,9 +90,7 @@ def add_multipliers(scale_a: float, scale_b: float, scale_out: float) -> tuple[i
     return mult_a, mult_b, shift
 
 
-def lut_table(
-    fn: np.ufunc | object, in_scale: float, in_zp: int, out_scale: float, out_zp: int
-) -> np.ndarray:
+def lut_table(fn: np.ufunc | object, in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
     """256-entry int8 table of an element-wise function: table[q + 128] = quantized fn(dequantized q)."""
     q = np.arange(INT8_MIN, INT8_MAX + 1, dtype=np.float64)
     real = fn((q - in_zp) * in_scale)  # type: ignore[operator]
