@@ -121,9 +121,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     out = Path(args.out)
     arch = load_arch(args.arch)
-    print(f"[1/3] training {arch.name} on {args.dataset} for {args.epochs} epochs -> {out}/model.pt")
+    print(f"[1/4] training {arch.name} on {args.dataset} for {args.epochs} epochs -> {out}/model.pt")
     train(arch, args.dataset, out, _train_config(args), args.data_dir)
-    print(f"[2/3] compiling for {args.board} -> {out}/build")
+    print(f"[2/4] compiling for {args.board} -> {out}/build")
     compiled = compile_model(out / "model.pt", args.board, out / "build", name=arch.name.replace("-", "_"))
     print(compiled.report.summary())
     print("[3/4] running the generated C on the host over the test set")
