@@ -14,6 +14,12 @@ from mcuformer.errors import McuformerError
 
 STACK_RESERVE_BYTES = 4096  # stack the firmware reserves (the linker script uses the same number)
 RUNTIME_STATIC_BYTES = 1024  # runtime statics outside the arena: serial buffers, counters
+PROFILE_BYTES_PER_OP = 4  # the firmware keeps one counter per op for the PROFILE message
+
+
+def runtime_static_bytes(num_ops: int) -> int:
+    return RUNTIME_STATIC_BYTES + PROFILE_BYTES_PER_OP * num_ops
+
 
 _FLASH_KIND = {"$weight": "weights", "$bias": "biases", "$mult": "requant", "$shift": "requant",
                "$table": "tables", "$exp_table": "tables", "$gamma": "norm", "$beta": "norm"}  # fmt: skip
@@ -100,8 +106,8 @@ def memory_report(graph: Graph, plan: MemoryPlan, board: Board) -> MemoryReport:
         board=board.name,
         arena_bytes=plan.arena_bytes,
         stack_bytes=STACK_RESERVE_BYTES,
-        runtime_static_bytes=RUNTIME_STATIC_BYTES,
-        sram_bytes=plan.arena_bytes + STACK_RESERVE_BYTES + RUNTIME_STATIC_BYTES,
+        runtime_static_bytes=runtime_static_bytes(len(graph.ops)),
+        sram_bytes=plan.arena_bytes + STACK_RESERVE_BYTES + runtime_static_bytes(len(graph.ops)),
         sram_budget=board.sram_bytes,
         flash_by_kind=by_kind,
         code_bytes=code,

@@ -19,7 +19,7 @@ import serial
 
 from mcuformer.boards import QemuTarget, load_board
 from mcuformer.codegen.compiler import CompiledModel, compile_model
-from mcuformer.codegen.report import RUNTIME_STATIC_BYTES, STACK_RESERVE_BYTES
+from mcuformer.codegen.report import STACK_RESERVE_BYTES
 from mcuformer.data import load_dataset
 from mcuformer.device import protocol
 from mcuformer.device.build import Firmware, build_firmware
@@ -137,7 +137,7 @@ def test_firmware_builds_for_qemu_and_links_for_the_stm32f746(compiled, firmware
     size = firmware.size
     assert firmware.elf.is_file() and size.arena_symbol_bytes == size.sections[".arena"] == arena
     assert size.stack_bytes == STACK_RESERVE_BYTES
-    assert size.static_bytes <= RUNTIME_STATIC_BYTES, "the runtime's statics outgrew what the compiler reserves"
+    assert size.static_bytes <= compiled.report.runtime_static_bytes, "the runtime statics outgrew the reserve"
     assert size.ram_bytes == size.sections[".data"] + arena + size.sections[".bss"] + STACK_RESERVE_BYTES
     assert 0 < size.flash_bytes < 64 * 1024 and "RAM" in size.summary()
     assert _vector(firmware.elf, 1) == _symbol(firmware.elf, "Reset_Handler") | 1
@@ -146,7 +146,7 @@ def test_firmware_builds_for_qemu_and_links_for_the_stm32f746(compiled, firmware
     assert _symbol(f746.elf, "mcf_core_vectors") == 0x0800_0000
     assert _vector(f746.elf, 0) == _symbol(f746.elf, "__stack_top__") == 0x2000_0000 + 320 * 1024
     assert _vector(f746.elf, 16 + 37) == _symbol(f746.elf, "usart1_handler") | 1  # USART1 is IRQ 37
-    assert f746.size.arena_symbol_bytes == arena and f746.size.static_bytes <= RUNTIME_STATIC_BYTES
+    assert f746.size.arena_symbol_bytes == arena and f746.size.static_bytes <= compiled.report.runtime_static_bytes
 
 
 def test_boards_without_support_and_broken_images_fail_clearly(compiled, tmp_path):
@@ -167,12 +167,13 @@ def test_boards_without_support_and_broken_images_fail_clearly(compiled, tmp_pat
 
 def test_a_model_too_big_for_the_ram_fails_at_link_time_with_the_overflow(compiled, firmware, tmp_path):
     s = firmware.size.sections
-    needed = (s[".data"] + s[".arena"] + s[".bss"] + 7) // 8 * 8 + STACK_RESERVE_BYTES  # the stack is 8-aligned
+    needed = s[".data"] + s[".arena"] + s[".bss"] + STACK_RESERVE_BYTES  # ld may add up to 7 B to align the stack
     budget = 4 * 1024
     tiny = load_board("qemu-m7").with_sram(budget)
-    with pytest.raises(FirmwareBudgetError, match=rf"region RAM overflowed by {needed - budget:,} bytes") as info:
+    with pytest.raises(FirmwareBudgetError, match=r"region RAM overflowed by [\d,]+ bytes") as info:
         build_firmware(compiled.out_dir, tiny, out_dir=tmp_path)
-    assert info.value.overflow_bytes == needed - budget and info.value.region == "RAM"
+    assert needed - budget <= info.value.overflow_bytes <= needed - budget + 7 and info.value.region == "RAM"
+    assert f"overflowed by {info.value.overflow_bytes:,} bytes" in str(info.value)
     assert "\n" not in str(info.value)
 
 
@@ -198,7 +199,7 @@ def test_end_to_end_on_qemu_equals_the_reference_bit_for_bit(compiled, firmware,
     assert 0 < memory.stack_high_water <= memory.stack_bytes == STACK_RESERVE_BYTES
     assert memory.arena_bytes == manifest["arena_bytes"]
     assert memory.static_bytes == firmware.size.static_bytes and memory.ram_bytes == 327_680
-    assert memory.flash_used_bytes == firmware.size.flash_bytes and memory.rx_overruns == 0
+    assert 0 <= memory.flash_used_bytes - firmware.size.flash_bytes < 8 and memory.rx_overruns == 0  # alignment
 
 
 class FlakyPort:
@@ -258,8 +259,6 @@ def test_corrupt_frames_are_rejected_and_retried_without_hanging(firmware, test_
         assert error_for(encode_frame(Msg.INFER, 203, image + b"\0")).code == ErrorCode.LENGTH
         with pytest.raises(DeviceRejected, match="UNKNOWN_TYPE"):
             link.request(0x42)
-        with pytest.raises(DeviceRejected, match="UNSUPPORTED"):
-            link.request(Msg.PROFILE)
         with pytest.raises(ValueError, match="takes 784"):
             link.infer(image[:-1])
         with pytest.raises(TypeError, match="int8 .pixel - 128., got uint8"):

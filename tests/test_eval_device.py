@@ -69,3 +69,20 @@ def test_platformio_project_builds_offline_for_the_emulator_and_runs(qemu_build)
 def test_flash_refuses_emulated_boards(qemu_build, capsys):
     assert main(["flash", str(qemu_build.out_dir), "--board", "qemu-m7"]) == 2
     assert "nothing to flash" in capsys.readouterr().err
+
+
+def test_profile_reports_every_op_of_the_last_inference(qemu_build):
+    from mcuformer.device.build import build_firmware
+
+    firmware = build_firmware(qemu_build.out_dir, "qemu-m7")
+    image = reference.quantize_pixels(load_dataset("fashion-mnist", "test").images[:1])[0]
+    with qemu_session(firmware.elf, "qemu-m7") as session:
+        total = session.link.infer(image).count
+        profile = session.link.profile()
+    assert len(profile.op_counts) == len(qemu_build.graph.ops)
+    assert all(count > 0 for count in profile.op_counts)
+    assert 0.9 * total <= sum(profile.op_counts) <= total + 40 * len(profile.op_counts)
+    kinds = {op.kind: 0 for op in qemu_build.graph.ops}
+    for op, count in zip(qemu_build.graph.ops, profile.op_counts, strict=True):
+        kinds[op.kind] += count
+    assert max(kinds, key=kinds.__getitem__) in ("linear", "attention")  # where a ViT spends its time

@@ -5,6 +5,7 @@
 #include "mcf_bsp.h"
 #include "mcf_cortexm.h"
 #include "mcf_model.h"
+#include "mcf_profile.h"
 #include "mcf_protocol.h"
 #include "mcf_runtime.h"
 
@@ -89,6 +90,7 @@ static void handle_infer(const mcf_frame *request) {
     /* Interrupts stay masked while the model runs: the count covers the model alone, the same every time. */
     mcf_irq_disable();
     const uint32_t start = mcf_bsp_counter_start();
+    mcf_profile_begin(start);
     const mcf_status status = mcf_model_run(mcf_model_input(), logits);
     const uint32_t ticks = mcf_bsp_counter_ticks() - start;
     mcf_irq_enable();
@@ -121,6 +123,16 @@ static void handle_memory(const mcf_frame *request) {
     p = mcf_put_u32(p, MCF_ADDR(__ram_end__) - MCF_ADDR(__ram_start__));
     p = mcf_put_u32(p, MCF_ADDR(__flash_used_end__) - MCF_ADDR(__flash_start__));
     mcf_put_u32(p, mcf_rx_overruns());
+    reply(request, payload, sizeof payload, 0, 0);
+}
+
+/* PROFILE: u32 number of ops, then each op's count (cycles or instructions) in the last inference. */
+static void handle_profile(const mcf_frame *request) {
+    uint8_t payload[4u + 4u * MCF_MODEL_NUM_OPS];
+    uint8_t *p = mcf_put_u32(payload, MCF_MODEL_NUM_OPS);
+    for (uint32_t i = 0; i < MCF_MODEL_NUM_OPS; i++) {
+        p = mcf_put_u32(p, mcf_profile_ticks(i) * MCF_BSP_COUNTER_SCALE);
+    }
     reply(request, payload, sizeof payload, 0, 0);
 }
 
@@ -180,7 +192,7 @@ int main(void) {
                 break;
 #endif
             case MCF_MSG_PROFILE:
-                reply_error(request.seq, MCF_ERR_UNSUPPORTED, request.type, 0);
+                handle_profile(&request);
                 break;
             default:
                 reply_error(request.seq, MCF_ERR_UNKNOWN_TYPE, request.type, 0);

@@ -31,7 +31,7 @@
 #define MCF_MSG_HELLO 0x01   /* -> version, model hash, sizes, board */
 #define MCF_MSG_INFER 0x02   /* image (MCF_MODEL_INPUT_BYTES int8, HWC) -> logits, argmax, counter */
 #define MCF_MSG_MEMORY 0x03  /* -> stack high water, stack, arena, statics */
-#define MCF_MSG_PROFILE 0x04 /* reserved: answered with MCF_ERR_UNSUPPORTED */
+#define MCF_MSG_PROFILE 0x04 /* -> per-op counts of the last inference */
 #define MCF_MSG_EXIT 0x05    /* u32 code -> empty reply, then the device stops (QEMU: semihosting exit) */
 #define MCF_MSG_PEEK 0x10    /* debug builds: u32 address -> u32 word read there */
 #define MCF_MSG_POKE 0x11    /* debug builds: u32 address, u32 value -> empty reply after the write */

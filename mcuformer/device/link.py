@@ -37,6 +37,7 @@ from mcuformer.device.protocol import (
     InferResult,
     MemoryInfo,
     Msg,
+    ProfileInfo,
     decode_header,
     encode_frame,
     payload_crc_ok,
@@ -154,6 +155,10 @@ class DeviceLink:
 
     def memory(self) -> MemoryInfo:
         return self._decode(MemoryInfo.decode, self.request(Msg.MEMORY))
+
+    def profile(self) -> ProfileInfo:
+        """Per-op counts of the last INFER."""
+        return self._decode(ProfileInfo.decode, self.request(Msg.PROFILE))
 
     def exit(self, code: int = 0, timeout: float = 2.0) -> bool:
         """Asks the device to stop (QEMU exits with `code`); True when it acknowledged before going away."""

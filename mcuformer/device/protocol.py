@@ -194,6 +194,20 @@ class MemoryInfo:
         return cls(*_unpack(_MEMORY, payload, "MEMORY"))
 
 
+@dataclass(frozen=True)
+class ProfileInfo:
+    op_counts: tuple[int, ...]  # cycles or instructions of each op in the last inference (HelloInfo.counter_kind)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> ProfileInfo:
+        if len(payload) < 4:
+            raise PayloadError(f"PROFILE reply has {len(payload)} bytes, expected at least 4")
+        (count,) = struct.unpack_from("<I", payload)
+        if len(payload) != 4 + 4 * count:
+            raise PayloadError(f"PROFILE reply has {len(payload)} bytes for {count} ops")
+        return cls(struct.unpack_from(f"<{count}I", payload, 4))
+
+
 _ERROR = struct.Struct("<BBHi")
 
 
