@@ -18,7 +18,11 @@ KERNEL_SYMBOLS: dict[str, tuple[str, ...]] = {
     "attention": ("mcf_attention_s8", "mcf_attention_s8_get_buffer_size", "mcf_softmax_s8"),
     "mean_pool": ("mcf_mean_pool_s8",),
     "copy": ("mcf_copy_s8",),
-}
+    "attention_block": ("mcf_attention_block_s8", "mcf_attention_block_s8_get_buffer_size", "mcf_attention_row_s8",
+                        "mcf_softmax_s8", "mcf_layernorm_s8", "mcf_linear_s8", "mcf_add_s8"),
+    "mlp_block": ("mcf_mlp_block_s8", "mcf_mlp_block_s8_get_buffer_size", "mcf_layernorm_s8", "mcf_linear_s8",
+                  "mcf_lut_s8", "mcf_add_s8"),
+}  # fmt: skip
 KERNEL_TEXT_BYTES: dict[str, int] = {  # measured size + ~25% (Cortex-M7, -O2), rounded up to 16
     "mcf_patch_embed_s8": 768,
     "mcf_linear_s8": 544,
@@ -30,6 +34,11 @@ KERNEL_TEXT_BYTES: dict[str, int] = {  # measured size + ~25% (Cortex-M7, -O2), 
     "mcf_softmax_s8": 288,
     "mcf_mean_pool_s8": 336,
     "mcf_copy_s8": 64,
+    "mcf_attention_row_s8": 976,
+    "mcf_attention_block_s8": 1120,  # with its static helper
+    "mcf_attention_block_s8_get_buffer_size": 176,
+    "mcf_mlp_block_s8": 656,  # with its static helper
+    "mcf_mlp_block_s8_get_buffer_size": 176,
 }
 CALL_BYTES = 40  # one call in mcf_model_run: argument set-up, branch, status check
 STRUCT_BYTES = 40  # the op's const dims/params structs

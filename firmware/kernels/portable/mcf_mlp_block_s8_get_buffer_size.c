@@ -1,0 +1,18 @@
+/* Scratch size of mcf_mlp_block_s8: see mcf_fused.h. */
+#include "mcf_fused.h"
+
+int32_t mcf_mlp_block_s8_get_buffer_size(const mcf_mlp_block_dims *dims) {
+    if (dims == NULL || dims->tokens <= 0 || dims->channels <= 0 || dims->hidden <= 0 || dims->fc1_rank < 0 ||
+        dims->fc2_rank < 0) {
+        return 0;
+    }
+    /* Chain d, [fc1_rank], hidden, [fc2_rank], d: a rank r next to d and hidden needs r + max(d, hidden),
+     * no rank d + hidden. In 64 bits: no overflow. */
+    const int64_t d = dims->channels;
+    const int64_t hidden = dims->hidden;
+    const int64_t wide = d > hidden ? d : hidden;
+    const int64_t fc1 = dims->fc1_rank > 0 ? dims->fc1_rank + wide : d + hidden;
+    const int64_t fc2 = dims->fc2_rank > 0 ? dims->fc2_rank + wide : d + hidden;
+    const int64_t need = fc1 > fc2 ? fc1 : fc2;
+    return need > INT32_MAX - 3 ? 0 : (int32_t)((need + 3) / 4 * 4);
+}
