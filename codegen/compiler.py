@@ -25,6 +25,7 @@ from mcuformer.quant.ptq import calibrate, quantize_model
 from mcuformer.quant.qmodel import QViT
 
 MANIFEST = "mcuformer.json"
+DEFAULT_SCHEDULE = "fused"
 EMULATOR_BOARD = "qemu-m7"  # every build's PlatformIO project also gets an env for the emulator
 
 
@@ -46,28 +47,28 @@ def read_manifest(build_dir: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def build_graph(model_file: ModelFile, name: str) -> tuple[QViT, Graph]:
+def build_graph(model_file: ModelFile, name: str, schedule: str = DEFAULT_SCHEDULE) -> tuple[QViT, Graph]:
     qmodel = quantize_model(model_file.model, model_file.calibration)
-    return qmodel, lower(qmodel, name)
+    return qmodel, lower(qmodel, name, schedule)
 
 
-def graph_for_arch(arch: ArchConfig, name: str = "model") -> Graph:
+def graph_for_arch(arch: ArchConfig, name: str = "model", schedule: str = DEFAULT_SCHEDULE) -> Graph:
     """The graph of an architecture without trained weights: shapes, ops and buffers are what the plan needs."""
     torch.manual_seed(0)
     model = VisionTransformer(arch, [0.5] * arch.channels, [0.25] * arch.channels)
     pixels = torch.rand(1, arch.channels, arch.image_size, arch.image_size)
-    return lower(quantize_model(model, calibrate(model, pixels)), name)
+    return lower(quantize_model(model, calibrate(model, pixels)), name, schedule)
 
 
-def plan_target(target: str | Path) -> tuple[Graph, str]:
+def plan_target(target: str | Path, schedule: str = DEFAULT_SCHEDULE) -> tuple[Graph, str]:
     """A model.pt file or an architecture (preset or JSON) -> its graph and a display name."""
     path = Path(target)
     if path.suffix == ".pt":
         model_file = load_model(path)
         name = model_file.arch.name or path.parent.name
-        return build_graph(model_file, name.replace("-", "_"))[1], name
+        return build_graph(model_file, name.replace("-", "_"), schedule)[1], name
     arch = load_arch(target)
-    return graph_for_arch(arch, (arch.name or "model").replace("-", "_")), arch.name or str(target)
+    return graph_for_arch(arch, (arch.name or "model").replace("-", "_"), schedule), arch.name or str(target)
 
 
 def compile_model(
@@ -77,13 +78,14 @@ def compile_model(
     name: str | None = None,
     enforce_budget: bool = True,
     with_platformio: bool = True,
+    schedule: str = DEFAULT_SCHEDULE,
 ) -> CompiledModel:
     """Compile model.pt for a board into out_dir (C sources, memory report, manifest)."""
     board = load_board(board) if isinstance(board, str) else board
     model_file = load_model(model_path)
     out = Path(out_dir)
     name = name or out.name or "model"
-    qmodel, graph = build_graph(model_file, name)
+    qmodel, graph = build_graph(model_file, name, schedule)
     plan = plan_memory(graph)
     report = memory_report(graph, plan, board)
     if enforce_budget:
@@ -98,6 +100,7 @@ def compile_model(
         "name": name,
         "model_hash": model_hash(graph),
         "board": board.name,
+        "schedule": schedule,
         "dataset": model_file.dataset.name,
         "arch": model_file.arch.to_dict(),
         "input_shape": list(graph.shape(graph.input)),

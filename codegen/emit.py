@@ -14,7 +14,7 @@ import jinja2
 import numpy as np
 
 from mcuformer import __version__
-from mcuformer.codegen.ir import Graph, Op
+from mcuformer.codegen.ir import OP_SIGNATURES, Graph, Op
 from mcuformer.codegen.planner import MemoryPlan
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -75,14 +75,34 @@ def _op_view(graph: Graph, plan: MemoryPlan, op: Op) -> dict[str, Any]:
     elif op.kind == "attention":
         tokens, channels = shape(op.inputs[0])
         dims = (tokens, channels, op.attrs["heads"])
+    operands = dict(zip((r.lstrip("?$") for r in OP_SIGNATURES[op.kind]), op.inputs, strict=True))
+    layers: dict[str, dict[str, Any]] = {}
+    for role, name in operands.items():
+        if "." in role:
+            layer, part = role.split(".")
+            layers.setdefault(layer, {"present": bool(name)})[part] = operand(name) if name else "NULL"
+    for key, value in op.attrs.items():
+        if "." in key:
+            layer, field = key.split(".")
+            layers.setdefault(layer, {"present": True})[field] = value
+    if op.kind == "attention_block":
+        tokens, channels = shape(op.inputs[0])
+        rank = lambda v: shape(v)[0] if v else 0  # noqa: E731
+        dims = (tokens, channels, op.attrs["heads"], rank(operands["qkv_v.weight"]), rank(operands["proj_v.weight"]))
+    elif op.kind == "mlp_block":
+        tokens, channels = shape(op.inputs[0])
+        rank = lambda v: shape(v)[0] if v else 0  # noqa: E731
+        dims = (tokens, channels, shape(operands["fc1_u.weight"])[0], rank(operands["fc1_v.weight"]),
+                rank(operands["fc2_v.weight"]))  # fmt: skip
     return {
         "name": op.name,
         "kind": op.kind,
+        "layers": layers,
         "attrs": op.attrs,
         "dims": dims,
-        "args": [operand(n) for n in op.inputs],
+        "args": [operand(n) if n else "NULL" for n in op.inputs],
         "out": operand(op.output),
-        "scratch": operand(op.scratch) if op.scratch else "NULL",
+        "scratch": [operand(s) for s in op.scratch],
         "size": graph.tensors[op.output].nbytes,
     }
 

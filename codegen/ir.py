@@ -42,6 +42,18 @@ class Const:
         return int(self.array.nbytes)
 
 
+def _linear_roles(layer: str, optional: bool = False) -> tuple[str, ...]:
+    """Weight, bias, multipliers and shifts of one linear inside a fused op ('?': may be absent, given as "")."""
+    return tuple(f"{'?' if optional else ''}${layer}.{part}" for part in ("weight", "bias", "mult", "shift"))
+
+
+def _linear_attrs(*layers: str) -> tuple[str, ...]:
+    return tuple(f"{layer}.{zp}" for layer in layers for zp in ("in_zp", "out_zp"))
+
+
+_NORM_ATTRS = tuple(f"norm.{a}" for a in ("in_zp", "eps", "mult", "shift", "out_zp"))
+_RES_ATTRS = tuple(f"res.{a}" for a in ("a_zp", "b_zp", "a_mult", "b_mult", "shift", "out_zp"))
+
 # Operand roles per op kind: the order of `Op.inputs`. Names that are consts are marked with '$'.
 OP_SIGNATURES: dict[str, tuple[str, ...]] = {
     "patch_embed": ("image", "$weight", "$bias", "$mult", "$shift"),
@@ -52,7 +64,13 @@ OP_SIGNATURES: dict[str, tuple[str, ...]] = {
     "attention": ("q", "k", "v", "$exp_table"),
     "mean_pool": ("input",),
     "copy": ("input",),  # input may be a const
-}
+    # Fused per-token blocks (operator integration + token overwriting), in place on the residual stream x.
+    "attention_block": ("x", "$norm.gamma", "$norm.beta", *_linear_roles("qkv_v", True), *_linear_roles("q"),
+                        *_linear_roles("k"), *_linear_roles("v"), "$attn.exp_table", *_linear_roles("proj_v", True),
+                        *_linear_roles("proj_u")),
+    "mlp_block": ("x", "$norm.gamma", "$norm.beta", *_linear_roles("fc1_v", True), *_linear_roles("fc1_u"),
+                  "$gelu.table", *_linear_roles("fc2_v", True), *_linear_roles("fc2_u")),
+}  # fmt: skip
 
 
 # Scalar attributes per op kind: exactly the fields of the kernel's params struct (checked by `verify`).
@@ -66,6 +84,11 @@ OP_ATTRS: dict[str, tuple[str, ...]] = {
                   "out_mult", "out_shift", "out_zp"),
     "mean_pool": ("in_zp", "mult", "shift", "out_zp"),
     "copy": (),
+    "attention_block": ("heads", *_NORM_ATTRS, *_linear_attrs("qkv_v", "q", "k", "v"),
+                        *(f"attn.{a}" for a in ("q_zp", "k_zp", "v_zp", "score_mult", "score_shift", "score_zp",
+                                                "out_mult", "out_shift", "out_zp")),
+                        *_linear_attrs("proj_v", "proj_u"), *_RES_ATTRS),
+    "mlp_block": (*_NORM_ATTRS, *_linear_attrs("fc1_v", "fc1_u", "fc2_v", "fc2_u"), *_RES_ATTRS),
 }  # fmt: skip
 
 
@@ -76,7 +99,7 @@ class Op:
     inputs: tuple[str, ...]
     output: str
     attrs: dict[str, int] = field(default_factory=dict)  # zero points, multipliers, shifts, heads, patch
-    scratch: str | None = None  # a scratch tensor sized by the kernel's _get_buffer_size
+    scratch: tuple[str, ...] = ()  # op-local buffers (kernel scratch sized by _get_buffer_size; K and V)
 
 
 @dataclass
@@ -121,8 +144,13 @@ class Graph:
         return self.tensors[name].shape if name in self.tensors else tuple(self.consts[name].array.shape)
 
 
-_DTYPES = {"$weight": np.int8, "$bias": np.int32, "$mult": np.int32, "$shift": np.int32, "$table": np.int8,
-           "$gamma": np.int32, "$beta": np.int32, "$exp_table": np.int32}  # fmt: skip
+_DTYPES = {"weight": np.int8, "bias": np.int32, "mult": np.int32, "shift": np.int32, "table": np.int8,
+           "gamma": np.int32, "beta": np.int32, "exp_table": np.int32}  # fmt: skip
+
+
+def role_dtype(role: str) -> Any:
+    """The dtype a const operand must have: by the role's last part ('$q.weight' -> int8)."""
+    return _DTYPES.get(role.lstrip("?$").rsplit(".", 1)[-1])
 
 
 def verify(graph: Graph) -> None:
@@ -152,8 +180,11 @@ def verify(graph: Graph) -> None:
         if len(op.inputs) != len(roles):
             fail(f"op {op.name} ({op.kind}) takes {len(roles)} operands, got {len(op.inputs)}")
         for role, name in zip(roles, op.inputs, strict=True):
+            if name == "" and role.startswith("?"):
+                continue
+            role = role.lstrip("?")
             if name in graph.consts:
-                want = _DTYPES.get(role)
+                want = role_dtype(role)
                 if want is not None and graph.consts[name].array.dtype != want:
                     fail(f"op {op.name}: const {name} for {role} must be {np.dtype(want).name}")
                 continue
@@ -168,8 +199,9 @@ def verify(graph: Graph) -> None:
         if op.output in produced_by:
             fail(f"tensor {op.output} is written by both {produced_by[op.output]} and {op.name}")
         produced_by[op.output] = op.name
-        if op.scratch is not None and not graph.tensors[op.scratch].scratch:
-            fail(f"op {op.name}: {op.scratch} is not a scratch tensor")
+        for scratch in op.scratch:
+            if scratch not in graph.tensors or not graph.tensors[scratch].scratch:
+                fail(f"op {op.name}: {scratch} is not a scratch tensor")
         _check_shapes(graph, op, fail)
         written.add(op.output)
     if not _is_written(graph, graph.output, written):
@@ -203,6 +235,9 @@ def _check_shapes(graph: Graph, op: Op, fail: Any) -> None:
         weight = shape(op.inputs[1])
         if h % p or w_ % p or weight[1] != p * p * c or out != ((h // p) * (w_ // p), weight[0]):
             fail(f"op {op.name}: patch embedding of {h}x{w_}x{c} with {weight} cannot give {out}")
+    elif op.kind in ("attention_block", "mlp_block"):
+        if len(shape(op.inputs[0])) != 2 or graph.root(op.output) != graph.root(op.inputs[0]):
+            fail(f"op {op.name}: a fused block runs in place on a [tokens, channels] residual stream")
     elif op.kind in ("add", "lut", "layernorm", "copy"):
         if graph.tensors[op.output].nbytes != int(np.prod(shape(op.inputs[0]))):
             fail(f"op {op.name}: {op.kind} output size differs from its input")

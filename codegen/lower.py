@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from mcuformer.codegen.ir import Graph, Op, TensorSpec, verify
+from mcuformer.codegen.ir import OP_ATTRS, Graph, IRError, Op, TensorSpec, verify
 from mcuformer.codegen.kernels import attention_scratch_bytes
+from mcuformer.quant.fused import AttentionBlockDims, MlpBlockDims
 from mcuformer.quant.qmodel import QAdd, QBlock, QFactored, QLayerNorm, QLinear, QViT
 
 
@@ -48,6 +49,72 @@ class _Builder:
         self.graph.add_op(Op(name, "add", (a, b), out, attrs))
         return out
 
+    def linear_operands(self, name: str, layer: QLinear | None, role: str, attrs: dict[str, int]) -> tuple[str, ...]:
+        """Consts of one linear inside a fused op (four "" when the layer is absent) and its zero points."""
+        attrs[f"{role}.in_zp"] = layer.input.zero_point if layer else 0
+        attrs[f"{role}.out_zp"] = layer.output.zero_point if layer else 0
+        if layer is None:
+            return ("", "", "", "")
+        g = self.graph
+        arrays = (layer.weight, layer.bias, layer.mult, layer.shift)
+        return tuple(g.add_const(f"{name}_{s}", a) for s, a in zip("wbms", arrays, strict=True))
+
+    def norm_operands(self, name: str, norm: QLayerNorm, attrs: dict[str, int]) -> tuple[str, str]:
+        attrs.update({"norm.in_zp": norm.input.zero_point, "norm.eps": norm.eps, "norm.mult": norm.mult,
+                      "norm.shift": norm.shift, "norm.out_zp": norm.output.zero_point})  # fmt: skip
+        g = self.graph
+        return g.add_const(f"{name}_gamma", norm.gamma), g.add_const(f"{name}_beta", norm.beta)
+
+    @staticmethod
+    def residual_attrs(add: QAdd, attrs: dict[str, int]) -> None:
+        attrs.update({"res.a_zp": add.a.zero_point, "res.b_zp": add.b.zero_point, "res.a_mult": add.a_mult,
+                      "res.b_mult": add.b_mult, "res.shift": add.shift,
+                      "res.out_zp": add.output.zero_point})  # fmt: skip
+
+    def scratch(self, name: str, nbytes: int) -> str:
+        return self.graph.add_tensor(TensorSpec(name, (nbytes,), scratch=True))
+
+    def fused_block(self, index: int, x: str, block: QBlock) -> str:
+        """The block as two per-token fused ops written over the residual stream (K, V: the op's own buffers)."""
+        g, p = self.graph, f"b{index}"
+        tokens, dim = g.shape(x)
+        attn, attrs = block.attn, {"heads": block.attn.heads}
+        operands = (
+            x, *self.norm_operands(f"{p}_norm1", block.norm1, attrs),
+            *self.linear_operands(f"{p}_qkv_v", block.qkv_v, "qkv_v", attrs),
+            *(o for part in "qkv" for o in self.linear_operands(f"{p}_{part}", getattr(block, part), part, attrs)),
+            g.add_const(f"{p}_exp", attn.exp_table),
+            *self.linear_operands(f"{p}_proj_v", block.proj.v, "proj_v", attrs),
+            *self.linear_operands(f"{p}_proj_u", block.proj.u, "proj_u", attrs),
+        )  # fmt: skip
+        attrs.update({"attn.q_zp": attn.q.zero_point, "attn.k_zp": attn.k.zero_point, "attn.v_zp": attn.v.zero_point,
+                      "attn.score_mult": attn.score_mult, "attn.score_shift": attn.score_shift,
+                      "attn.score_zp": attn.score.zero_point, "attn.out_mult": attn.out_mult,
+                      "attn.out_shift": attn.out_shift, "attn.out_zp": attn.output.zero_point})  # fmt: skip
+        self.residual_attrs(block.res1, attrs)
+        attrs = {key: attrs[key] for key in OP_ATTRS["attention_block"]}
+        dims = AttentionBlockDims.from_block(block, tokens)
+        scratch = (self.scratch(f"{p}_k", tokens * dim), self.scratch(f"{p}_v", tokens * dim),
+                   self.scratch(f"{p}_attn_scratch", dims.scratch_bytes()))  # fmt: skip
+        x1 = self.tensor(f"{p}_res1", (tokens, dim), alias_of=x)
+        g.add_op(Op(f"{p}_attention_block", "attention_block", operands, x1, attrs, scratch))
+
+        attrs = {}
+        operands = (
+            x1, *self.norm_operands(f"{p}_norm2", block.norm2, attrs),
+            *self.linear_operands(f"{p}_fc1_v", block.fc1.v, "fc1_v", attrs),
+            *self.linear_operands(f"{p}_fc1_u", block.fc1.u, "fc1_u", attrs),
+            g.add_const(f"{p}_gelu_table", block.gelu_table),
+            *self.linear_operands(f"{p}_fc2_v", block.fc2.v, "fc2_v", attrs),
+            *self.linear_operands(f"{p}_fc2_u", block.fc2.u, "fc2_u", attrs),
+        )  # fmt: skip
+        self.residual_attrs(block.res2, attrs)
+        attrs = {key: attrs[key] for key in OP_ATTRS["mlp_block"]}
+        mlp_scratch = self.scratch(f"{p}_mlp_scratch", MlpBlockDims.from_block(block, tokens).scratch_bytes())
+        x2 = self.tensor(f"{p}_res2", (tokens, dim), alias_of=x1)
+        g.add_op(Op(f"{p}_mlp_block", "mlp_block", operands, x2, attrs, (mlp_scratch,)))
+        return x2
+
     def block(self, index: int, x: str, block: QBlock) -> str:
         g, p = self.graph, f"b{index}"
         h = self.layernorm(f"{p}_norm1", x, block.norm1)
@@ -64,7 +131,7 @@ class _Builder:
                  "score_zp": attn.score.zero_point, "out_mult": attn.out_mult, "out_shift": attn.out_shift,
                  "out_zp": attn.output.zero_point}  # fmt: skip
         exp = g.add_const(f"{p}_exp", attn.exp_table)
-        g.add_op(Op(f"{p}_attention", "attention", (q, k, v, exp), context, attrs, scratch))
+        g.add_op(Op(f"{p}_attention", "attention", (q, k, v, exp), context, attrs, (scratch,)))
         x = self.add_inplace(f"{p}_res1", x, self.factored(f"{p}_proj", context, block.proj), block.res1)
         h = self.layernorm(f"{p}_norm2", x, block.norm2)
         f = self.factored(f"{p}_fc1", h, block.fc1)
@@ -73,7 +140,12 @@ class _Builder:
         return self.add_inplace(f"{p}_res2", x, self.factored(f"{p}_fc2", act, block.fc2), block.res2)
 
 
-def lower(model: QViT, name: str = "model") -> Graph:
+SCHEDULES = ("fused", "layer")  # fused: per-token blocks in place (the default); layer: whole tensors per op
+
+
+def lower(model: QViT, name: str = "model", schedule: str = "fused") -> Graph:
+    if schedule not in SCHEDULES:
+        raise IRError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
     arch = model.arch
     graph = Graph(name)
     b = _Builder(graph)
@@ -100,7 +172,7 @@ def lower(model: QViT, name: str = "model") -> Graph:
         graph.add_op(Op("cls_token", "copy", (graph.add_const("cls_row", model.cls_row),), cls_slot))
     x = tokens
     for index, block in enumerate(model.blocks):
-        x = b.block(index, x, block)
+        x = b.fused_block(index, x, block) if schedule == "fused" else b.block(index, x, block)
     if model.pool is None:
         pooled = b.tensor("pooled", (dim,), alias_of=x, offset=0)  # the class token row, no copy
         x_for_norm = pooled
@@ -113,7 +185,7 @@ def lower(model: QViT, name: str = "model") -> Graph:
     h = b.layernorm("norm", x_for_norm, model.norm)
     graph.output = b.linear("head", h, model.head)
     graph.meta = {"arch": arch.to_dict(), "logits_scale": model.logits.scale,
-                  "logits_zero_point": model.logits.zero_point}  # fmt: skip
+                  "logits_zero_point": model.logits.zero_point, "schedule": schedule}  # fmt: skip
     verify(graph)
     return graph
 

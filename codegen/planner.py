@@ -60,7 +60,7 @@ def lifetimes(graph: Graph) -> dict[str, tuple[int, int]]:
 
     touch(graph.input, 0)
     for index, op in enumerate(graph.ops):
-        for name in (*op.inputs, op.output, *((op.scratch,) if op.scratch else ())):
+        for name in (*op.inputs, op.output, *op.scratch):
             if name in graph.tensors:
                 touch(name, index)
     touch(graph.output, len(graph.ops) - 1)

@@ -21,8 +21,8 @@ def runtime_static_bytes(num_ops: int) -> int:
     return RUNTIME_STATIC_BYTES + PROFILE_BYTES_PER_OP * num_ops
 
 
-_FLASH_KIND = {"$weight": "weights", "$bias": "biases", "$mult": "requant", "$shift": "requant",
-               "$table": "tables", "$exp_table": "tables", "$gamma": "norm", "$beta": "norm"}  # fmt: skip
+_FLASH_KIND = {"weight": "weights", "bias": "biases", "mult": "requant", "shift": "requant",
+               "table": "tables", "exp_table": "tables", "gamma": "norm", "beta": "norm"}  # fmt: skip
 
 
 class BudgetError(McuformerError):
@@ -86,7 +86,7 @@ def flash_by_kind(graph: Graph) -> dict[str, int]:
     for op in graph.ops:
         for role, name in zip(OP_SIGNATURES[op.kind], op.inputs, strict=True):
             if name in graph.consts:
-                kinds.setdefault(name, _FLASH_KIND.get(role, "embeddings"))
+                kinds.setdefault(name, _FLASH_KIND.get(role.lstrip("?$").rsplit(".", 1)[-1], "embeddings"))
     totals: dict[str, int] = {}
     for name, kind in kinds.items():
         totals[kind] = totals.get(kind, 0) + graph.consts[name].nbytes

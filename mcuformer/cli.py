@@ -52,7 +52,7 @@ def cmd_compile(args: argparse.Namespace) -> None:
     from mcuformer.codegen.compiler import compile_model
 
     out = Path(args.out or f"build/{Path(args.model).resolve().parent.name}")
-    compiled = compile_model(args.model, args.board, out, name=args.name)
+    compiled = compile_model(args.model, args.board, out, name=args.name, schedule=args.schedule)
     print(compiled.report.summary())
     if args.verbose:
         print(compiled.report.op_table())
@@ -66,7 +66,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
     from mcuformer.codegen.planner import plan_memory
     from mcuformer.codegen.report import memory_report
 
-    graph, name = plan_target(args.target)
+    graph, name = plan_target(args.target, args.schedule)
     plan = plan_memory(graph)
     report = memory_report(graph, plan, load_board(args.board))
     print(report.op_table())
@@ -168,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", help="build folder (default build/<run name>)")
     p.add_argument("--name", help="model name in the generated C")
     p.add_argument("-v", "--verbose", action="store_true", help="print the per-op memory table")
+    p.add_argument(
+        "--schedule",
+        choices=("fused", "layer"),
+        default="fused",
+        help="fused: per-token blocks written over the residual stream (default); layer: layer by layer",
+    )
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser(
@@ -196,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="model.pt, an architecture preset or an architecture JSON file")
     p.add_argument("--board", default="stm32f746", help="board whose budget the report compares with")
     p.add_argument("--plot", help="timeline plot file, .png or .svg (default <name>_plan.png)")
+    p.add_argument("--schedule", choices=("fused", "layer"), default="fused", help="operator schedule")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser(

@@ -176,7 +176,7 @@ def evaluate_build(
     build = Path(build_dir)
     manifest = read_manifest(build)
     model_file = load_model(build / "model.pt")
-    qmodel, graph = build_graph(model_file, manifest["name"])
+    qmodel, graph = build_graph(model_file, manifest["name"], manifest.get("schedule", "layer"))
     if model_hash(graph) != manifest["model_hash"]:
         raise McuformerError(f"{build}/model.pt does not match the generated C (hash differs): recompile")
     data = load_for_arch(dataset or manifest["dataset"], "test", model_file.arch, data_dir)

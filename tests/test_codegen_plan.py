@@ -17,11 +17,11 @@ from mcuformer.model import VisionTransformer
 from mcuformer.quant.ptq import calibrate, quantize_model
 
 
-def _graph(arch: ArchConfig, seed: int = 0):
+def _graph(arch: ArchConfig, seed: int = 0, schedule: str = "layer"):
     torch.manual_seed(seed)
     model = VisionTransformer(arch, [0.5] * arch.channels, [0.25] * arch.channels)
     pixels = torch.rand(16, arch.channels, arch.image_size, arch.image_size)
-    return lower(quantize_model(model, calibrate(model, pixels)), arch.name.replace("-", "_") or "m")
+    return lower(quantize_model(model, calibrate(model, pixels)), arch.name.replace("-", "_") or "m", schedule)
 
 
 def _random_arch(rng: random.Random) -> ArchConfig:
@@ -44,10 +44,11 @@ def _random_arch(rng: random.Random) -> ArchConfig:
                       pool=rng.choice(["cls", "mean"]))  # fmt: skip
 
 
-@pytest.mark.parametrize("seed", range(25))
-def test_random_architectures_plan_without_overlap_and_deterministically(seed):
+@pytest.mark.parametrize("schedule", ["layer", "fused"])
+@pytest.mark.parametrize("seed", range(20))
+def test_random_architectures_plan_without_overlap_and_deterministically(seed, schedule):
     arch = _random_arch(random.Random(seed))
-    graph = _graph(arch, seed)
+    graph = _graph(arch, seed, schedule)
     plan = plan_memory(graph)
     check_plan(plan)  # raises on any overlap of live buffers or a buffer outside the arena
     for buffer in plan.buffers:
@@ -59,9 +60,24 @@ def test_random_architectures_plan_without_overlap_and_deterministically(seed):
         assert offset >= 0 and offset + graph.tensors[name].nbytes <= plan.arena_bytes
     # The arena is at least the largest set of simultaneously live tensors.
     assert plan.arena_bytes >= max(plan.live_bytes)
-    again = plan_memory(_graph(arch, seed))
+    again = plan_memory(_graph(arch, seed, schedule))
     assert again == plan
-    assert render(graph, plan) == render(_graph(arch, seed), again)
+    assert render(graph, plan) == render(_graph(arch, seed, schedule), again)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_fused_schedule_needs_less_and_keeps_only_k_and_v_per_sequence(seed):
+    arch = _random_arch(random.Random(seed))
+    layer, fused = plan_memory(_graph(arch, seed, "layer")), plan_memory(_graph(arch, seed, "fused"))
+    assert fused.arena_bytes <= layer.arena_bytes
+    tokens, dim = arch.num_tokens, arch.embed_dim
+    graph = _graph(arch, seed, "fused")
+    for index, op in enumerate(graph.ops):
+        if op.kind == "attention_block":  # residual stream + K + V + one token's scratch: nothing else is live
+            live = {b.name for b in fused.live_at(index)}
+            per_token = graph.tensors[op.scratch[2]].nbytes
+            assert fused.live_bytes[index] <= 3 * ((tokens * dim + 3) // 4 * 4) + per_token, live
+            assert per_token <= 2 * dim + tokens + 8
 
 
 def test_residual_adds_and_gelu_run_in_place():
@@ -137,5 +153,5 @@ def test_plan_command_prints_the_table_and_draws_the_timeline(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "b0_attention" in out and "peak" in out and "live buffers" in out
     assert (tmp_path / "plan.svg").read_text().lstrip().startswith("<?xml")
-    plan = plan_memory(_graph(PRESETS["micro"]))
+    plan = plan_memory(_graph(PRESETS["micro"], schedule="fused"))
     assert f"arena {plan.arena_bytes:,}" in out

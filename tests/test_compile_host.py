@@ -1,6 +1,7 @@
 """End to end on the host: model.pt -> compile -> gcc -> the C equals the numpy reference bit for bit."""
 
 import json
+import random
 import re
 
 import numpy as np
@@ -107,3 +108,28 @@ def test_help_reads_well(capsys):
     out = capsys.readouterr().out
     for command in ("train", "compile", "eval", "boards", "demo"):
         assert command in out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_schedule_is_bit_exact_on_random_architectures(seed, tmp_path):
+    """Random archs (low rank or not, cls or mean pooling), random weights: both schedules' C equals the reference."""
+    from test_codegen_plan import _random_arch
+
+    from mcuformer.codegen.emit import write_sources
+    from mcuformer.codegen.lower import lower
+    from mcuformer.codegen.planner import plan_memory
+    from mcuformer.quant.ptq import quantize_model
+
+    arch = _random_arch(random.Random(100 + seed))
+    torch.manual_seed(seed)
+    model = VisionTransformer(arch, [0.5] * arch.channels, [0.25] * arch.channels)
+    images = np.random.default_rng(seed).integers(0, 256, (40, arch.image_size, arch.image_size, arch.channels))
+    images = images.astype(np.uint8)
+    qmodel = quantize_model(model, calibrate(model, torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255))
+    expected = reference.predict(qmodel, images)
+    for schedule in ("layer", "fused"):
+        graph = lower(qmodel, "m", schedule)
+        build = tmp_path / schedule
+        write_sources(graph, plan_memory(graph), build / "src")
+        got = run_host(build_host_runner(build), reference.quantize_pixels(images), arch.num_classes)
+        assert np.array_equal(got, expected), schedule
