@@ -66,7 +66,7 @@ def _op_view(graph: Graph, plan: MemoryPlan, op: Op) -> dict[str, Any]:
     if op.kind == "linear":
         x, w = shape(op.inputs[0]), shape(op.inputs[1])
         dims = (int(np.prod(x[:-1])) if len(x) > 1 else 1, w[1], w[0])
-    elif op.kind == "patch_embed":
+    elif op.kind in ("patch_embed", "patch_embed_rows"):
         h, w_, c = shape(op.inputs[0])
         dims = (h, w_, c, op.attrs["patch"], shape(op.inputs[1])[0])
     elif op.kind in ("layernorm", "mean_pool"):

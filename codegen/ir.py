@@ -26,6 +26,9 @@ class TensorSpec:
     alias_of: str | None = None  # root tensor whose memory this tensor views
     offset: int = 0  # byte offset of the view inside its root
     scratch: bool = False  # kernel scratch: lives during one op only
+    # Placed at a fixed offset from another root's buffer, overlapping it on purpose (the image under the token
+    # matrix that the decomposed patch embedding writes over consumed rows): (that root, byte offset).
+    anchor: tuple[str, int] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -57,6 +60,7 @@ _RES_ATTRS = tuple(f"res.{a}" for a in ("a_zp", "b_zp", "a_mult", "b_mult", "shi
 # Operand roles per op kind: the order of `Op.inputs`. Names that are consts are marked with '$'.
 OP_SIGNATURES: dict[str, tuple[str, ...]] = {
     "patch_embed": ("image", "$weight", "$bias", "$mult", "$shift"),
+    "patch_embed_rows": ("image", "$weight", "$bias", "$mult", "$shift"),  # may write over consumed image rows
     "linear": ("input", "$weight", "$bias", "$mult", "$shift"),
     "add": ("a", "b"),  # b may be a const
     "lut": ("input", "$table"),
@@ -76,6 +80,7 @@ OP_SIGNATURES: dict[str, tuple[str, ...]] = {
 # Scalar attributes per op kind: exactly the fields of the kernel's params struct (checked by `verify`).
 OP_ATTRS: dict[str, tuple[str, ...]] = {
     "patch_embed": ("patch", "in_zp", "out_zp"),
+    "patch_embed_rows": ("patch", "in_zp", "out_zp"),
     "linear": ("in_zp", "out_zp"),
     "add": ("a_zp", "b_zp", "a_mult", "b_mult", "shift", "out_zp"),
     "lut": (),
@@ -230,7 +235,7 @@ def _check_shapes(graph: Graph, op: Op, fail: Any) -> None:
         for role in (2, 3, 4):
             if shape(op.inputs[role]) != (w[0],):
                 fail(f"op {op.name}: per-channel operand {op.inputs[role]} must have {w[0]} entries")
-    elif op.kind == "patch_embed":
+    elif op.kind in ("patch_embed", "patch_embed_rows"):
         (h, w_, c), p = shape(op.inputs[0]), op.attrs["patch"]
         weight = shape(op.inputs[1])
         if h % p or w_ % p or weight[1] != p * p * c or out != ((h // p) * (w_ // p), weight[0]):

@@ -12,3 +12,8 @@ def attention_scratch_bytes(tokens: int, channels: int, heads: int) -> int:
     if tokens <= 0 or channels <= 0 or heads <= 0 or channels % heads:
         raise ValueError(f"invalid attention dims tokens={tokens} channels={channels} heads={heads}")
     return _align4(tokens)
+
+
+def patch_embed_rows_scratch_bytes(width: int, patch: int, out_ch: int) -> int:
+    """mcf_patch_embed_rows_s8_get_buffer_size: one patch row of tokens, word aligned."""
+    return _align4(width // patch * out_ch)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from mcuformer.arch import ArchConfig
 from mcuformer.codegen.ir import OP_ATTRS, Graph, IRError, Op, TensorSpec, verify
-from mcuformer.codegen.kernels import attention_scratch_bytes
+from mcuformer.codegen.kernels import attention_scratch_bytes, patch_embed_rows_scratch_bytes
 from mcuformer.quant.fused import AttentionBlockDims, MlpBlockDims
 from mcuformer.quant.qmodel import QAdd, QBlock, QFactored, QLayerNorm, QLinear, QViT
 
@@ -140,6 +141,23 @@ class _Builder:
         return self.add_inplace(f"{p}_res2", x, self.factored(f"{p}_fc2", act, block.fc2), block.res2)
 
 
+def decomposed_image_offset(arch: ArchConfig) -> int | None:
+    """Where the image goes in a buffer shared with the token matrix (tokens at 0), or None if it cannot.
+
+    Patch row r is stored after it is computed, over bytes [0, end of its tokens); image patch rows r + 1.. must
+    still be intact then. Right-aligning the image (offset = max(tokens, image) - image) satisfies that whenever
+    tokens_end(r) <= offset + (r + 1) * patch_row_bytes for every row.
+    """
+    dim, grid = arch.embed_dim, arch.grid
+    first = arch.num_tokens - arch.num_patches
+    image = arch.image_size**2 * arch.channels
+    row_bytes = arch.patch_size * arch.image_size * arch.channels
+    offset = max(arch.num_tokens * dim, image) - image
+    offset -= offset % 4
+    fits = all((first + (r + 1) * grid) * dim <= offset + (r + 1) * row_bytes for r in range(grid))
+    return offset if fits else None
+
+
 SCHEDULES = ("fused", "layer")  # fused: per-token blocks in place (the default); layer: whole tensors per op
 
 
@@ -150,9 +168,15 @@ def lower(model: QViT, name: str = "model", schedule: str = "fused") -> Graph:
     graph = Graph(name)
     b = _Builder(graph)
     dim, patches = arch.embed_dim, arch.num_patches
-    graph.input = b.tensor("image", (arch.image_size, arch.image_size, arch.channels))
-    tokens = b.tensor("tokens", (arch.num_tokens, dim))
+    image_shape = (arch.image_size, arch.image_size, arch.channels)
     first = arch.num_tokens - patches  # rows before the patch tokens (the class token)
+    image_offset = decomposed_image_offset(arch) if schedule == "fused" else None
+    if image_offset is None:
+        graph.input = b.tensor("image", image_shape)
+        tokens = b.tensor("tokens", (arch.num_tokens, dim))
+    else:  # patch-embedding decomposition: tokens overwrite image rows already consumed
+        tokens = b.tensor("tokens", (arch.num_tokens, dim))
+        graph.input = graph.add_tensor(TensorSpec("image", image_shape, anchor=(tokens, image_offset)))
     patch_rows = b.tensor("patch_tokens", (patches, dim), alias_of=tokens, offset=first * dim)
     pe = model.patch_embed
     consts = tuple(
@@ -160,7 +184,12 @@ def lower(model: QViT, name: str = "model", schedule: str = "fused") -> Graph:
         for s, a in zip("wbms", (pe.weight, pe.bias, pe.mult, pe.shift), strict=True)
     )
     attrs = {"patch": arch.patch_size, "in_zp": pe.input.zero_point, "out_zp": pe.output.zero_point}
-    graph.add_op(Op("patch_embed", "patch_embed", (graph.input, *consts), patch_rows, attrs))
+    if image_offset is None:
+        graph.add_op(Op("patch_embed", "patch_embed", (graph.input, *consts), patch_rows, attrs))
+    else:
+        row_scratch = b.scratch("patch_row_scratch", patch_embed_rows_scratch_bytes(arch.image_size, arch.patch_size,
+                                                                                  dim))  # fmt: skip
+        graph.add_op(Op("patch_embed", "patch_embed_rows", (graph.input, *consts), patch_rows, attrs, (row_scratch,)))
     pos = graph.add_const("pos_embed", model.pos_embed)
     embedded = b.tensor("embedded", (patches, dim), alias_of=patch_rows)
     add = model.pos_add

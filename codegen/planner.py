@@ -36,6 +36,7 @@ class MemoryPlan:
     op_names: tuple[str, ...]
     live_bytes: tuple[int, ...]  # bytes of live buffers at each op
     tensor_offsets: dict[str, int]  # arena offset of every tensor (views included)
+    intended_overlaps: frozenset[frozenset[str]] = frozenset()  # anchored pairs that share bytes on purpose
 
     @property
     def peak_op(self) -> int:
@@ -67,6 +68,16 @@ def lifetimes(graph: Graph) -> dict[str, tuple[int, int]]:
     return span
 
 
+def _covered_bytes(buffers: list[Buffer]) -> int:
+    """Bytes covered by the buffers (anchored buffers may share bytes: counted once)."""
+    total, end = 0, 0
+    for b in sorted(buffers, key=lambda b: b.offset):
+        start = max(b.offset, end)
+        total += max(0, b.offset + b.size - start)
+        end = max(end, b.offset + b.size)
+    return total
+
+
 def plan_memory(graph: Graph) -> MemoryPlan:
     span = lifetimes(graph)
     groups: dict[str, list[str]] = {root: [] for root in span}
@@ -74,25 +85,44 @@ def plan_memory(graph: Graph) -> MemoryPlan:
         root = graph.root(name)
         if root in groups:
             groups[root].append(name)
+    # Anchored roots are placed together with their anchor, at a fixed distance from it.
+    units: dict[str, list[tuple[str, int]]] = {root: [(root, 0)] for root in span}
+    for root in span:
+        anchor = graph.tensors[root].anchor
+        if anchor is not None:
+            units[anchor[0]].append((root, anchor[1]))
+            del units[root]
+
+    def extent(unit: str) -> int:
+        return max(rel + graph.tensors[r].nbytes for r, rel in units[unit])
+
     # Largest first, ties by first use then name: a deterministic first fit.
-    order = sorted(span, key=lambda r: (-graph.tensors[r].nbytes, span[r][0], r))
+    order = sorted(units, key=lambda r: (-extent(r), span[r][0], r))
     placed: list[Buffer] = []
-    for root in order:
-        first, last = span[root]
-        size = _align(graph.tensors[root].nbytes)
-        conflicts = sorted((b for b in placed if b.first <= last and first <= b.last), key=lambda b: b.offset)
-        offset = 0
-        for other in conflicts:
-            if offset + size <= other.offset:
-                break
-            offset = max(offset, _align(other.offset + other.size))
-        members = tuple(sorted(groups[root], key=lambda n: (n != root, n)))
-        placed.append(Buffer(root, size, offset, first, last, members))
+    for unit in order:
+        parts = [(r, rel, _align(graph.tensors[r].nbytes), *span[r]) for r, rel in units[unit]]
+
+        def fits(offset: int, parts: list[tuple[str, int, int, int, int]] = parts) -> bool:
+            return all(
+                not (b.first <= last and first <= b.last and b.offset < offset + rel + size
+                     and offset + rel < b.offset + b.size)
+                for _, rel, size, first, last in parts
+                for b in placed
+            )  # fmt: skip
+
+        candidates = sorted({0} | {_align(b.offset + b.size) - rel for b in placed for _, rel, *_ in parts})
+        offset = next(c for c in candidates if c >= 0 and c % ALIGN == 0 and fits(c))
+        for root, rel, size, first, last in parts:
+            members = tuple(sorted(groups[root], key=lambda n: (n != root, n)))
+            placed.append(Buffer(root, size, offset + rel, first, last, members))
     buffers = tuple(sorted(placed, key=lambda b: (b.first, b.offset, b.name)))
     arena = max((b.offset + b.size for b in buffers), default=0)
-    live = tuple(sum(b.size for b in buffers if b.first <= i <= b.last) for i in range(len(graph.ops)))
+    live = tuple(_covered_bytes([b for b in buffers if b.first <= i <= b.last]) for i in range(len(graph.ops)))
     offsets = {name: by_root.offset + graph.root_offset(name) for by_root in buffers for name in by_root.tensors}
-    plan = MemoryPlan(buffers, arena, tuple(op.name for op in graph.ops), live, offsets)
+    overlaps = frozenset(
+        frozenset((root, spec.anchor[0])) for root, spec in graph.tensors.items() if spec.anchor is not None
+    )
+    plan = MemoryPlan(buffers, arena, tuple(op.name for op in graph.ops), live, offsets, overlaps)
     check_plan(plan)
     return plan
 
@@ -103,5 +133,5 @@ def check_plan(plan: MemoryPlan) -> None:
         if a.offset < 0 or a.offset + a.size > plan.arena_bytes or a.offset % ALIGN:
             raise IRError(f"buffer {a.name} [{a.offset}, +{a.size}) lies outside the arena or is misaligned")
         for b in plan.buffers[i + 1 :]:
-            if a.overlaps_in_time(b) and a.overlaps_in_space(b):
+            if a.overlaps_in_time(b) and a.overlaps_in_space(b) and {a.name, b.name} not in plan.intended_overlaps:
                 raise IRError(f"buffers {a.name} and {b.name} overlap while both are alive")

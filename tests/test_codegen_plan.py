@@ -54,7 +54,9 @@ def test_random_architectures_plan_without_overlap_and_deterministically(seed, s
     for buffer in plan.buffers:
         for other in plan.buffers:
             if buffer is not other and buffer.overlaps_in_time(other):
-                assert not buffer.overlaps_in_space(other)
+                # only the decomposed patch embedding's image may share bytes, with the token matrix it becomes
+                intended = {buffer.name, other.name} == {"image", "tokens"} and schedule == "fused"
+                assert intended or not buffer.overlaps_in_space(other)
     # Every tensor lies inside its buffer and the arena.
     for name, offset in plan.tensor_offsets.items():
         assert offset >= 0 and offset + graph.tensors[name].nbytes <= plan.arena_bytes

@@ -84,7 +84,7 @@ def test_cli_errors_are_one_line(micro_run, tmp_path, capsys):
     [
         (PRESETS["mcuformer-240"], r"needs [\d,]+ B flash but stm32f746 has 1,048,576 B, over by [\d,]+ B"),
         (
-            ArchConfig.uniform(image_size=240, channels=3, patch_size=8, embed_dim=96, depth=1, num_heads=2,
+            ArchConfig.uniform(image_size=240, channels=3, patch_size=8, embed_dim=192, depth=1, num_heads=2,
                                mlp_ratio=2, num_classes=10),
             r"needs [\d,]+ B SRAM .* has 327,680 B, over by [\d,]+ B; the peak \([\d,]+ B live\) is set by op b0_",
         ),
