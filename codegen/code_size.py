@@ -15,7 +15,7 @@ KERNEL_SYMBOLS: dict[str, tuple[str, ...]] = {
     "add": ("mcf_add_s8",),
     "lut": ("mcf_lut_s8",),
     "layernorm": ("mcf_layernorm_s8",),
-    "attention": ("mcf_attention_s8", "mcf_attention_s8_get_buffer_size", "mcf_softmax_s8"),
+    "attention": ("mcf_attention_s8", "mcf_attention_s8_get_buffer_size", "mcf_attention_row_s8", "mcf_softmax_s8"),
     "mean_pool": ("mcf_mean_pool_s8",),
     "copy": ("mcf_copy_s8",),
     "patch_embed_rows": ("mcf_patch_embed_rows_s8", "mcf_patch_embed_rows_s8_get_buffer_size", "mcf_patch_embed_s8",

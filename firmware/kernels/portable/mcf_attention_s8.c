@@ -1,65 +1,21 @@
-/* ops.attention: see mcf_kernels.h. */
+/* ops.attention: see mcf_kernels.h. Query row by query row through mcf_attention_row_s8 (one score row of
+ * `tokens` values in scratch, never a tokens x tokens matrix). */
+#include "mcf_fused.h"
 #include "mcf_kernels.h"
-#include "mcf_math.h"
 
 mcf_status mcf_attention_s8(const mcf_attention_dims *dims, const mcf_attention_params *params,
                             const int8_t *q, const int8_t *k, const int8_t *v, const int32_t *exp_table,
                             int8_t *output, void *scratch) {
-    if (dims == NULL || params == NULL || q == NULL || k == NULL || v == NULL || exp_table == NULL ||
-        output == NULL || scratch == NULL) {
+    if (dims == NULL || q == NULL || output == NULL || dims->tokens <= 0 || dims->channels <= 0) {
         return MCF_ERR_ARG;
     }
-    const int32_t tokens = dims->tokens;
-    const int32_t channels = dims->channels;
-    const int32_t heads = dims->heads;
-    if (tokens <= 0 || channels <= 0 || heads <= 0 || channels % heads != 0) {
-        return MCF_ERR_ARG;
-    }
-    const int32_t q_zp = params->q_zp;
-    const int32_t k_zp = params->k_zp;
-    const int32_t v_zp = params->v_zp;
-    const int32_t score_mult = params->score_mult;
-    const int32_t score_shift = params->score_shift;
-    const int32_t score_zp = params->score_zp;
-    const int32_t out_mult = params->out_mult;
-    const int32_t out_shift = params->out_shift;
-    const int32_t out_zp = params->out_zp;
-    if (!mcf_valid_zp(q_zp) || !mcf_valid_zp(k_zp) || !mcf_valid_zp(v_zp) || !mcf_valid_zp(score_zp) ||
-        !mcf_valid_zp(out_zp) || !mcf_valid_requant(score_mult, score_shift) ||
-        !mcf_valid_requant(out_mult, out_shift)) {
-        return MCF_ERR_ARG;
-    }
-    const int32_t head_dim = channels / heads;
-    int8_t *scores = (int8_t *)scratch; /* [tokens]: scores, then probabilities in place */
-
-    for (int32_t t = 0; t < tokens; t++) {
-        for (int32_t h = 0; h < heads; h++) {
-            const int32_t col = h * head_dim;
-            const int8_t *q_row = q + t * channels + col;
-            const int8_t *k_row = k + col;
-            for (int32_t j = 0; j < tokens; j++) {
-                int32_t acc = 0;
-                for (int32_t c = 0; c < head_dim; c++) {
-                    acc += (q_row[c] - q_zp) * (k_row[c] - k_zp);
-                }
-                scores[j] = mcf_requantize_s8(acc, score_mult, score_shift, score_zp);
-                k_row += channels;
-            }
-            /* Cannot fail: every argument is valid. */
-            (void)mcf_softmax_s8(scores, exp_table, scores, tokens);
-
-            /* q_row (row t, head h) is consumed: its columns of output may be written (output may alias q).
-             */
-            int8_t *out_row = output + t * channels + col;
-            for (int32_t c = 0; c < head_dim; c++) {
-                const int8_t *v_col = v + col + c;
-                int32_t acc = 0;
-                for (int32_t j = 0; j < tokens; j++) {
-                    acc += (scores[j] + 128) * (v_col[0] - v_zp);
-                    v_col += channels;
-                }
-                out_row[c] = mcf_requantize_s8(acc, out_mult, out_shift, out_zp);
-            }
+    for (int32_t t = 0; t < dims->tokens; t++) {
+        /* Row t of output is written only after row t of q is consumed: output may alias q. */
+        const mcf_status status =
+            mcf_attention_row_s8(dims, params, q + (int64_t)t * dims->channels, k, v, exp_table,
+                                 output + (int64_t)t * dims->channels, scratch);
+        if (status != MCF_OK) {
+            return status;
         }
     }
     return MCF_OK;
