@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from mcuformer.arch import ArchConfig, load_arch
 from mcuformer.boards import Board, load_board
 from mcuformer.checkpoint import ModelFile, load_model
@@ -20,8 +18,8 @@ from mcuformer.codegen.plan_plot import plot_plan
 from mcuformer.codegen.planner import MemoryPlan, plan_memory
 from mcuformer.codegen.report import MemoryReport, check_budget, memory_report
 from mcuformer.errors import McuformerError
-from mcuformer.model import VisionTransformer
-from mcuformer.quant.ptq import calibrate, quantize_model
+from mcuformer.quant.placeholder import placeholder_qvit
+from mcuformer.quant.ptq import quantize_model
 from mcuformer.quant.qmodel import QViT
 
 MANIFEST = "mcuformer.json"
@@ -53,11 +51,19 @@ def build_graph(model_file: ModelFile, name: str, schedule: str = DEFAULT_SCHEDU
 
 
 def graph_for_arch(arch: ArchConfig, name: str = "model", schedule: str = DEFAULT_SCHEDULE) -> Graph:
-    """The graph of an architecture without trained weights: shapes, ops and buffers are what the plan needs."""
-    torch.manual_seed(0)
-    model = VisionTransformer(arch, [0.5] * arch.channels, [0.25] * arch.channels)
-    pixels = torch.rand(1, arch.channels, arch.image_size, arch.image_size)
-    return lower(quantize_model(model, calibrate(model, pixels)), name, schedule)
+    """The graph of an architecture without weights: shapes, ops and buffers are all the plan needs."""
+    return lower(placeholder_qvit(arch), name, schedule)
+
+
+def plan_arch(arch: ArchConfig, board: str | Board, schedule: str = DEFAULT_SCHEDULE) -> MemoryReport:
+    """The exact memory plan of an architecture on a board, with no weights: what `compile` will emit.
+
+    This is the one planner: the search uses it as its constraint and the compiler emits the same plan, so
+    peak SRAM and flash here equal what the compiled firmware reserves, to the byte.
+    """
+    board = load_board(board) if isinstance(board, str) else board
+    graph = graph_for_arch(arch, (arch.name or "model").replace("-", "_"), schedule)
+    return memory_report(graph, plan_memory(graph), board)
 
 
 def plan_target(target: str | Path, schedule: str = DEFAULT_SCHEDULE) -> tuple[Graph, str]:

@@ -8,6 +8,7 @@ import torch
 
 from mcuformer.arch import PRESETS, ArchConfig, LayerRanks
 from mcuformer.boards import Board, load_board
+from mcuformer.codegen.compiler import graph_for_arch, plan_arch
 from mcuformer.codegen.emit import render
 from mcuformer.codegen.ir import IRError, Op, TensorSpec, verify
 from mcuformer.codegen.lower import lower
@@ -157,3 +158,19 @@ def test_plan_command_prints_the_table_and_draws_the_timeline(tmp_path, capsys):
     assert (tmp_path / "plan.svg").read_text().lstrip().startswith("<?xml")
     plan = plan_memory(_graph(PRESETS["micro"], schedule="fused"))
     assert f"arena {plan.arena_bytes:,}" in out
+
+
+@pytest.mark.parametrize("schedule", ["layer", "fused"])
+@pytest.mark.parametrize("seed", range(12))
+def test_weightless_plan_equals_the_plan_of_the_trained_model(seed, schedule):
+    """plan_arch (no weights, what the search calls) and compile (real weights) give the same bytes."""
+    arch = _random_arch(random.Random(100 + seed))
+    board = load_board("stm32f746")
+    graph = _graph(arch, seed, schedule)
+    real = memory_report(graph, plan_memory(graph), board)
+    predicted = plan_arch(arch, board, schedule)
+    assert plan_memory(graph_for_arch(arch, graph.name, schedule)) == plan_memory(graph)
+    assert (predicted.arena_bytes, predicted.sram_bytes, predicted.flash_bytes) == (
+        real.arena_bytes, real.sram_bytes, real.flash_bytes)  # fmt: skip
+    assert predicted.flash_by_kind == real.flash_by_kind
+    assert [row.live_bytes for row in predicted.ops] == [row.live_bytes for row in real.ops]
