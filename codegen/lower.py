@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from mcuformer.arch import ArchConfig
 from mcuformer.codegen.ir import OP_ATTRS, Graph, IRError, Op, TensorSpec, verify
 from mcuformer.codegen.kernels import attention_scratch_bytes, patch_embed_rows_scratch_bytes
@@ -10,8 +12,9 @@ from mcuformer.quant.qmodel import QAdd, QBlock, QFactored, QLayerNorm, QLinear,
 
 
 class _Builder:
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, schedule: Schedule) -> None:
         self.graph = graph
+        self.schedule = schedule
 
     def tensor(self, name: str, shape: tuple[int, ...], alias_of: str | None = None, offset: int = 0) -> str:
         return self.graph.add_tensor(TensorSpec(name, shape, alias_of, offset))
@@ -42,9 +45,9 @@ class _Builder:
         g.add_op(Op(name, "layernorm", (x, *consts), out, attrs))
         return out
 
-    def add_inplace(self, name: str, a: str, b: str, add: QAdd) -> str:
-        """out = a + b written over a (a is dead afterwards: the residual stream)."""
-        out = self.tensor(name, self.graph.shape(a), alias_of=a)
+    def residual_add(self, name: str, a: str, b: str, add: QAdd) -> str:
+        """out = a + b, written over a (dead afterwards: the residual stream) when the schedule overwrites tokens."""
+        out = self.tensor(name, self.graph.shape(a), alias_of=a if self.schedule.overwrite_tokens else None)
         attrs = {"a_zp": add.a.zero_point, "b_zp": add.b.zero_point, "a_mult": add.a_mult,
                  "b_mult": add.b_mult, "shift": add.shift, "out_zp": add.output.zero_point}  # fmt: skip
         self.graph.add_op(Op(name, "add", (a, b), out, attrs))
@@ -79,6 +82,10 @@ class _Builder:
         """The block as two per-token fused ops written over the residual stream (K, V: the op's own buffers)."""
         g, p = self.graph, f"b{index}"
         tokens, dim = g.shape(x)
+        if not self.schedule.overwrite_tokens:  # the block's output goes to a new token matrix
+            fresh = self.tensor(f"{p}_in", (tokens, dim))
+            g.add_op(Op(f"{p}_copy", "copy", (x,), fresh))
+            x = fresh
         attn, attrs = block.attn, {"heads": block.attn.heads}
         operands = (
             x, *self.norm_operands(f"{p}_norm1", block.norm1, attrs),
@@ -123,9 +130,10 @@ class _Builder:
         q, k, v = (self.linear(f"{p}_{part}", t, getattr(block, part)) for part in "qkv")
         attn = block.attn
         tokens, dim = g.shape(q)
-        scratch = g.add_tensor(
-            TensorSpec(f"{p}_attn_scratch", (attention_scratch_bytes(tokens, dim, attn.heads),), scratch=True)
-        )
+        scores = attention_scratch_bytes(tokens, dim, attn.heads)
+        if self.schedule.full_scores:  # what a layer-by-layer interpreter holds: every head's N x N scores
+            scores += attn.heads * tokens * tokens
+        scratch = self.scratch(f"{p}_attn_scratch", scores)
         context = self.tensor(f"{p}_context", (tokens, dim))
         attrs = {"heads": attn.heads, "q_zp": attn.q.zero_point, "k_zp": attn.k.zero_point,
                  "v_zp": attn.v.zero_point, "score_mult": attn.score_mult, "score_shift": attn.score_shift,
@@ -133,12 +141,12 @@ class _Builder:
                  "out_zp": attn.output.zero_point}  # fmt: skip
         exp = g.add_const(f"{p}_exp", attn.exp_table)
         g.add_op(Op(f"{p}_attention", "attention", (q, k, v, exp), context, attrs, (scratch,)))
-        x = self.add_inplace(f"{p}_res1", x, self.factored(f"{p}_proj", context, block.proj), block.res1)
+        x = self.residual_add(f"{p}_res1", x, self.factored(f"{p}_proj", context, block.proj), block.res1)
         h = self.layernorm(f"{p}_norm2", x, block.norm2)
         f = self.factored(f"{p}_fc1", h, block.fc1)
-        act = self.tensor(f"{p}_gelu", g.shape(f), alias_of=f)
+        act = self.tensor(f"{p}_gelu", g.shape(f), alias_of=f if self.schedule.overwrite_tokens else None)
         g.add_op(Op(f"{p}_gelu", "lut", (f, g.add_const(f"{p}_gelu_table", block.gelu_table)), act))
-        return self.add_inplace(f"{p}_res2", x, self.factored(f"{p}_fc2", act, block.fc2), block.res2)
+        return self.residual_add(f"{p}_res2", x, self.factored(f"{p}_fc2", act, block.fc2), block.res2)
 
 
 def decomposed_image_offset(arch: ArchConfig) -> int | None:
@@ -158,19 +166,37 @@ def decomposed_image_offset(arch: ArchConfig) -> int | None:
     return offset if fits else None
 
 
-SCHEDULES = ("fused", "layer")  # fused: per-token blocks in place (the default); layer: whole tensors per op
+@dataclass(frozen=True)
+class Schedule:
+    """Which memory-scheduling techniques a lowering applies (each keeps the outputs bit-identical)."""
+
+    fuse_blocks: bool  # operator integration: per-token attention/MLP blocks, K and V the only sequence buffers
+    overwrite_tokens: bool  # block outputs and element-wise ops written over their input, token by token
+    decompose_patch_embed: bool  # patch rows embedded one at a time over the image rows already consumed
+    full_scores: bool = False  # keep the heads x N x N score matrix, as a layer-by-layer interpreter does
+
+
+# The ablation ladder, each step adding one technique to the previous one. "fused" is the default.
+SCHEDULES: dict[str, Schedule] = {
+    "naive": Schedule(fuse_blocks=False, overwrite_tokens=False, decompose_patch_embed=False, full_scores=True),
+    "layer": Schedule(fuse_blocks=False, overwrite_tokens=True, decompose_patch_embed=False),
+    "integrated": Schedule(fuse_blocks=True, overwrite_tokens=False, decompose_patch_embed=False),
+    "overwrite": Schedule(fuse_blocks=True, overwrite_tokens=True, decompose_patch_embed=False),
+    "fused": Schedule(fuse_blocks=True, overwrite_tokens=True, decompose_patch_embed=True),
+}
 
 
 def lower(model: QViT, name: str = "model", schedule: str = "fused") -> Graph:
     if schedule not in SCHEDULES:
         raise IRError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
+    options = SCHEDULES[schedule]
     arch = model.arch
     graph = Graph(name)
-    b = _Builder(graph)
+    b = _Builder(graph, options)
     dim, patches = arch.embed_dim, arch.num_patches
     image_shape = (arch.image_size, arch.image_size, arch.channels)
     first = arch.num_tokens - patches  # rows before the patch tokens (the class token)
-    image_offset = decomposed_image_offset(arch) if schedule == "fused" else None
+    image_offset = decomposed_image_offset(arch) if options.decompose_patch_embed else None
     if image_offset is None:
         graph.input = b.tensor("image", image_shape)
         tokens = b.tensor("tokens", (arch.num_tokens, dim))
@@ -201,7 +227,7 @@ def lower(model: QViT, name: str = "model", schedule: str = "fused") -> Graph:
         graph.add_op(Op("cls_token", "copy", (graph.add_const("cls_row", model.cls_row),), cls_slot))
     x = tokens
     for index, block in enumerate(model.blocks):
-        x = b.fused_block(index, x, block) if schedule == "fused" else b.block(index, x, block)
+        x = b.fused_block(index, x, block) if options.fuse_blocks else b.block(index, x, block)
     if model.pool is None:
         pooled = b.tensor("pooled", (dim,), alias_of=x, offset=0)  # the class token row, no copy
         x_for_norm = pooled

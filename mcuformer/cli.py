@@ -16,6 +16,13 @@ if TYPE_CHECKING:
 DEMO_PRESET = "fmnist-small"
 DEMO_EPOCHS = 10
 DEMO_DEVICE_BOARD = "qemu-m7"
+# The names of codegen.lower.SCHEDULES (kept literal so --help does not import the compiler; a test pins them).
+SCHEDULE_NAMES = ("fused", "overwrite", "integrated", "layer", "naive")
+SCHEDULE_HELP = (
+    "fused (default): per-token blocks written over the residual stream and a decomposed patch embedding; "
+    "overwrite: without the decomposition; integrated: per-token blocks writing a new token matrix; "
+    "layer: layer by layer with in-place element-wise ops; naive: layer by layer, nothing in place"
+)
 DEMO_DEVICE_IMAGES = 1000  # ~0.11 s per image over the emulated UART: all 10,000 take ~20 min
 
 
@@ -168,12 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", help="build folder (default build/<run name>)")
     p.add_argument("--name", help="model name in the generated C")
     p.add_argument("-v", "--verbose", action="store_true", help="print the per-op memory table")
-    p.add_argument(
-        "--schedule",
-        choices=("fused", "layer"),
-        default="fused",
-        help="fused: per-token blocks written over the residual stream (default); layer: layer by layer",
-    )
+    p.add_argument("--schedule", choices=SCHEDULE_NAMES, default="fused", help=SCHEDULE_HELP)
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser(
@@ -202,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="model.pt, an architecture preset or an architecture JSON file")
     p.add_argument("--board", default="stm32f746", help="board whose budget the report compares with")
     p.add_argument("--plot", help="timeline plot file, .png or .svg (default <name>_plan.png)")
-    p.add_argument("--schedule", choices=("fused", "layer"), default="fused", help="operator schedule")
+    p.add_argument("--schedule", choices=SCHEDULE_NAMES, default="fused", help=SCHEDULE_HELP)
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser(

@@ -110,13 +110,20 @@ def test_help_reads_well(capsys):
         assert command in out
 
 
+def test_cli_offers_every_schedule():
+    from mcuformer.cli import SCHEDULE_NAMES
+    from mcuformer.codegen.lower import SCHEDULES
+
+    assert sorted(SCHEDULE_NAMES) == sorted(SCHEDULES)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_every_schedule_is_bit_exact_on_random_architectures(seed, tmp_path):
-    """Random archs (low rank or not, cls or mean pooling), random weights: both schedules' C equals the reference."""
+    """Random archs (low rank or not, cls or mean pooling), random weights: every schedule's C equals the reference."""
     from test_codegen_plan import _random_arch
 
     from mcuformer.codegen.emit import write_sources
-    from mcuformer.codegen.lower import lower
+    from mcuformer.codegen.lower import SCHEDULES, lower
     from mcuformer.codegen.planner import plan_memory
     from mcuformer.quant.ptq import quantize_model
 
@@ -127,7 +134,7 @@ def test_every_schedule_is_bit_exact_on_random_architectures(seed, tmp_path):
     images = images.astype(np.uint8)
     qmodel = quantize_model(model, calibrate(model, torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255))
     expected = reference.predict(qmodel, images)
-    for schedule in ("layer", "fused"):
+    for schedule in SCHEDULES:
         graph = lower(qmodel, "m", schedule)
         build = tmp_path / schedule
         write_sources(graph, plan_memory(graph), build / "src")

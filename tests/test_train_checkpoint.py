@@ -49,9 +49,7 @@ def test_resume_continues_exactly_where_training_stopped(tmp_path):
     assert torch.load(interrupted / "checkpoint.pt", weights_only=False)["epoch"] == 1
     resumed = train(PRESETS["micro"], "fashion-mnist", interrupted, SMALL)
     assert torch.load(interrupted / "checkpoint.pt", weights_only=False)["epoch"] == 2
-    for (name, a), b in zip(
-        straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
-    ):
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
 
 
