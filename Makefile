@@ -26,7 +26,7 @@ $(VENV)/.stamp-install: pyproject.toml .stamp-apt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,peers]'
 	@touch $@
 
 demo: setup
