@@ -1,13 +1,23 @@
-"""Peak SRAM (arena bytes) of the reference architectures under each schedule, against the analytic bound.
+"""Peak SRAM of the reference architectures, one scheduling technique at a time, against the bound and TFLite Micro.
 
-    python benchmarks/memory_ablation.py [--out docs/memory_ablation.md]
+    python benchmarks/memory_ablation.py [--out docs/memory_ablation.md] [--no-tflm]
 
-Columns: `layer` = layer by layer (whole tensors between ops; residual adds and GELU already in place),
-`fused` = operator integration + token overwriting (per-token attention and MLP blocks written over the residual
-stream, K and V the only full-sequence buffers) + patch-embedding decomposition (patch rows embedded one at a time,
-tokens written over image rows already consumed). `bound` = the bytes the fused schedule cannot avoid at its
-largest op: residual stream + K + V + one token's scratch in the attention block; max(tokens, image) + one patch
-row of tokens at the patch embedding.
+Arena bytes from the one planner (`mcuformer.codegen.compiler.plan_arch`, no weights needed), per schedule of
+`mcuformer.codegen.lower.SCHEDULES`, each adding one technique to the one before:
+- `naive`: layer by layer, every op's input and output live together, attention keeps heads x N x N scores
+  (what a layer-by-layer interpreter holds);
+- `+integration` (schedule `integrated`): operator integration: LayerNorm, low-rank factors, GELU,
+  requantization and the residual add fused so the MLP runs token by token and attention query by query; K and V
+  the only full-sequence buffers; each block reads its input and writes a separate output token matrix;
+- `+overwriting` (schedule `blocks`): token overwriting: block outputs written over the residual stream, token by
+  token, so input and output never coexist;
+- `+decomposition` (schedule `fused`, the default): patch-embedding decomposition: patch rows embedded one at a
+  time, tokens written over image rows already consumed.
+`bound` = the bytes the full schedule cannot avoid at its largest op: residual stream + K + V + one token's scratch
+in the attention block; max(tokens, image) + one patch row of tokens at the patch embedding. `SRAM` = the full
+schedule's arena + stack reserve + runtime statics (everything our firmware needs). `TFLM arena` = TensorFlow Lite
+Micro's recorded tensor arena (activations + persistent data, its stack not counted) for the same architecture,
+converted to full-int8 .tflite (tflite-micro from PyPI; the arena does not depend on the weights' values).
 """
 
 from __future__ import annotations
@@ -15,19 +25,29 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from mcuformer.arch import PRESETS, ArchConfig
-from mcuformer.codegen.compiler import graph_for_arch
+from mcuformer.codegen.compiler import graph_for_arch, plan_arch
 from mcuformer.codegen.lower import decomposed_image_offset
 from mcuformer.codegen.planner import plan_memory
 
 REFERENCE = ("cifar-p4-d64", "fmnist-small", "fmnist-lowrank", "mcuformer-240")
+LADDER = (("naive", "naive"), ("+integration", "integrated"), ("+overwriting", "blocks"), ("+decomposition", "fused"))
+BOARD = "stm32f746"
 
 
 def _align(n: int) -> int:
     return (n + 3) // 4 * 4
 
 
-def bound(arch: ArchConfig, scratch: dict[str, list[int]]) -> int:
+def bound(arch: ArchConfig) -> int:
+    graph = graph_for_arch(arch, "m", "fused")
+    scratch: dict[str, list[int]] = {}
+    for op in graph.ops:
+        if op.scratch:
+            scratch.setdefault(op.kind, []).append(graph.tensors[op.scratch[-1]].nbytes)
     tokens = _align(arch.num_tokens * arch.embed_dim)
     image = _align(arch.image_size**2 * arch.channels)
     attention = 3 * tokens + max(scratch.get("attention_block", [0]))
@@ -36,37 +56,50 @@ def bound(arch: ArchConfig, scratch: dict[str, list[int]]) -> int:
     return max(attention, embed)
 
 
-def row(name: str) -> tuple[str, int, int, int, str]:
+def tflm_arena(arch: ArchConfig) -> int:
+    from mcuformer.model import VisionTransformer
+    from mcuformer.peers.tflm import TflmModel, convert_int8
+
+    torch.manual_seed(0)
+    model = VisionTransformer(arch, [0.5] * arch.channels, [0.25] * arch.channels).eval()
+    images = np.random.default_rng(0).integers(0, 256, (8, arch.image_size, arch.image_size, arch.channels))
+    return TflmModel(convert_int8(model, images.astype(np.uint8))).arena().total_bytes
+
+
+def row(name: str, with_tflm: bool) -> str:
     arch = PRESETS[name]
-    layer = plan_memory(graph_for_arch(arch, "m", "layer"))
-    graph = graph_for_arch(arch, "m", "fused")
-    fused = plan_memory(graph)
-    scratch: dict[str, list[int]] = {}
-    for op in graph.ops:
-        if op.scratch:
-            scratch.setdefault(op.kind, []).append(graph.tensors[op.scratch[-1]].nbytes)
-    return name, layer.arena_bytes, fused.arena_bytes, bound(arch, scratch), fused.op_names[fused.peak_op]
+    arenas = [plan_memory(graph_for_arch(arch, "m", schedule)).arena_bytes for _, schedule in LADDER]
+    naive, full = arenas[0], arenas[-1]
+    steps = " | ".join(f"{a:,}" for a in arenas)
+    saved = [before - after for before, after in zip(arenas[:-1], arenas[1:], strict=True)]
+    shares = " / ".join(f"{100 * s / naive:.0f}%" for s in saved)
+    low = bound(arch)
+    report = plan_arch(arch, BOARD)
+    peer = "n/a | n/a"
+    if with_tflm:
+        arena = tflm_arena(arch)
+        peer = f"{arena:,} | {arena / report.sram_bytes:.1f}x"
+    return (f"| {name} | {arch.num_tokens} x {arch.embed_dim} | {steps} | {shares} | {naive / full:.2f}x | {low:,} "
+            f"| {full / low:.3f} | {report.sram_bytes:,} | {peer} | {report.peak_op} |")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="also write the table as markdown here")
+    parser.add_argument("--no-tflm", action="store_true", help="skip the TFLite Micro column (no tensorflow)")
     args = parser.parse_args()
-    header = "| model | tokens x dim | layer-by-layer B | fused B | saving | bound B | fused / bound | fused peak op |"
-    lines = [header, "|" + "---|" * 8]
-    for name in REFERENCE:
-        arch = PRESETS[name]
-        model, layer, fused, low, peak = row(name)
-        lines.append(f"| {model} | {arch.num_tokens} x {arch.embed_dim} | {layer:,} | {fused:,} | "
-                     f"{layer / fused:.2f}x | {low:,} | {fused / low:.3f} | {peak} |")  # fmt: skip
+    names = " | ".join(f"{label} B" for label, _ in LADDER)
+    header = (f"| model | tokens x dim | {names} | share of naive saved by each step | total saving | bound B "
+              "| full / bound | SRAM B | TFLM arena B | TFLM / SRAM | peak op |")  # fmt: skip
+    lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
+    lines += [row(name, not args.no_tflm) for name in REFERENCE]
     table = "\n".join(lines)
     print(table)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        command = "python benchmarks/memory_ablation.py --out " + str(args.out)
-        args.out.write_text(
-            f"# Memory ablation\n\nRegenerate: `{command}`\n\n{__doc__.split(chr(10), 3)[3]}\n{table}\n"
-        )
+        command = f"python benchmarks/memory_ablation.py --out {args.out}"
+        notes = __doc__.split(chr(10), 3)[3]
+        args.out.write_text(f"# Memory ablation\n\nRegenerate: `{command}`\n\n{notes}\n{table}\n")
 
 
 if __name__ == "__main__":

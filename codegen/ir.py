@@ -241,8 +241,11 @@ def _check_shapes(graph: Graph, op: Op, fail: Any) -> None:
         if h % p or w_ % p or weight[1] != p * p * c or out != ((h // p) * (w_ // p), weight[0]):
             fail(f"op {op.name}: patch embedding of {h}x{w_}x{c} with {weight} cannot give {out}")
     elif op.kind in ("attention_block", "mlp_block"):
-        if len(shape(op.inputs[0])) != 2 or graph.root(op.output) != graph.root(op.inputs[0]):
-            fail(f"op {op.name}: a fused block runs in place on a [tokens, channels] residual stream")
+        if len(shape(op.inputs[0])) != 2 or out != shape(op.inputs[0]):
+            fail(f"op {op.name}: a fused block maps a [tokens, channels] residual stream to one of the same shape")
+        x, y = graph.tensors[op.inputs[0]], graph.tensors[op.output]
+        if graph.root(op.output) == graph.root(op.inputs[0]) and x.offset != y.offset:
+            fail(f"op {op.name}: a fused block runs in place or on a separate output, never partly overlapping")
     elif op.kind in ("add", "lut", "layernorm", "copy"):
         if graph.tensors[op.output].nbytes != int(np.prod(shape(op.inputs[0]))):
             fail(f"op {op.name}: {op.kind} output size differs from its input")

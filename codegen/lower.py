@@ -82,10 +82,6 @@ class _Builder:
         """The block as two per-token fused ops written over the residual stream (K, V: the op's own buffers)."""
         g, p = self.graph, f"b{index}"
         tokens, dim = g.shape(x)
-        if not self.schedule.overwrite_tokens:  # the block's output goes to a new token matrix
-            fresh = self.tensor(f"{p}_in", (tokens, dim))
-            g.add_op(Op(f"{p}_copy", "copy", (x,), fresh))
-            x = fresh
         attn, attrs = block.attn, {"heads": block.attn.heads}
         operands = (
             x, *self.norm_operands(f"{p}_norm1", block.norm1, attrs),
@@ -104,7 +100,7 @@ class _Builder:
         dims = AttentionBlockDims.from_block(block, tokens)
         scratch = (self.scratch(f"{p}_k", tokens * dim), self.scratch(f"{p}_v", tokens * dim),
                    self.scratch(f"{p}_attn_scratch", dims.scratch_bytes()))  # fmt: skip
-        x1 = self.tensor(f"{p}_res1", (tokens, dim), alias_of=x)
+        x1 = self.tensor(f"{p}_res1", (tokens, dim), alias_of=x if self.schedule.overwrite_tokens else None)
         g.add_op(Op(f"{p}_attention_block", "attention_block", operands, x1, attrs, scratch))
 
         attrs = {}
@@ -119,7 +115,7 @@ class _Builder:
         self.residual_attrs(block.res2, attrs)
         attrs = {key: attrs[key] for key in OP_ATTRS["mlp_block"]}
         mlp_scratch = self.scratch(f"{p}_mlp_scratch", MlpBlockDims.from_block(block, tokens).scratch_bytes())
-        x2 = self.tensor(f"{p}_res2", (tokens, dim), alias_of=x1)
+        x2 = self.tensor(f"{p}_res2", (tokens, dim), alias_of=x1 if self.schedule.overwrite_tokens else None)
         g.add_op(Op(f"{p}_mlp_block", "mlp_block", operands, x2, attrs, (mlp_scratch,)))
         return x2
 
@@ -176,12 +172,13 @@ class Schedule:
     full_scores: bool = False  # keep the heads x N x N score matrix, as a layer-by-layer interpreter does
 
 
-# The ablation ladder, each step adding one technique to the previous one. "fused" is the default.
+# Runnable schedules; the ablation ladder is naive -> integrated -> blocks -> fused, one technique per step.
 SCHEDULES: dict[str, Schedule] = {
     "naive": Schedule(fuse_blocks=False, overwrite_tokens=False, decompose_patch_embed=False, full_scores=True),
+    "inplace": Schedule(fuse_blocks=False, overwrite_tokens=True, decompose_patch_embed=False, full_scores=True),
     "layer": Schedule(fuse_blocks=False, overwrite_tokens=True, decompose_patch_embed=False),
     "integrated": Schedule(fuse_blocks=True, overwrite_tokens=False, decompose_patch_embed=False),
-    "overwrite": Schedule(fuse_blocks=True, overwrite_tokens=True, decompose_patch_embed=False),
+    "blocks": Schedule(fuse_blocks=True, overwrite_tokens=True, decompose_patch_embed=False),
     "fused": Schedule(fuse_blocks=True, overwrite_tokens=True, decompose_patch_embed=True),
 }
 

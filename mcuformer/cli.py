@@ -17,11 +17,12 @@ DEMO_PRESET = "fmnist-small"
 DEMO_EPOCHS = 10
 DEMO_DEVICE_BOARD = "qemu-m7"
 # The names of codegen.lower.SCHEDULES (kept literal so --help does not import the compiler; a test pins them).
-SCHEDULE_NAMES = ("fused", "overwrite", "integrated", "layer", "naive")
+SCHEDULE_NAMES = ("fused", "blocks", "integrated", "layer", "inplace", "naive")
 SCHEDULE_HELP = (
     "fused (default): per-token blocks written over the residual stream and a decomposed patch embedding; "
-    "overwrite: without the decomposition; integrated: per-token blocks writing a new token matrix; "
-    "layer: layer by layer with in-place element-wise ops; naive: layer by layer, nothing in place"
+    "blocks: the same without the decomposition; integrated: per-token blocks writing a new token matrix; "
+    "layer: layer by layer, element-wise ops in place, attention row by row; inplace: layer by layer with whole "
+    "score matrices; naive: layer by layer, nothing in place"
 )
 DEMO_DEVICE_IMAGES = 1000  # ~0.11 s per image over the emulated UART: all 10,000 take ~20 min
 
