@@ -18,13 +18,32 @@ SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all", "
 ERROR_LINES = 20
 
 
+KERNEL_VARIANTS = ("portable", "dsp")  # dsp: ARMv7E-M (Cortex-M4/M7) DSP-extension kernels
+
+
 def kernel_sources(variant: str = "portable") -> list[Path]:
-    """The kernel library's .c files of one variant (firmware/kernels/<variant>), sorted."""
-    folder = KERNELS_DIR / variant
-    sources = sorted(folder.glob("*.c"))
-    if not sources:
-        raise McuformerError(f"no kernel sources for variant {variant!r} in {folder}")
-    return sources
+    """The kernel library's .c files of one variant, sorted by file name.
+
+    `portable` is firmware/kernels/portable. Another variant (firmware/kernels/<variant>) overrides portable files
+    of the same name (the same public function) and takes the portable file for every function it does not
+    optimise, so the library is always complete and a variant never duplicates code it does not change.
+    """
+    if variant not in KERNEL_VARIANTS:
+        raise McuformerError(f"no kernel sources for variant {variant!r}; known variants: {', '.join(KERNEL_VARIANTS)}")
+    base = {p.name: p for p in (KERNELS_DIR / "portable").glob("*.c")}
+    if not base:
+        raise McuformerError(f"no portable kernel sources in {KERNELS_DIR / 'portable'}")
+    if variant == "portable":
+        return [base[name] for name in sorted(base)]
+    overrides = {p.name: p for p in (KERNELS_DIR / variant).glob("*.c")}
+    unknown = sorted(set(overrides) - set(base))
+    if not overrides or unknown:
+        raise McuformerError(
+            f"kernel variant {variant!r} in {KERNELS_DIR / variant} must override portable kernels by file name; "
+            f"{'it has none' if not overrides else 'no portable file for ' + ', '.join(unknown)}"
+        )
+    merged = {**base, **overrides}
+    return [merged[name] for name in sorted(merged)]
 
 
 def compile_host(

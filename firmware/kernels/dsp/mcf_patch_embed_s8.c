@@ -1,0 +1,98 @@
+/* ops.patch_embed with the DSP extension: see mcf_kernels.h (same contract and results as the portable
+ * kernel). Two horizontally adjacent patches share every weight word and two output channels share every
+ * pixel word (mcf_dot_2x2 over each of the patch's rows, which are contiguous in the image and in the
+ * weight). */
+#include "mcf_dsp.h"
+#include "mcf_kernels.h"
+#include "mcf_math.h"
+
+mcf_status mcf_patch_embed_s8(const mcf_patch_embed_dims *dims, const mcf_linear_params *params,
+                              const mcf_channel_quant *quant, const int8_t *image, const int8_t *weight,
+                              const int32_t *bias, int8_t *output) {
+    if (dims == NULL || params == NULL || quant == NULL || quant->mult == NULL || quant->shift == NULL ||
+        image == NULL || weight == NULL || bias == NULL || output == NULL) {
+        return MCF_ERR_ARG;
+    }
+    const int32_t height = dims->height;
+    const int32_t width = dims->width;
+    const int32_t channels = dims->channels;
+    const int32_t patch = dims->patch;
+    const int32_t out_ch = dims->out_ch;
+    const int32_t in_zp = params->in_zp;
+    const int32_t out_zp = params->out_zp;
+    if (height <= 0 || width <= 0 || channels <= 0 || patch <= 0 || out_ch <= 0 || height % patch != 0 ||
+        width % patch != 0 || !mcf_valid_zp(in_zp) || !mcf_valid_zp(out_zp)) {
+        return MCF_ERR_ARG;
+    }
+    const int32_t *mult = quant->mult;
+    const int32_t *shift = quant->shift;
+    for (int32_t n = 0; n < out_ch; n++) {
+        if (!mcf_valid_requant(mult[n], shift[n])) {
+            return MCF_ERR_ARG;
+        }
+    }
+    const uint32_t offset = mcf_pack_pair(-in_zp);
+    const int32_t grid_h = height / patch;
+    const int32_t grid_w = width / patch;
+    const int32_t row_len = patch * channels; /* one patch row: contiguous in the image and the weight */
+    const int32_t image_stride = width * channels;
+    const int32_t patch_len = patch * row_len;
+
+    for (int32_t gy = 0; gy < grid_h; gy++) {
+        const int8_t *band = image + gy * patch * image_stride;
+        int8_t *y = output + gy * grid_w * out_ch;
+        int32_t gx = 0;
+        for (; gx + 2 <= grid_w; gx += 2, y += 2 * out_ch) {
+            const int8_t *origin = band + gx * row_len;
+            int32_t n = 0;
+            for (; n + 2 <= out_ch; n += 2) {
+                const int8_t *w = weight + n * patch_len;
+                int32_t acc[4] = {0, 0, 0, 0}; /* {patch 0 . w0, patch 0 . w1, patch 1 . w0, patch 1 . w1} */
+                for (int32_t py = 0; py < patch; py++) {
+                    const int8_t *x = origin + py * image_stride;
+                    const int8_t *wr = w + py * row_len;
+                    mcf_dot_2x2(x, x + row_len, wr, wr + patch_len, row_len, offset, acc);
+                }
+                y[n] = mcf_dsp_requantize_s8(acc[0], bias[n], mult[n], shift[n], out_zp);
+                y[n + 1] = mcf_dsp_requantize_s8(acc[1], bias[n + 1], mult[n + 1], shift[n + 1], out_zp);
+                y[out_ch + n] = mcf_dsp_requantize_s8(acc[2], bias[n], mult[n], shift[n], out_zp);
+                y[out_ch + n + 1] =
+                    mcf_dsp_requantize_s8(acc[3], bias[n + 1], mult[n + 1], shift[n + 1], out_zp);
+            }
+            if (n < out_ch) { /* odd out_ch: the last channel for both patches */
+                const int8_t *w = weight + n * patch_len;
+                int32_t a0 = 0, a1 = 0;
+                for (int32_t py = 0; py < patch; py++) {
+                    const int8_t *x = origin + py * image_stride;
+                    a0 = mcf_dot_1x1(x, w + py * row_len, row_len, offset, a0);
+                    a1 = mcf_dot_1x1(x + row_len, w + py * row_len, row_len, offset, a1);
+                }
+                y[n] = mcf_dsp_requantize_s8(a0, bias[n], mult[n], shift[n], out_zp);
+                y[out_ch + n] = mcf_dsp_requantize_s8(a1, bias[n], mult[n], shift[n], out_zp);
+            }
+        }
+        if (gx < grid_w) { /* odd grid width: the last patch of the band, channel pairs */
+            const int8_t *origin = band + gx * row_len;
+            int32_t n = 0;
+            for (; n + 2 <= out_ch; n += 2) {
+                const int8_t *w = weight + n * patch_len;
+                int32_t acc[2] = {0, 0};
+                for (int32_t py = 0; py < patch; py++) {
+                    const int8_t *wr = w + py * row_len;
+                    mcf_dot_1x2(origin + py * image_stride, wr, wr + patch_len, row_len, offset, acc);
+                }
+                y[n] = mcf_dsp_requantize_s8(acc[0], bias[n], mult[n], shift[n], out_zp);
+                y[n + 1] = mcf_dsp_requantize_s8(acc[1], bias[n + 1], mult[n + 1], shift[n + 1], out_zp);
+            }
+            if (n < out_ch) {
+                const int8_t *w = weight + n * patch_len;
+                int32_t a = 0;
+                for (int32_t py = 0; py < patch; py++) {
+                    a = mcf_dot_1x1(origin + py * image_stride, w + py * row_len, row_len, offset, a);
+                }
+                y[n] = mcf_dsp_requantize_s8(a, bias[n], mult[n], shift[n], out_zp);
+            }
+        }
+    }
+    return MCF_OK;
+}

@@ -1,0 +1,208 @@
+/* ARMv7E-M DSP building blocks of the optimised kernels (firmware/kernels/dsp; not part of the public API).
+ *
+ * The kernels are written with the ACLE intrinsics of <arm_acle.h> (SXTB16, SXTAB16, SMLAD, ROR). Where the
+ * compiler has no DSP extension (the host), the same functions are plain C with the instructions' exact
+ * semantics, so the dsp variant also builds and runs on the host (for debugging; the host build uses the
+ * portable kernels). Only the low 32 bits of SMLAD's sum are kept, as the instruction does: the kernels stay
+ * in the spec's int32 range, where that is exact.
+ *
+ * int8 data is read four bytes at a time with unaligned 32-bit loads (ARMv7-M allows them for LDR; the
+ * runtime leaves CCR.UNALIGN_TRP clear), through memcpy so that the C stays free of aliasing problems.
+ *
+ * A word of four int8 values (b0, b1, b2, b3) splits into two int16 pairs, "even" (b0, b2) = SXTB16(w) and
+ * "odd" (b1, b3) = SXTB16(ROR(w, 8)); two words split the same way give a dot product of their four values
+ * in two SMLADs. SXTAB16 adds a packed int16 offset during the split: that is how a zero point is removed.
+ */
+#ifndef MCF_DSP_H
+#define MCF_DSP_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "mcf_math.h"
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#include <arm_acle.h>
+
+static inline uint32_t mcf_sxtb16(uint32_t w) {
+    return (uint32_t)__sxtb16((int32_t)w);
+}
+static inline uint32_t mcf_sxtab16(uint32_t offset, uint32_t w) {
+    return (uint32_t)__sxtab16((int32_t)offset, (int32_t)w);
+}
+/* ACLE has no rotated forms and GCC 12 does not fold a rotate into the instruction's ROR operand, so these
+ * two are one instruction each in inline assembly (not volatile: the compiler schedules them like any other).
+ */
+static inline uint32_t mcf_sxtb16_ror8(uint32_t w) {
+    uint32_t r;
+    __asm("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(w));
+    return r;
+}
+static inline uint32_t mcf_sxtab16_ror8(uint32_t offset, uint32_t w) {
+    uint32_t r;
+    __asm("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(offset), "r"(w));
+    return r;
+}
+static inline uint32_t mcf_uxtb16_ror8(uint32_t w) {
+    uint32_t r;
+    __asm("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(w));
+    return r;
+}
+static inline int32_t mcf_smlad(uint32_t a, uint32_t b, int32_t acc) {
+    return __smlad((int32_t)a, (int32_t)b, acc);
+}
+static inline uint32_t mcf_uxtb16(uint32_t w) {
+    return (uint32_t)__uxtb16((int32_t)w);
+}
+#else /* The instructions' semantics in C (host builds). */
+
+static inline uint32_t mcf_dsp_ror(uint32_t w, uint32_t n) {
+    return n == 0 ? w : (w >> n) | (w << (32 - n));
+}
+static inline uint32_t mcf_dsp_lane(int32_t value) {
+    return (uint32_t)value & 0xFFFFu;
+}
+static inline uint32_t mcf_sxtab16(uint32_t offset, uint32_t w) {
+    const int32_t lo = (int16_t)(offset & 0xFFFFu) + (int8_t)(w & 0xFFu);
+    const int32_t hi = (int16_t)(offset >> 16) + (int8_t)((w >> 16) & 0xFFu);
+    return mcf_dsp_lane(lo) | (mcf_dsp_lane(hi) << 16);
+}
+static inline uint32_t mcf_sxtb16(uint32_t w) {
+    return mcf_sxtab16(0, w);
+}
+static inline uint32_t mcf_sxtb16_ror8(uint32_t w) {
+    return mcf_sxtab16(0, mcf_dsp_ror(w, 8));
+}
+static inline uint32_t mcf_sxtab16_ror8(uint32_t offset, uint32_t w) {
+    return mcf_sxtab16(offset, mcf_dsp_ror(w, 8));
+}
+static inline uint32_t mcf_uxtb16(uint32_t w) {
+    return w & 0x00FF00FFu;
+}
+static inline uint32_t mcf_uxtb16_ror8(uint32_t w) {
+    return mcf_dsp_ror(w, 8) & 0x00FF00FFu;
+}
+static inline int32_t mcf_smlad(uint32_t a, uint32_t b, int32_t acc) {
+    const int32_t lo = (int32_t)(int16_t)(a & 0xFFFFu) * (int16_t)(b & 0xFFFFu);
+    const int32_t hi = (int32_t)(int16_t)(a >> 16) * (int16_t)(b >> 16);
+    return (int32_t)((uint32_t)acc + (uint32_t)lo + (uint32_t)hi);
+}
+#endif
+
+/* Clamp to [-128, 127] (SSAT on the core). */
+static inline int8_t mcf_dsp_sat8(int32_t value) {
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+    return (int8_t)__ssat(value, 8);
+#else
+    return (int8_t)(value < -128 ? -128 : (value > 127 ? 127 : value));
+#endif
+}
+
+/* mcf_requantize_s8(dot + bias, mult, shift, out_zp), exactly, with a fast path for the usual case of a
+ * scale below 1/2 (shift <= -2) and dot + bias within int32: with total = 31 - shift >= 33,
+ *   (p + 2^(total - 1)) >> total == ((p >> (total - 1)) + 1) >> 1       (floor shifts compose)
+ * and p >> (total - 1) == (p >> 32) >> (total - 33), where p >> 32 is the high word of a 32x32 multiply. */
+static inline int8_t mcf_dsp_requantize_s8(int32_t dot, int32_t bias, int32_t mult, int32_t shift,
+                                           int32_t out_zp) {
+    int32_t acc;
+    if (shift <= -2 && !__builtin_add_overflow(dot, bias, &acc)) {
+        const int32_t high = (int32_t)(((int64_t)acc * mult) >> 32);
+        return mcf_dsp_sat8((((high >> (-shift - 2)) + 1) >> 1) + out_zp);
+    }
+    return mcf_requantize_s8((int64_t)dot + bias, mult, shift, out_zp);
+}
+
+/* Four int8 values as one word (unaligned load). */
+static inline uint32_t mcf_read4(const int8_t *p) {
+    uint32_t w;
+    memcpy(&w, p, sizeof w);
+    return w;
+}
+
+/* Both lanes of a packed int16 pair set to `value` (an int16-ranged value such as -zero_point). */
+static inline uint32_t mcf_pack_pair(int32_t value) {
+    return ((uint32_t)value & 0xFFFFu) * 0x00010001u;
+}
+
+/* acc[i][j] += sum_k (x_i[k] + offset) * w_j[k] over k < length, for two rows x0, x1 and two rows w0, w1:
+ * each weight word is split once and used for both x rows, each x word split once for both weight rows.
+ * offset is mcf_pack_pair(-zero_point of x). acc is {x0.w0, x0.w1, x1.w0, x1.w1}. */
+static inline void mcf_dot_2x2(const int8_t *x0, const int8_t *x1, const int8_t *w0, const int8_t *w1,
+                               int32_t length, uint32_t offset, int32_t acc[4]) {
+    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+    const int32_t zp = -(int16_t)(offset & 0xFFFFu); /* the x zero point, for the tail */
+    int32_t k = 0;
+    for (; k + 4 <= length; k += 4) {
+        const uint32_t xa = mcf_read4(x0 + k);
+        const uint32_t xb = mcf_read4(x1 + k);
+        const uint32_t wa = mcf_read4(w0 + k);
+        const uint32_t wb = mcf_read4(w1 + k);
+        const uint32_t xa_e = mcf_sxtab16(offset, xa), xa_o = mcf_sxtab16_ror8(offset, xa);
+        const uint32_t xb_e = mcf_sxtab16(offset, xb), xb_o = mcf_sxtab16_ror8(offset, xb);
+        const uint32_t wa_e = mcf_sxtb16(wa), wa_o = mcf_sxtb16_ror8(wa);
+        a00 = mcf_smlad(xa_e, wa_e, a00);
+        a00 = mcf_smlad(xa_o, wa_o, a00);
+        a10 = mcf_smlad(xb_e, wa_e, a10);
+        a10 = mcf_smlad(xb_o, wa_o, a10);
+        const uint32_t wb_e = mcf_sxtb16(wb), wb_o = mcf_sxtb16_ror8(wb);
+        a01 = mcf_smlad(xa_e, wb_e, a01);
+        a01 = mcf_smlad(xa_o, wb_o, a01);
+        a11 = mcf_smlad(xb_e, wb_e, a11);
+        a11 = mcf_smlad(xb_o, wb_o, a11);
+    }
+    for (; k < length; k++) {
+        const int32_t xa = x0[k] - zp, xb = x1[k] - zp;
+        a00 += xa * w0[k];
+        a01 += xa * w1[k];
+        a10 += xb * w0[k];
+        a11 += xb * w1[k];
+    }
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a10;
+    acc[3] = a11;
+}
+
+/* acc[j] += sum_k (x[k] + offset) * w_j[k] for one x row and two weight rows. */
+static inline void mcf_dot_1x2(const int8_t *x, const int8_t *w0, const int8_t *w1, int32_t length,
+                               uint32_t offset, int32_t acc[2]) {
+    int32_t a0 = acc[0], a1 = acc[1];
+    const int32_t zp = -(int16_t)(offset & 0xFFFFu);
+    int32_t k = 0;
+    for (; k + 4 <= length; k += 4) {
+        const uint32_t xw = mcf_read4(x + k);
+        const uint32_t wa = mcf_read4(w0 + k);
+        const uint32_t wb = mcf_read4(w1 + k);
+        const uint32_t x_e = mcf_sxtab16(offset, xw), x_o = mcf_sxtab16_ror8(offset, xw);
+        a0 = mcf_smlad(x_e, mcf_sxtb16(wa), a0);
+        a0 = mcf_smlad(x_o, mcf_sxtb16_ror8(wa), a0);
+        a1 = mcf_smlad(x_e, mcf_sxtb16(wb), a1);
+        a1 = mcf_smlad(x_o, mcf_sxtb16_ror8(wb), a1);
+    }
+    for (; k < length; k++) {
+        const int32_t xv = x[k] - zp;
+        a0 += xv * w0[k];
+        a1 += xv * w1[k];
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+
+/* sum_k (x[k] + offset) * w[k] + acc: one x row, one weight row. */
+static inline int32_t mcf_dot_1x1(const int8_t *x, const int8_t *w, int32_t length, uint32_t offset,
+                                  int32_t acc) {
+    const int32_t zp = -(int16_t)(offset & 0xFFFFu);
+    int32_t k = 0;
+    for (; k + 4 <= length; k += 4) {
+        const uint32_t xw = mcf_read4(x + k);
+        const uint32_t ww = mcf_read4(w + k);
+        acc = mcf_smlad(mcf_sxtab16(offset, xw), mcf_sxtb16(ww), acc);
+        acc = mcf_smlad(mcf_sxtab16_ror8(offset, xw), mcf_sxtb16_ror8(ww), acc);
+    }
+    for (; k < length; k++) {
+        acc += (x[k] - zp) * w[k];
+    }
+    return acc;
+}
+
+#endif /* MCF_DSP_H */

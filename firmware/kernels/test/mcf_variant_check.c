@@ -1,0 +1,517 @@
+/* Bare-metal check and benchmark of a kernel variant against the portable reference, on the emulated
+ * Cortex-M7 (QEMU mps2-an500 with -icount shift=0, semihosting for output and exit).
+ *
+ * The portable kernels are linked in twice: once as they are (through the variant under test, which falls
+ * back to them for every function it does not override) and once with every public symbol renamed ref_mcf_*
+ * (objcopy --redefine-sym, see mcuformer/device/kernel_harness.py). Each case draws its shapes, parameters
+ * and data from a seeded xorshift generator, with edge values (one token, odd widths, zero points -128 and
+ * 127, extreme multipliers, shifts and biases) drawn often, runs both, and compares status, output and the
+ * guard bytes behind the output. Then each benchmark shape runs through both and the SysTick count
+ * (instructions under icount: 1 tick = 40 instructions) is printed.
+ *
+ * Output lines: "CASE <op> <index> MISMATCH ..." for a difference, "CHECKED <op> <cases>" per op,
+ * "BENCH <op> <shape> <macs> <ref ticks> <variant ticks> <repeats>", and "DONE <mismatches>" last.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "mcf_fused.h"
+#include "mcf_kernels.h"
+
+/* The reference (portable) kernels under their renamed symbols. */
+mcf_status ref_mcf_linear_s8(const mcf_linear_dims *, const mcf_linear_params *, const mcf_channel_quant *,
+                             const int8_t *, const int8_t *, const int32_t *, int8_t *);
+mcf_status ref_mcf_patch_embed_s8(const mcf_patch_embed_dims *, const mcf_linear_params *,
+                                  const mcf_channel_quant *, const int8_t *, const int8_t *, const int32_t *,
+                                  int8_t *);
+mcf_status ref_mcf_attention_row_s8(const mcf_attention_dims *, const mcf_attention_params *, const int8_t *,
+                                    const int8_t *, const int8_t *, const int32_t *, int8_t *, void *);
+mcf_status ref_mcf_mlp_block_s8(const mcf_mlp_block_dims *, const mcf_mlp_block_params *, int8_t *, void *);
+
+/* ------------------------------------------------------------------------------- bare-metal plumbing */
+
+extern uint32_t __bss_start__, __bss_end__, __stack_top__;
+int main(void);
+void Reset_Handler(void);
+static void default_handler(void);
+static void systick_handler(void);
+
+__attribute__((section(".isr_vector"), used)) void (*const check_vectors[16])(void) = {
+    (void (*)(void))(&__stack_top__),
+    Reset_Handler,
+    default_handler,
+    default_handler,
+    default_handler,
+    default_handler,
+    default_handler,
+    0,
+    0,
+    0,
+    0,
+    default_handler,
+    default_handler,
+    0,
+    default_handler,
+    systick_handler};
+
+static int semihost(int op, const void *arg) {
+    register int r0 __asm("r0") = op;
+    register const void *r1 __asm("r1") = arg;
+    __asm volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
+    return r0;
+}
+
+static void out(const char *text) {
+    semihost(0x04, text); /* SYS_WRITE0 */
+}
+
+static __attribute__((noreturn)) void finish(void) {
+    semihost(0x18, (const void *)0x20026); /* SYS_EXIT, ADP_Stopped_ApplicationExit */
+    for (;;) {
+    }
+}
+
+static void default_handler(void) {
+    out("FAULT\n");
+    finish();
+}
+
+void Reset_Handler(void) {
+    for (uint32_t *p = &__bss_start__; p < &__bss_end__;) {
+        *p++ = 0;
+    }
+    (void)main();
+    finish();
+}
+
+/* SysTick: 24 bits down from 0xFFFFFF, wraps counted by the interrupt. */
+#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
+#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
+#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
+static volatile uint32_t systick_wraps;
+
+static void systick_handler(void) {
+    systick_wraps++;
+}
+
+static uint64_t ticks(void) {
+    uint32_t wraps, value;
+    do {
+        wraps = systick_wraps;
+        value = SYST_CVR;
+    } while (wraps != systick_wraps);
+    return (uint64_t)wraps * 0x1000000u + (0xFFFFFFu - value);
+}
+
+static char line[160];
+static int line_len;
+
+static void put(const char *text) {
+    while (*text && line_len < (int)sizeof line - 2) {
+        line[line_len++] = *text++;
+    }
+}
+
+static void put_int(int64_t value) {
+    char digits[24];
+    int n = 0;
+    uint64_t magnitude = value < 0 ? (uint64_t)(-value) : (uint64_t)value;
+    do {
+        digits[n++] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
+    if (value < 0) {
+        put("-");
+    }
+    while (n) {
+        char c[2] = {digits[--n], 0};
+        put(c);
+    }
+}
+
+static void end_line(void) {
+    line[line_len++] = '\n';
+    line[line_len] = 0;
+    out(line);
+    line_len = 0;
+}
+
+/* ------------------------------------------------------------------------------------- random cases */
+
+static uint32_t rng_state = 0x9E3779B9u;
+
+static uint32_t rnd(void) {
+    uint32_t x = rng_state;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return rng_state = x;
+}
+
+static int32_t rnd_range(int32_t lo, int32_t hi) { /* inclusive */
+    return lo + (int32_t)(rnd() % (uint32_t)(hi - lo + 1));
+}
+
+static int chance(int percent) {
+    return (int32_t)(rnd() % 100u) < percent;
+}
+
+static int32_t rnd_zp(void) {
+    return chance(25) ? (chance(50) ? -128 : 127) : rnd_range(-128, 127);
+}
+
+static int32_t rnd_size(int32_t hi) { /* 1 often, odd sizes as often as even ones */
+    return chance(15) ? 1 : rnd_range(1, hi);
+}
+
+static void rnd_bytes(int8_t *p, int32_t n) {
+    const int extreme = chance(10);
+    for (int32_t i = 0; i < n; i++) {
+        p[i] = extreme ? (int8_t)(chance(50) ? -128 : 127) : (int8_t)rnd();
+    }
+}
+
+static void rnd_requant(int32_t *mult, int32_t *shift) {
+    const int kind = rnd_range(0, 9);
+    *mult = kind == 0 ? 0 : (kind == 1 ? 0x7FFFFFFF : (int32_t)(0x40000000u + (rnd() & 0x3FFFFFFFu)));
+    *shift = kind == 2 ? -32 : (kind == 3 ? 30 : (kind == 4 ? rnd_range(-32, 30) : rnd_range(-14, 1)));
+}
+
+static void rnd_bias(int32_t *bias, int32_t n) {
+    const int kind = rnd_range(0, 9);
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t r = (int32_t)rnd();
+        bias[i] = kind == 0 ? (r >> 1) : (kind == 1 ? (chance(50) ? INT32_MAX : INT32_MIN + 1) : (r >> 14));
+    }
+}
+
+#define GUARD 32
+#define MAX_BYTES 32768
+static int8_t in_a[MAX_BYTES], in_b[MAX_BYTES], in_c[MAX_BYTES], weight_a[MAX_BYTES], weight_b[MAX_BYTES];
+static int8_t out_ref[MAX_BYTES + GUARD], out_var[MAX_BYTES + GUARD];
+static int8_t scratch_ref[MAX_BYTES], scratch_var[MAX_BYTES];
+static int32_t bias_a[512], bias_b[512], mult_a[512], shift_a[512], mult_b[512], shift_b[512];
+static int32_t exp_table[256];
+static int32_t gamma_a[512], beta_a[512];
+static int8_t gelu_table[256];
+static int mismatches;
+
+static void clear_outputs(int32_t n) {
+    memset(out_ref, 0x5A, (size_t)n + GUARD);
+    memset(out_var, 0x5A, (size_t)n + GUARD);
+}
+
+static void compare(const char *op, int index, mcf_status ref, mcf_status var, int32_t n) {
+    if (ref != var || memcmp(out_ref, out_var, (size_t)n + GUARD) != 0) {
+        int32_t first = 0;
+        while (first < n + GUARD && out_ref[first] == out_var[first]) {
+            first++;
+        }
+        put("CASE ");
+        put(op);
+        put(" ");
+        put_int(index);
+        put(" MISMATCH status ");
+        put_int(ref);
+        put(" ");
+        put_int(var);
+        put(" first byte ");
+        put_int(first);
+        end_line();
+        mismatches++;
+    }
+}
+
+static void checked(const char *op, int cases) {
+    put("CHECKED ");
+    put(op);
+    put(" ");
+    put_int(cases);
+    end_line();
+}
+
+static void check_linear(int cases) {
+    for (int i = 0; i < cases; i++) {
+        const mcf_linear_dims dims = {rnd_size(6), rnd_size(80), rnd_size(40)};
+        const mcf_linear_params params = {rnd_zp(), rnd_zp()};
+        for (int32_t n = 0; n < dims.out_ch; n++) {
+            rnd_requant(&mult_a[n], &shift_a[n]);
+        }
+        const mcf_channel_quant quant = {mult_a, shift_a};
+        rnd_bytes(in_a, dims.tokens * dims.in_ch);
+        rnd_bytes(weight_a, dims.out_ch * dims.in_ch);
+        rnd_bias(bias_a, dims.out_ch);
+        const int32_t n_out = dims.tokens * dims.out_ch;
+        clear_outputs(n_out);
+        const mcf_status r = ref_mcf_linear_s8(&dims, &params, &quant, in_a, weight_a, bias_a, out_ref);
+        const mcf_status v = mcf_linear_s8(&dims, &params, &quant, in_a, weight_a, bias_a, out_var);
+        compare("linear", i, r, v, n_out);
+    }
+    checked("linear", cases);
+}
+
+static void check_patch_embed(int cases) {
+    for (int i = 0; i < cases; i++) {
+        const int32_t patch = rnd_range(1, 5);
+        const mcf_patch_embed_dims dims = {patch * rnd_size(5), patch * rnd_size(5), rnd_range(1, 3), patch,
+                                           rnd_size(24)};
+        const mcf_linear_params params = {rnd_zp(), rnd_zp()};
+        for (int32_t n = 0; n < dims.out_ch; n++) {
+            rnd_requant(&mult_a[n], &shift_a[n]);
+        }
+        const mcf_channel_quant quant = {mult_a, shift_a};
+        rnd_bytes(in_a, dims.height * dims.width * dims.channels);
+        rnd_bytes(weight_a, dims.out_ch * patch * patch * dims.channels);
+        rnd_bias(bias_a, dims.out_ch);
+        const int32_t n_out = (dims.height / patch) * (dims.width / patch) * dims.out_ch;
+        clear_outputs(n_out);
+        const mcf_status r = ref_mcf_patch_embed_s8(&dims, &params, &quant, in_a, weight_a, bias_a, out_ref);
+        const mcf_status v = mcf_patch_embed_s8(&dims, &params, &quant, in_a, weight_a, bias_a, out_var);
+        compare("patch_embed", i, r, v, n_out);
+    }
+    checked("patch_embed", cases);
+}
+
+static void rnd_exp_table(void) {
+    const int kind = rnd_range(0, 4);
+    for (int i = 0; i < 256; i++) {
+        exp_table[i] = kind == 0 ? 0 : (kind == 1 ? 32768 : (int32_t)(rnd() % 32769u) >> (i / 32));
+    }
+}
+
+static void rnd_attention_params(mcf_attention_params *p) {
+    p->q_zp = rnd_zp();
+    p->k_zp = rnd_zp();
+    p->v_zp = rnd_zp();
+    rnd_requant(&p->score_mult, &p->score_shift);
+    p->score_zp = rnd_zp();
+    rnd_requant(&p->out_mult, &p->out_shift);
+    p->out_zp = rnd_zp();
+}
+
+static void check_attention_row(int cases) {
+    for (int i = 0; i < cases; i++) {
+        const int32_t heads = rnd_range(1, 4);
+        const mcf_attention_dims dims = {rnd_size(70), heads * rnd_size(20), heads};
+        mcf_attention_params params;
+        rnd_attention_params(&params);
+        rnd_exp_table();
+        rnd_bytes(in_a, dims.channels);
+        rnd_bytes(in_b, dims.tokens * dims.channels);
+        rnd_bytes(in_c, dims.tokens * dims.channels);
+        clear_outputs(dims.channels);
+        const mcf_status r =
+            ref_mcf_attention_row_s8(&dims, &params, in_a, in_b, in_c, exp_table, out_ref, scratch_ref);
+        const mcf_status v =
+            mcf_attention_row_s8(&dims, &params, in_a, in_b, in_c, exp_table, out_var, scratch_var);
+        compare("attention_row", i, r, v, dims.channels);
+        if (chance(30)) { /* in place over the q row, as the fused attention block calls it */
+            memcpy(out_ref, in_a, (size_t)dims.channels);
+            memcpy(out_var, in_a, (size_t)dims.channels);
+            const mcf_status r2 = ref_mcf_attention_row_s8(&dims, &params, out_ref, in_b, in_c, exp_table,
+                                                           out_ref, scratch_ref);
+            const mcf_status v2 =
+                mcf_attention_row_s8(&dims, &params, out_var, in_b, in_c, exp_table, out_var, scratch_var);
+            compare("attention_row_inplace", i, r2, v2, dims.channels);
+        }
+    }
+    checked("attention_row", cases);
+}
+
+static void rnd_layer(mcf_linear_layer *layer, int8_t *weight, int32_t *bias, int32_t *mult, int32_t *shift,
+                      int32_t in_ch, int32_t out_ch) {
+    layer->params.in_zp = rnd_zp();
+    layer->params.out_zp = rnd_zp();
+    for (int32_t n = 0; n < out_ch; n++) {
+        rnd_requant(&mult[n], &shift[n]);
+        shift[n] = rnd_range(-12, -4); /* keep activations alive through the chain */
+    }
+    layer->quant.mult = mult;
+    layer->quant.shift = shift;
+    rnd_bytes(weight, in_ch * out_ch);
+    for (int32_t n = 0; n < out_ch; n++) {
+        bias[n] = (int32_t)rnd() >> 18;
+    }
+    layer->weight = weight;
+    layer->bias = bias;
+}
+
+static void check_mlp_block(int cases) {
+    for (int i = 0; i < cases; i++) {
+        const int32_t channels = rnd_size(40), hidden = rnd_size(90);
+        const mcf_mlp_block_dims dims = {rnd_size(5), channels, hidden, 0, 0};
+        mcf_mlp_block_params params;
+        memset(&params, 0, sizeof params);
+        params.norm.params.in_zp = rnd_zp();
+        params.norm.params.eps = rnd_range(0, 1000);
+        rnd_requant(&params.norm.params.mult, &params.norm.params.shift);
+        params.norm.params.shift = rnd_range(-20, -8);
+        params.norm.params.out_zp = rnd_zp();
+        for (int32_t c = 0; c < channels; c++) {
+            gamma_a[c] = (int32_t)rnd() >> 17;
+            beta_a[c] = (int32_t)rnd() >> 12;
+        }
+        params.norm.gamma = gamma_a;
+        params.norm.beta = beta_a;
+        rnd_layer(&params.fc1.u, weight_a, bias_a, mult_a, shift_a, channels, hidden);
+        rnd_bytes(gelu_table, 256);
+        params.gelu_table = gelu_table;
+        rnd_layer(&params.fc2.u, weight_b, bias_b, mult_b, shift_b, hidden, channels);
+        params.residual = (mcf_add_params){
+            rnd_zp(), rnd_zp(), rnd_range(0, 32767), rnd_range(0, 32767), rnd_range(1, 30), rnd_zp()};
+        const int32_t n_out = dims.tokens * channels;
+        clear_outputs(n_out);
+        rnd_bytes(out_ref, n_out);
+        memcpy(out_var, out_ref, (size_t)n_out);
+        const mcf_status r = ref_mcf_mlp_block_s8(&dims, &params, out_ref, scratch_ref);
+        const mcf_status v = mcf_mlp_block_s8(&dims, &params, out_var, scratch_var);
+        compare("mlp_block", i, r, v, n_out);
+    }
+    checked("mlp_block", cases);
+}
+
+/* ---------------------------------------------------------------------------------------- benchmark */
+
+static void bench_line(const char *op, const char *shape, int64_t macs, uint64_t ref, uint64_t var,
+                       int repeats) {
+    put("BENCH ");
+    put(op);
+    put(" ");
+    put(shape);
+    put(" ");
+    put_int(macs);
+    put(" ");
+    put_int((int64_t)ref);
+    put(" ");
+    put_int((int64_t)var);
+    put(" ");
+    put_int(repeats);
+    end_line();
+}
+
+static void shape3(char *buf, int32_t a, int32_t b, int32_t c) {
+    /* "axbxc" without printf */
+    int32_t v[3] = {a, b, c};
+    int n = 0;
+    for (int i = 0; i < 3; i++) {
+        char digits[12];
+        int d = 0;
+        int32_t x = v[i];
+        do {
+            digits[d++] = (char)('0' + x % 10);
+            x /= 10;
+        } while (x);
+        while (d) {
+            buf[n++] = digits[--d];
+        }
+        if (i < 2) {
+            buf[n++] = 'x';
+        }
+    }
+    buf[n] = 0;
+}
+
+static void bench_linear(int32_t tokens, int32_t in_ch, int32_t out_ch) {
+    const mcf_linear_dims dims = {tokens, in_ch, out_ch};
+    const mcf_linear_params params = {-3, 5};
+    for (int32_t n = 0; n < out_ch; n++) {
+        mult_a[n] = 0x50000000 + n;
+        shift_a[n] = -8;
+        bias_a[n] = n * 100;
+    }
+    const mcf_channel_quant quant = {mult_a, shift_a};
+    rnd_bytes(in_a, tokens * in_ch);
+    rnd_bytes(weight_a, in_ch * out_ch);
+    const int64_t macs = (int64_t)tokens * in_ch * out_ch;
+    const int repeats = macs >= 100000 ? 1 : (int)(100000 / macs) + 1;
+    uint64_t start = ticks();
+    for (int r = 0; r < repeats; r++) {
+        (void)ref_mcf_linear_s8(&dims, &params, &quant, in_a, weight_a, bias_a, out_ref);
+    }
+    const uint64_t ref = ticks() - start;
+    start = ticks();
+    for (int r = 0; r < repeats; r++) {
+        (void)mcf_linear_s8(&dims, &params, &quant, in_a, weight_a, bias_a, out_var);
+    }
+    const uint64_t var = ticks() - start;
+    char shape[40];
+    shape3(shape, tokens, in_ch, out_ch);
+    bench_line("linear", shape, macs, ref, var, repeats);
+}
+
+static void bench_patch_embed(int32_t size, int32_t channels, int32_t patch, int32_t out_ch) {
+    const mcf_patch_embed_dims dims = {size, size, channels, patch, out_ch};
+    const mcf_linear_params params = {0, 5};
+    for (int32_t n = 0; n < out_ch; n++) {
+        mult_a[n] = 0x50000000 + n;
+        shift_a[n] = -8;
+        bias_a[n] = n * 100;
+    }
+    const mcf_channel_quant quant = {mult_a, shift_a};
+    rnd_bytes(in_a, size * size * channels);
+    rnd_bytes(weight_a, patch * patch * channels * out_ch);
+    const int64_t macs = (int64_t)size * size * channels * out_ch;
+    uint64_t start = ticks();
+    (void)ref_mcf_patch_embed_s8(&dims, &params, &quant, in_a, weight_a, bias_a, out_ref);
+    const uint64_t ref = ticks() - start;
+    start = ticks();
+    (void)mcf_patch_embed_s8(&dims, &params, &quant, in_a, weight_a, bias_a, out_var);
+    const uint64_t var = ticks() - start;
+    char shape[40];
+    shape3(shape, size, channels, patch);
+    bench_line("patch_embed", shape, macs, ref, var, 1);
+}
+
+static void bench_attention_row(int32_t tokens, int32_t channels, int32_t heads) {
+    const mcf_attention_dims dims = {tokens, channels, heads};
+    const mcf_attention_params params = {3, -2, 1, 0x50000000, -6, -10, 0x48000000, -9, 2};
+    for (int i = 0; i < 256; i++) {
+        exp_table[i] = 32768 >> (i / 16);
+    }
+    rnd_bytes(in_a, channels);
+    rnd_bytes(in_b, tokens * channels);
+    rnd_bytes(in_c, tokens * channels);
+    const int64_t macs = 2 * (int64_t)tokens * channels;
+    const int repeats = (int)(100000 / macs) + 1;
+    uint64_t start = ticks();
+    for (int r = 0; r < repeats; r++) {
+        (void)ref_mcf_attention_row_s8(&dims, &params, in_a, in_b, in_c, exp_table, out_ref, scratch_ref);
+    }
+    const uint64_t ref = ticks() - start;
+    start = ticks();
+    for (int r = 0; r < repeats; r++) {
+        (void)mcf_attention_row_s8(&dims, &params, in_a, in_b, in_c, exp_table, out_var, scratch_var);
+    }
+    const uint64_t var = ticks() - start;
+    char shape[40];
+    shape3(shape, tokens, channels, heads);
+    bench_line("attention_row", shape, macs, ref, var, repeats);
+}
+
+int main(void) {
+    SYST_RVR = 0xFFFFFFu;
+    SYST_CVR = 0;
+    SYST_CSR = 7u; /* processor clock, interrupt, enable */
+
+    check_linear(400);
+    check_patch_embed(150);
+    check_attention_row(250);
+    check_mlp_block(60);
+
+    static const int32_t linear_shapes[][3] = {{1, 48, 48},   {2, 48, 48},   {50, 48, 48},  {50, 48, 192},
+                                               {50, 192, 48}, {50, 48, 16},  {50, 16, 48},  {1, 64, 256},
+                                               {65, 64, 64},  {65, 64, 256}, {65, 256, 64}, {49, 49, 49}};
+    for (unsigned i = 0; i < sizeof linear_shapes / sizeof linear_shapes[0]; i++) {
+        bench_linear(linear_shapes[i][0], linear_shapes[i][1], linear_shapes[i][2]);
+    }
+    bench_patch_embed(28, 1, 4, 48);
+    bench_patch_embed(32, 3, 4, 64);
+    bench_attention_row(50, 48, 3);
+    bench_attention_row(65, 64, 4);
+    bench_attention_row(197, 96, 3);
+
+    put("DONE ");
+    put_int(mismatches);
+    end_line();
+    return 0;
+}

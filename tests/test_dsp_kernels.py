@@ -1,0 +1,52 @@
+"""The DSP (ARMv7E-M) kernels equal the portable kernels bit for bit on the emulated Cortex-M7, and are faster.
+
+One bare-metal ELF (mcuformer.device.kernel_harness) holds both libraries; on QEMU it compares them on random
+cases with edge values drawn often (one token, odd widths, ranks and head sizes, zero points -128/127, multipliers
+0 and 2^31 - 1, shifts -32 and 30, biases near the int32 limits) including guard bytes behind every output, and
+counts instructions of both on benchmark shapes. Needs arm-none-eabi-gcc and qemu-system-arm (make setup).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mcuformer.codegen.host_build import KERNEL_INCLUDE, compile_host, kernel_sources
+from mcuformer.device.kernel_harness import HarnessResult, build_harness, run_harness
+from mcuformer.errors import McuformerError
+from mcuformer.firmware import KERNELS_DIR
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory) -> HarnessResult:
+    return run_harness(build_harness(tmp_path_factory.mktemp("harness")))
+
+
+def test_every_dsp_kernel_equals_the_portable_kernel_on_qemu(harness):
+    assert harness.mismatches == []
+    assert harness.checked == {"linear": 400, "patch_embed": 150, "attention_row": 250, "mlp_block": 60}
+
+
+def test_dsp_kernels_run_fewer_instructions_per_mac(harness):
+    rows = {(r.op, r.shape): r for r in harness.bench}
+    assert {op for op, _ in rows} == {"linear", "patch_embed", "attention_row"}
+    for row in harness.bench:
+        assert row.variant_instructions < row.portable_instructions / 2, row
+    # The token-batched linear reuses each weight word for two tokens: well under the portable kernel's ~10.
+    assert rows[("linear", "50x48x48")].variant_per_mac < 3.0
+
+
+def test_the_dsp_variant_overrides_portable_files_by_name():
+    portable = {p.name: p for p in kernel_sources("portable")}
+    dsp = {p.name: p for p in kernel_sources("dsp")}
+    assert set(dsp) == set(portable)  # complete: the variant falls back to portable for the rest
+    overridden = {name for name, path in dsp.items() if path.parent.name == "dsp"}
+    assert {"mcf_linear_s8.c", "mcf_patch_embed_s8.c", "mcf_attention_row_s8.c"} <= overridden
+    assert overridden == {p.name for p in (KERNELS_DIR / "dsp").glob("*.c")}
+    with pytest.raises(McuformerError, match="no kernel sources for variant 'neon'"):
+        kernel_sources("neon")
+
+
+def test_the_dsp_variant_builds_on_the_host_with_the_instructions_emulated(tmp_path):
+    # Without __ARM_FEATURE_DSP, mcf_dsp.h falls back to C with the instructions' semantics.
+    lib = compile_host(kernel_sources("dsp"), tmp_path / "libdsp.so", include_dirs=[KERNEL_INCLUDE], shared=True)
+    assert lib.is_file()
