@@ -91,6 +91,9 @@ CORE_DEFAULTS: dict[str, CpuFlags] = {
     "cortex-m55": CpuFlags("cortex-m55", "auto", "hard"),
 }
 _FLOAT_ABIS = ("soft", "softfp", "hard")
+# Cores with the ARMv7E-M/ARMv8-M DSP extension (SXTB16, SMLAD): their firmware gets the `dsp` kernels by default.
+DSP_CORES = frozenset({"cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55"})
+KERNEL_VARIANTS = ("portable", "dsp")  # folders of firmware/kernels (mcuformer.codegen.host_build.kernel_sources)
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,14 @@ class Board:
     platformio_board: str | None = None  # board id of the stock PlatformIO platform
     platformio_platform: str | None = None
     qemu: QemuTarget | None = None
+    kernel_variant: str | None = None  # `kernels` in the TOML; None: "dsp" on a DSP core, else "portable"
+
+    @property
+    def kernels(self) -> str:
+        """The kernel library the board's firmware is built with (the host build always uses portable)."""
+        if self.kernel_variant is not None:
+            return self.kernel_variant
+        return "dsp" if self.core in DSP_CORES else "portable"
 
     @property
     def flash_region(self) -> MemoryRegion:
@@ -198,6 +209,7 @@ def _board_from_dict(data: dict[str, Any]) -> Board:
         platformio_board=pio.get("board"),
         platformio_platform=pio.get("platform"),
         qemu=QemuTarget(qemu["machine"], qemu["cpu"], tuple(qemu.get("extra_args", []))) if qemu else None,
+        kernel_variant=data.get("kernels"),
     )
 
 
@@ -220,6 +232,10 @@ def validate_board(board: Board) -> list[str]:
         problems.append(f"float_abi must be one of {', '.join(_FLOAT_ABIS)}")
     if board.counter not in ("cycles", "instructions"):
         problems.append("counter must be 'cycles' or 'instructions'")
+    if board.kernels not in KERNEL_VARIANTS:
+        problems.append(f"kernels must be one of {', '.join(KERNEL_VARIANTS)}")
+    elif board.kernels == "dsp" and board.core not in DSP_CORES:
+        problems.append(f"kernels = 'dsp' needs a core with the DSP extension ({', '.join(sorted(DSP_CORES))})")
     if board.uart is not None and board.uart.baud <= 0:
         problems.append("uart baud must be positive")
     return problems

@@ -8,8 +8,11 @@ counts instructions of both on benchmark shapes. Needs arm-none-eabi-gcc and qem
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from mcuformer.boards import Board, load_board, validate_board
 from mcuformer.codegen.host_build import KERNEL_INCLUDE, compile_host, kernel_sources
 from mcuformer.device.kernel_harness import HarnessResult, build_harness, run_harness
 from mcuformer.errors import McuformerError
@@ -50,3 +53,14 @@ def test_the_dsp_variant_builds_on_the_host_with_the_instructions_emulated(tmp_p
     # Without __ARM_FEATURE_DSP, mcf_dsp.h falls back to C with the instructions' semantics.
     lib = compile_host(kernel_sources("dsp"), tmp_path / "libdsp.so", include_dirs=[KERNEL_INCLUDE], shared=True)
     assert lib.is_file()
+
+
+def test_boards_pick_their_kernel_variant():
+    for name in ("qemu-m7", "stm32f746", "stm32f427", "stm32h743"):
+        assert load_board(name).kernels == "dsp"
+    m0 = Board("m0", "a Cortex-M0 board", "cortex-m0", 48_000_000, 32_768, 262_144)
+    assert m0.kernels == "portable" and validate_board(m0) == []
+    assert Board("m4", "a Cortex-M4 board", "cortex-m4", 80_000_000, 65_536, 262_144).kernels == "dsp"
+    wrong = dataclasses.replace(m0, kernel_variant="dsp")
+    assert any("needs a core with the DSP extension" in p for p in validate_board(wrong))
+    assert any("kernels must be one of" in p for p in validate_board(dataclasses.replace(m0, kernel_variant="x")))

@@ -107,8 +107,8 @@ def _first_lines(text: str) -> str:
     return "\n".join(text.strip().splitlines()[:ERROR_LINES])
 
 
-def firmware_sources(build_dir: Path, board: Board, kernel_variant: str = "portable") -> list[Path]:
-    """Every C file of the firmware of `build_dir` for `board`."""
+def firmware_sources(build_dir: Path, board: Board, kernel_variant: str | None = None) -> list[Path]:
+    """Every C file of the firmware of `build_dir` for `board` (kernels: `kernel_variant`, default the board's)."""
     if board.bsp is None:
         raise FirmwareBuildError(
             f"board {board.name} has no board support package yet (no `bsp` in boards/{board.name}.toml); "
@@ -120,7 +120,8 @@ def firmware_sources(build_dir: Path, board: Board, kernel_variant: str = "porta
         raise FirmwareBuildError(f"{build_dir}/src has no generated C; run `mcuformer compile` first")
     if not bsp.is_dir():
         raise FirmwareBuildError(f"board {board.name} names bsp {board.bsp!r} but {bsp} does not exist")
-    return [*kernel_sources(kernel_variant), *model, *sorted(RUNTIME_DIR.glob("*.c")), *sorted(bsp.glob("*.c"))]
+    kernels = kernel_sources(kernel_variant or board.kernels)
+    return [*kernels, *model, *sorted(RUNTIME_DIR.glob("*.c")), *sorted(bsp.glob("*.c"))]
 
 
 def _compile_flags(build_dir: Path, board: Board, debug_commands: bool) -> list[str]:
@@ -150,19 +151,20 @@ def build_firmware(
     *,
     out_dir: str | Path | None = None,
     debug_commands: bool = False,
-    kernel_variant: str = "portable",
+    kernel_variant: str | None = None,
     stack_bytes: int = STACK_RESERVE_BYTES,
     jobs: int | None = None,
 ) -> Firmware:
     """Compile and link build_dir's model into firmware.elf for `board` (default: the board it was compiled for).
 
+    kernel_variant picks the kernel library (firmware/kernels/<variant>); None: the board's (`kernels`).
     Raises FirmwareBudgetError (one line, with the overflow in bytes) when the image does not fit the board's RAM or
     flash, FirmwareBuildError for any other compiler or linker failure.
     """
     build = Path(build_dir)
     manifest = read_manifest(build)
     target: Board = board if isinstance(board, Board) else load_board(board or str(manifest["board"]))
-    suffix = "-debug" if debug_commands else ""
+    suffix = ("-debug" if debug_commands else "") + (f"-{kernel_variant}" if kernel_variant else "")
     out = Path(out_dir) if out_dir is not None else build / "firmware" / f"{target.name}{suffix}"
     obj_dir = out / "obj"
     obj_dir.mkdir(parents=True, exist_ok=True)

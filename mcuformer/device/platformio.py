@@ -99,7 +99,9 @@ def write_project(build_dir: str | Path, boards: list[Board] | None = None) -> P
     if project.exists():
         shutil.rmtree(project / "src", ignore_errors=True)
     src = project / "src"
-    _copy_tree(kernel_sources(), src / "kernels")
+    variants = sorted({board.kernels for board in boards})
+    for variant in variants:  # each env compiles its board's variant only (build_src_filter below)
+        _copy_tree(kernel_sources(variant), src / f"kernels_{variant}")
     _copy_tree(sorted(KERNEL_INCLUDE.glob("*.h")), src / "kernels" / "include")
     _copy_tree(sorted((build / "src").glob("*.[ch]")), src / "model")
     _copy_tree(sorted(RUNTIME_DIR.glob("*.[ch]")), src / "runtime")
@@ -116,6 +118,7 @@ def write_project(build_dir: str | Path, boards: list[Board] | None = None) -> P
         flags = [*C_FLAGS, f'-DMCF_BOARD_NAME=\\"{board.name}\\"', f"-DMCF_BOARD_CLOCK_HZ={board.clock_hz}u",
                  "-DMCF_DEBUG_COMMANDS=0", "-DMCF_PROFILE=1", *(f"-I{i}" for i in includes)]  # fmt: skip
         other_bsps = [f"-<bsp/{p.name}/>" for p in BSP_DIR.iterdir() if p.is_dir() and p.name != board.bsp]
+        other_bsps += [f"-<kernels_{v}/>" for v in variants if v != board.kernels]
         lines = [f"[env:{env_name(board)}]"]
         if board.is_emulated or not board.platformio_board:
             board_id = f"mcuformer_{board.name.replace('-', '_')}"
