@@ -1,0 +1,102 @@
+"""What a candidate costs on the board: exact SRAM and flash from the compiler's planner, MACs by count.
+
+The planner (`plan_arch`) is the one the compiler emits, so a candidate accepted here compiles and fits. Calls are
+cached per architecture (ArchConfig is frozen and hashable; its name does not take part in equality).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from mcuformer.arch import LINEAR_NAMES, ArchConfig
+from mcuformer.boards import Board, load_board
+from mcuformer.errors import McuformerError
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|k|mb|mib|m)?\s*$", re.IGNORECASE)
+_UNITS = {None: 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2}
+
+
+class BudgetError(McuformerError):
+    """A budget that cannot be parsed, or that no architecture of the space meets."""
+
+
+def parse_size(text: str | int) -> int:
+    """'320KB', '0.5MB', '327680' -> bytes (KB = 1024 B, as the boards' datasheets count SRAM)."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE.match(str(text))
+    if not match:
+        raise BudgetError(f"cannot read the size {text!r}; write it like 320KB, 0.5MB or 327680")
+    value = float(match.group(1)) * _UNITS[(match.group(2) or "").lower() or None]
+    if value < 1 or value != int(value):
+        raise BudgetError(f"size {text!r} is not a whole, positive number of bytes")
+    return int(value)
+
+
+def arch_macs(arch: ArchConfig) -> int:
+    """Multiply-accumulates of one inference (linears, attention products, patch embedding, head)."""
+    n, d = arch.num_tokens, arch.embed_dim
+    total = arch.num_patches * arch.patch_dim * d
+    for layer in range(arch.depth):
+        for linear in LINEAR_NAMES:
+            fan_in, fan_out = arch.linear_shape(layer, linear)
+            rank = arch.ranks[layer].get(linear)
+            total += n * (fan_in * fan_out if rank is None else rank * (fan_in + fan_out))
+        total += 2 * n * n * d  # scores Q K^T and context P V, over all heads
+    return total + d * arch.num_classes
+
+
+@dataclass(frozen=True)
+class Cost:
+    sram_bytes: int
+    flash_bytes: int
+    macs: int
+    params: int
+    fits: bool
+
+
+@dataclass
+class Constraints:
+    """Hard limits of a search: peak SRAM and flash as the compiler plans them, optionally a MAC limit."""
+
+    board: Board
+    sram_budget: int
+    flash_budget: int
+    max_macs: int | None = None
+    schedule: str = "fused"
+    _cache: dict[ArchConfig, Cost] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def for_board(
+        cls, board: str, sram: int | str | None = None, flash: int | str | None = None, max_macs: int | None = None
+    ) -> Constraints:
+        b = load_board(board)
+        sram_budget = b.sram_bytes if sram is None else parse_size(sram)
+        flash_budget = b.flash_bytes if flash is None else parse_size(flash)
+        if sram_budget > b.sram_bytes:
+            raise BudgetError(f"SRAM budget {sram_budget:,} B exceeds the {b.name}'s {b.sram_bytes:,} B")
+        if flash_budget > b.flash_bytes:
+            raise BudgetError(f"flash budget {flash_budget:,} B exceeds the {b.name}'s {b.flash_bytes:,} B")
+        return cls(b, sram_budget, flash_budget, max_macs)
+
+    def cost(self, arch: ArchConfig) -> Cost:
+        cached = self._cache.get(arch)
+        if cached is None:
+            from mcuformer.codegen.compiler import plan_arch  # the compiler is heavy; import on first use
+
+            report = plan_arch(arch, self.board, schedule=self.schedule)
+            macs = arch_macs(arch)
+            fits = report.sram_bytes <= self.sram_budget and report.flash_bytes <= self.flash_budget
+            if self.max_macs is not None:
+                fits = fits and macs <= self.max_macs
+            cached = Cost(report.sram_bytes, report.flash_bytes, macs, arch.num_params(), fits)
+            self._cache[arch] = cached
+        return cached
+
+    def fits(self, arch: ArchConfig) -> bool:
+        return self.cost(arch).fits
+
+    def describe(self) -> str:
+        text = f"SRAM <= {self.sram_budget:,} B, flash <= {self.flash_budget:,} B on {self.board.name}"
+        return text + (f", MACs <= {self.max_macs:,}" if self.max_macs is not None else "")

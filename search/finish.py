@@ -1,0 +1,117 @@
+"""The winner's finish: finetune from inherited weights at its own resolution, calibrate, check int8 accuracy.
+
+The int8 accuracy is the numpy integer reference's (`mcuformer.quant.reference`), which the generated C equals bit
+for bit, so it is the accuracy the device will show.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from mcuformer.checkpoint import DatasetMeta, ModelFile, atomic_save
+from mcuformer.data import ImageSet
+from mcuformer.errors import McuformerError
+from mcuformer.model import VisionTransformer
+from mcuformer.quant import reference
+from mcuformer.quant.ptq import Calibration, calibrate, quantize_model
+from mcuformer.search.augment import cutmix, soft_targets
+from mcuformer.search.data import SearchData
+from mcuformer.train import _lr_at, augment, evaluate, pixels_to_tensor
+
+CHECKPOINT = "finetune.pt"
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    warmup_epochs: float = 0.2
+    label_smoothing: float = 0.1
+    random_crop_pad: int = 0
+    hflip: bool = True
+    cutmix: float = 0.0
+    calibration_images: int = 512
+    seed: int = 0
+    device: str = "cpu"
+
+
+def finetune(
+    model: VisionTransformer, data: SearchData, out_dir: str | Path, config: FinetuneConfig, resume: bool = True
+) -> VisionTransformer:
+    """Finetune in place (checkpoint per epoch, resumable) on the search's training split at the model's size."""
+    arch = model.arch
+    train_set = data.at("train", arch.image_size)
+    ckpt_path = Path(out_dir) / CHECKPOINT
+    device = torch.device(config.device)
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    steps = math.ceil(len(train_set) / config.batch_size)
+    total, warmup = steps * config.epochs, int(config.warmup_epochs * steps)
+    start = 0
+    if resume and ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if state["arch"] != arch.to_dict() or state["config"] != asdict(config):
+            raise McuformerError(f"{ckpt_path} belongs to another finetune; use a new --out or delete it")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        start = state["epoch"]
+    labels = torch.from_numpy(train_set.labels)
+    for epoch in range(start, config.epochs):
+        model.train()
+        order = torch.randperm(len(train_set), generator=generator)
+        bar = tqdm(range(steps), desc=f"finetune epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
+        running = 0.0
+        for step in bar:
+            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+            pixels = augment(pixels_to_tensor(train_set.images[idx.numpy()]), config.random_crop_pad,
+                             config.hflip, generator)  # fmt: skip
+            targets = soft_targets(labels[idx], arch.num_classes, config.label_smoothing)
+            if config.cutmix > 0 and float(torch.rand((), generator=generator)) < config.cutmix:
+                pixels, targets = cutmix(pixels, targets, generator)
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(epoch * steps + step, total, warmup, config.lr)
+            logits = model(pixels.to(device))
+            loss = torch.sum(-targets.to(device) * F.log_softmax(logits, dim=1), dim=1).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running = 0.9 * running + 0.1 * loss.item() if step else loss.item()
+            bar.set_postfix(loss=f"{running:.3f}")
+        accuracy = evaluate(model, data.at("val", arch.image_size), device=config.device)
+        tqdm.write(f"finetune epoch {epoch + 1}/{config.epochs}: loss {running:.3f}, val accuracy {accuracy:.4f}")
+        atomic_save({"arch": arch.to_dict(), "config": asdict(config), "epoch": epoch + 1,
+                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "generator": generator.get_state()}, ckpt_path)  # fmt: skip
+    return model.cpu().eval()
+
+
+def int8_accuracy(model: VisionTransformer, calibration: Calibration, images: ImageSet) -> float:
+    """Top-1 accuracy of the int8 reference (what the device computes, bit for bit)."""
+    qmodel = quantize_model(model, calibration)
+    predicted = reference.predict(qmodel, images.images).argmax(axis=1)
+    return float(np.mean(predicted == images.labels))
+
+
+def package(model: VisionTransformer, data: SearchData, config: FinetuneConfig) -> tuple[ModelFile, dict[str, float]]:
+    """Calibrate on training images and measure fp32 and int8 test accuracy: the model.pt contents."""
+    size = model.arch.image_size
+    train_set, test_set = data.at("train", size), data.at("test", size)
+    calibration = calibrate(model, pixels_to_tensor(train_set.images[: config.calibration_images]))
+    metrics = {
+        "fp32_accuracy": evaluate(model, test_set),
+        "int8_accuracy": int8_accuracy(model, calibration, test_set),
+        "epochs": float(config.epochs),
+    }
+    meta = DatasetMeta(data.name, tuple(data.mean), tuple(data.std), tuple(data.train.classes))
+    return ModelFile(model=model, calibration=calibration, dataset=meta, metrics=metrics), metrics

@@ -1,0 +1,198 @@
+"""`mcuformer search`: train the supernet, search, finish the winner, write the run folder.
+
+Stages, each resumable: supernet training (checkpoint per epoch), evolution and random search (fitness cache:
+the seeded searches replay without re-evaluating), finetuning (checkpoint per epoch), packaging.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from mcuformer.checkpoint import save_model
+from mcuformer.errors import McuformerError
+from mcuformer.search.cost import Constraints
+from mcuformer.search.data import SearchData
+from mcuformer.search.evolution import (
+    Candidate,
+    EvolutionConfig,
+    Fitness,
+    best,
+    evolve,
+    random_search,
+    subnet_accuracy,
+)
+from mcuformer.search.finish import FinetuneConfig, finetune, package
+from mcuformer.search.report import plot_pareto, summary_markdown, write_json
+from mcuformer.search.sampler import FitSampler
+from mcuformer.search.space import SearchSpace, load_space
+from mcuformer.search.supernet import Supernet
+from mcuformer.search.train import CHECKPOINT as SUPERNET_CHECKPOINT
+from mcuformer.search.train import SupernetTrainConfig, train_supernet
+
+
+@dataclass(frozen=True)
+class Preset:
+    supernet: SupernetTrainConfig
+    evolution: EvolutionConfig
+    finetune: FinetuneConfig
+    train_limit: int | None
+    val_size: int
+
+
+PRESETS: dict[str, Preset] = {
+    # The README demo on 2 CPU cores: a few minutes of supernet training on a 12k-image subset.
+    "quick": Preset(
+        supernet=SupernetTrainConfig(epochs=4, batch_size=128, lr=3e-3, warmup_epochs=0.5, num_random=1),
+        evolution=EvolutionConfig(population=12, generations=4, parents=4),
+        finetune=FinetuneConfig(epochs=3, lr=1e-3),
+        train_limit=12_000,
+        val_size=2_000,
+    ),
+    # The benchmark setting (a GPU for the supernet; hours on a CPU).
+    "full": Preset(
+        supernet=SupernetTrainConfig(epochs=60, batch_size=256, lr=2e-3, warmup_epochs=3, num_random=2),
+        evolution=EvolutionConfig(population=40, generations=15, parents=12),
+        finetune=FinetuneConfig(epochs=30, lr=5e-4, warmup_epochs=1),
+        train_limit=None,
+        val_size=5_000,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    out: Path
+    sram_budget: int | str | None = None  # None: the board's SRAM
+    flash_budget: int | str | None = None  # None: the board's flash
+    board: str = "stm32f746"
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    preset: str = "quick"
+    space_file: str | None = None
+    max_macs: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    cutmix: float = 0.0
+    compare_random: bool = True
+    finish_random: bool = False  # also finetune and quantize the random search's winner (benchmark)
+    overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"supernet.epochs": 1} (tests, benchmarks)
+
+
+def resolve_preset(config: SearchConfig) -> Preset:
+    if config.preset not in PRESETS:
+        raise McuformerError(f"unknown preset {config.preset!r}; presets: {', '.join(PRESETS)}")
+    preset = PRESETS[config.preset]
+    parts: dict[str, Any] = {"supernet": preset.supernet, "evolution": preset.evolution, "finetune": preset.finetune}
+    parts["supernet"] = replace(parts["supernet"], seed=config.seed, device=config.device, cutmix=config.cutmix)
+    parts["evolution"] = replace(parts["evolution"], seed=config.seed)
+    parts["finetune"] = replace(parts["finetune"], seed=config.seed, device=config.device, cutmix=config.cutmix)
+    top: dict[str, Any] = {"train_limit": preset.train_limit, "val_size": preset.val_size}
+    for key, value in config.overrides.items():
+        section, _, name = key.partition(".")
+        if section in parts and name:
+            parts[section] = replace(parts[section], **{name: value})
+        elif key in top:
+            top[key] = value
+        else:
+            raise McuformerError(f"unknown search setting {key!r}")
+    return Preset(parts["supernet"], parts["evolution"], parts["finetune"], top["train_limit"], top["val_size"])
+
+
+def prepare(config: SearchConfig) -> tuple[SearchSpace, Constraints, FitSampler]:
+    """Space and constraints, checked before anything is trained: an impossible budget fails here."""
+    from mcuformer.data import load_dataset
+
+    meta = load_dataset(config.dataset, "test", config.data_dir)  # channels and classes only
+    space = load_space(config.board, config.preset, config.space_file).for_data(meta.channels, meta.num_classes)
+    constraints = Constraints.for_board(config.board, config.sram_budget, config.flash_budget, config.max_macs)
+    sampler = FitSampler(space, constraints)
+    sampler.smallest()  # raises BudgetError with the smallest feasible peak
+    return space, constraints, sampler
+
+
+def run_search(config: SearchConfig, resume: bool = False) -> dict[str, Any]:
+    out = Path(config.out)
+    if not resume and (out / SUPERNET_CHECKPOINT).exists():
+        raise McuformerError(f"{out} already holds a search; pass --resume to continue it or use another --out")
+    space, constraints, sampler = prepare(config)
+    preset = resolve_preset(config)
+    out.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    tqdm.write(f"search space {space.name}: {len(space.resolutions)} resolutions, widths {list(space.embed_dims)}, "
+               f"depths {list(space.depths)}; constraints: {constraints.describe()}")  # fmt: skip
+
+    t = time.time()
+    data = SearchData.load(config.dataset, config.data_dir, preset.val_size, preset.train_limit, config.seed)
+    torch.manual_seed(config.seed)
+    net = Supernet(space, data.mean, data.std, seed=config.seed)
+    log = train_supernet(net, data, sampler, out, preset.supernet, resume=True)
+    seconds["supernet"] = time.time() - t
+
+    t = time.time()
+    net.eval()
+    fitness = Fitness(lambda arch: subnet_accuracy(net, data, arch), out / "fitness_cache.json")
+    evolution = evolve(sampler, fitness, preset.evolution)
+    seconds["evolution"] = time.time() - t
+    t = time.time()
+    randoms = random_search(sampler, fitness, len(evolution), config.seed) if config.compare_random else []
+    seconds["random_search"] = time.time() - t
+    winner = best(evolution)
+    tqdm.write(f"winner: val accuracy {100 * winner.accuracy:.2f}% (inherited weights), peak SRAM "
+               f"{winner.sram_bytes:,} B, flash {winner.flash_bytes:,} B")  # fmt: skip
+
+    t = time.time()
+    result_final, model_file = _finish(net, data, winner, out, preset.finetune)
+    save_model(model_file, out / "model.pt")
+    seconds["finetune"] = time.time() - t
+    random_final: dict[str, float] = {}
+    if config.finish_random and randoms:
+        random_final, random_file = _finish(net, data, best(randoms), out / "random", preset.finetune)
+        save_model(random_file, out / "random" / "model.pt")
+
+    result = {
+        "board": config.board,
+        "dataset": config.dataset,
+        "preset": config.preset,
+        "seed": config.seed,
+        "space": space.name,
+        "sram_budget": constraints.sram_budget,
+        "flash_budget": constraints.flash_budget,
+        "max_macs": constraints.max_macs,
+        "settings": {
+            "supernet": asdict(preset.supernet),
+            "evolution": asdict(preset.evolution),
+            "finetune": asdict(preset.finetune),
+            "train_limit": preset.train_limit,
+            "val_size": preset.val_size,
+        },  # fmt: skip
+        "evaluations": {"evolution": len(evolution), "random": len(randoms)},
+        "winner": winner.to_dict(),
+        "random_best": best(randoms).to_dict() if randoms else None,
+        "final": result_final,
+        "random_final": random_final,
+        "supernet_log": log,
+        "seconds": seconds,
+        "candidates": [c.to_dict() for c in evolution + randoms],
+    }
+    write_json(out / "search.json", result)
+    plot_pareto(out / "pareto.png", evolution, randoms, winner, constraints.sram_budget, constraints.flash_budget,
+                f"{config.dataset} on {config.board}: {len(evolution)} evolution / {len(randoms)} random "
+                "evaluations")  # fmt: skip
+    (out / "summary.md").write_text(summary_markdown(result))
+    return result
+
+
+def _finish(net: Supernet, data: SearchData, winner: Candidate, out: Path,
+            config: FinetuneConfig) -> tuple[dict[str, float], Any]:  # fmt: skip
+    model = net.extract(winner.arch.with_name("searched")).cpu()  # the plain VisionTransformer compile reads
+    model = finetune(model, data, out, config, resume=True)
+    model_file, metrics = package(model, data, config)
+    tqdm.write(f"finished: fp32 test accuracy {100 * metrics['fp32_accuracy']:.2f}%, "
+               f"int8 {100 * metrics['int8_accuracy']:.2f}%")  # fmt: skip
+    return metrics, model_file

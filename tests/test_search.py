@@ -1,0 +1,175 @@
+"""The NAS: slicing correctness, planner-exact constraints, determinism, resume (tiny space, few steps)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from mcuformer.search.cost import BudgetError, Constraints, arch_macs, parse_size
+from mcuformer.search.data import SearchData
+from mcuformer.search.evolution import EvolutionConfig, Fitness, evolve, random_search, subnet_accuracy
+from mcuformer.search.genome import crossover, extreme_genome, mutate, random_genome
+from mcuformer.search.sampler import FitSampler
+from mcuformer.search.space import PRESETS, SearchSpace, SpaceError, load_space, space_from_dict
+from mcuformer.search.supernet import Supernet, resize_patch_kernel
+from mcuformer.search.train import SupernetTrainConfig, train_supernet
+
+TINY = {
+    "image_sizes": [14, 28],
+    "patch_sizes": [7, 14],
+    "embed_dims": [16, 32],
+    "depths": [1, 2],
+    "num_heads": [1, 2],
+    "mlp_ratios": [1.0, 2.0],
+    "ranks": [8, "full"],
+}
+TINY_TRAIN = SupernetTrainConfig(epochs=2, batch_size=64, lr=3e-3, warmup_epochs=0.2, num_random=1)
+
+
+def tiny_space() -> SearchSpace:
+    return space_from_dict(TINY, "tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny_data() -> SearchData:
+    return SearchData.load("fashion-mnist", None, val_size=300, train_limit=640, seed=0)
+
+
+def test_shipped_spaces_load() -> None:
+    for board in ("stm32f746", "stm32h743", "qemu-m7"):
+        for preset in PRESETS:
+            space = load_space(board, preset)
+            assert space.resolutions and all(s % p == 0 for s, p in space.resolutions)
+
+
+def test_space_errors() -> None:
+    with pytest.raises(SpaceError, match="multiple of 8"):
+        space_from_dict({**TINY, "ranks": [12, "full"]})
+    with pytest.raises(SpaceError, match="unknown field"):
+        space_from_dict({**TINY, "widths": [1]})
+    with pytest.raises(SpaceError, match="not divisible"):
+        space_from_dict({**TINY, "num_heads": [3]})
+
+
+def test_parse_size() -> None:
+    assert parse_size("320KB") == 327_680
+    assert parse_size("0.5MB") == 524_288
+    assert parse_size("327680") == 327_680
+    assert parse_size("1MiB") == 1_048_576
+    with pytest.raises(BudgetError, match="320KB"):
+        parse_size("lots")
+
+
+def test_slice_equals_standalone_model() -> None:
+    """Every sampled slice computes exactly what the plain VisionTransformer with copied weights computes."""
+    space = tiny_space()
+    net = Supernet(space, (0.3,), (0.35,), seed=1)
+    with torch.no_grad():  # move the norms and biases off their init so slicing them is tested too
+        for p in net.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    rng = random.Random(0)
+    pixels = {s: torch.rand(3, 1, s, s, generator=torch.Generator().manual_seed(s)) for s in space.image_sizes}
+    archs = [extreme_genome(space, True).arch(space), extreme_genome(space, False).arch(space)]
+    archs += [random_genome(space, rng).arch(space) for _ in range(12)]
+    for arch in archs:
+        model = net.extract(arch)
+        assert type(model).__name__ == "VisionTransformer" and model.arch == arch
+        assert torch.equal(net(pixels[arch.image_size], arch), model(pixels[arch.image_size])), arch
+
+
+def test_rank_and_width_slices_are_leading_slices() -> None:
+    space = tiny_space()
+    net = Supernet(space, (0.3,), (0.35,))
+    big = extreme_genome(space, True)
+    low = replace(big, attn_ranks=(8,) * big.depth, embed_dim=32)
+    low_small = replace(low, embed_dim=16)
+    state, state_small = net.subnet_state(low.arch(space)), net.subnet_state(low_small.arch(space))
+    v, v_small = state["blocks.0.attn.qkv.v.weight"], state_small["blocks.0.attn.qkv.v.weight"]
+    assert v.shape == (8, 32) and torch.equal(v[:, :16], v_small)
+    # Components in importance order: the leading factor carries the most weight at initialisation.
+    norms = net.blocks[0].qkv.u.norm(dim=0) * net.blocks[0].qkv.v.norm(dim=1)
+    assert torch.all(norms[:-1] >= norms[1:] - 1e-6)
+    # The stored patch size is used as is; other sizes are resized.
+    kernel = net.patch_weight[:16]
+    assert resize_patch_kernel(kernel, 14) is kernel
+    assert resize_patch_kernel(kernel, 7).shape == (16, 1, 7, 7)
+
+
+def test_genome_moves_stay_in_space() -> None:
+    space = load_space("stm32f746", "full")
+    rng = random.Random(3)
+    genomes = [random_genome(space, rng) for _ in range(30)]
+    for a, b in zip(genomes, genomes[1:], strict=False):
+        for child in (mutate(a, space, rng, 0.3), crossover(a, b, space, rng)):
+            assert space.contains(child.arch(space))
+
+
+def test_impossible_budget_fails_early_with_smallest_peak() -> None:
+    space = tiny_space()
+    smallest = FitSampler(space, Constraints.for_board("stm32f746")).smallest()
+    peak = Constraints.for_board("stm32f746").cost(smallest.arch(space)).sram_bytes
+    with pytest.raises(BudgetError, match=f"smallest has a peak SRAM of {peak:,} B"):
+        FitSampler(space, Constraints.for_board("stm32f746", sram=peak - 1)).smallest()
+    assert FitSampler(space, Constraints.for_board("stm32f746", sram=peak)).smallest() == smallest
+
+
+def test_macs_count_of_a_known_model() -> None:
+    arch = extreme_genome(tiny_space(), False).arch(tiny_space())  # 14x14, patch 14: 1 patch + cls, d 16
+    n, d = 2, 16
+    assert arch.ranks[0].qkv == 8 and arch.ranks[0].proj is None  # rank 8 saves nothing on a 16x16 proj
+    block = n * (8 * (d + 3 * d) + d * d + d * d + d * d) + 2 * n * n * d
+    assert arch_macs(arch) == 14 * 14 * d + block + d * 10
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data: SearchData, tmp_path_factory: pytest.TempPathFactory) -> tuple[Supernet, FitSampler, Path]:
+    out = tmp_path_factory.mktemp("supernet")
+    space = tiny_space()
+    sampler = FitSampler(space, Constraints.for_board("stm32f746", sram="5700"))
+    net = Supernet(space, tiny_data.mean, tiny_data.std)
+    train_supernet(net, tiny_data, sampler, out, TINY_TRAIN)
+    return net, sampler, out
+
+
+def test_resume_after_interrupt_equals_uninterrupted(trained, tiny_data: SearchData, tmp_path: Path) -> None:
+    net, sampler, _ = trained
+    resumed = Supernet(sampler.space, tiny_data.mean, tiny_data.std)
+    train_supernet(resumed, tiny_data, sampler, tmp_path, TINY_TRAIN, stop_after_epoch=1)
+    assert (tmp_path / "supernet.pt").is_file()
+    again = Supernet(sampler.space, tiny_data.mean, tiny_data.std)  # a fresh process: weights from the file only
+    train_supernet(again, tiny_data, sampler, tmp_path, TINY_TRAIN)
+    for (name, a), b in zip(net.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_search_is_deterministic_and_exact(trained, tiny_data: SearchData) -> None:
+    net, sampler, _ = trained
+    config = EvolutionConfig(population=6, generations=2, parents=3, seed=5)
+    runs = [evolve(sampler, Fitness(lambda a: subnet_accuracy(net, tiny_data, a)), config, False) for _ in range(2)]
+    assert [c.to_dict() for c in runs[0]] == [c.to_dict() for c in runs[1]]
+    other = evolve(sampler, Fitness(lambda a: subnet_accuracy(net, tiny_data, a)), replace(config, seed=6), False)
+    assert [c.arch for c in other] != [c.arch for c in runs[0]]
+    randoms = random_search(sampler, Fitness(lambda a: subnet_accuracy(net, tiny_data, a)), len(runs[0]), 5, False)
+    assert len(randoms) == len(runs[0])
+    from mcuformer.codegen.compiler import plan_arch
+
+    budget = sampler.constraints.sram_budget
+    for c in runs[0] + randoms:
+        report = plan_arch(c.arch, "stm32f746")  # a fresh planner call, not the search's cache
+        assert report.sram_bytes == c.sram_bytes <= budget and report.flash_bytes == c.flash_bytes
+
+
+def test_fitness_cache_replays(tmp_path: Path) -> None:
+    calls: list[str] = []
+    arch = extreme_genome(tiny_space(), False).arch(tiny_space())
+
+    def evaluate(a: object) -> float:
+        calls.append("x")
+        return 0.5
+
+    Fitness(evaluate, tmp_path / "cache.json")(arch)
+    assert Fitness(evaluate, tmp_path / "cache.json")(arch) == 0.5 and len(calls) == 1
