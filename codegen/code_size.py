@@ -11,6 +11,7 @@ from mcuformer.codegen.ir import Graph
 # kernel kind -> kernel symbols it links (attention links softmax too)
 KERNEL_SYMBOLS: dict[str, tuple[str, ...]] = {
     "patch_embed": ("mcf_patch_embed_s8",),
+    "patch_embed_stream": ("mcf_patch_embed_s8",),
     "linear": ("mcf_linear_s8",),
     "add": ("mcf_add_s8",),
     "lut": ("mcf_lut_s8",),

@@ -66,7 +66,7 @@ def _op_view(graph: Graph, plan: MemoryPlan, op: Op) -> dict[str, Any]:
     if op.kind == "linear":
         x, w = shape(op.inputs[0]), shape(op.inputs[1])
         dims = (int(np.prod(x[:-1])) if len(x) > 1 else 1, w[1], w[0])
-    elif op.kind in ("patch_embed", "patch_embed_rows"):
+    elif op.kind in ("patch_embed", "patch_embed_rows", "patch_embed_stream"):
         h, w_, c = shape(op.inputs[0])
         dims = (h, w_, c, op.attrs["patch"], shape(op.inputs[1])[0])
     elif op.kind in ("layernorm", "mean_pool"):
@@ -115,13 +115,16 @@ def render(graph: Graph, plan: MemoryPlan) -> dict[str, str]:
         keep_trailing_newline=True,
         autoescape=False,
     )
-    input_shape = graph.shape(graph.input)
+    stream_rows = int(graph.meta.get("stream_rows", 0))
+    input_shape = tuple(graph.meta["image_shape"]) if stream_rows else graph.shape(graph.input)
     context = {
         "version": __version__,
         "name": graph.name,
         "model_hash": model_hash(graph),
         "input_shape": input_shape,
         "input_bytes": int(np.prod(input_shape)),
+        "stream_rows": stream_rows,  # 0: the whole image at once; else patch rows arriving one by one
+        "stream_row_bytes": int(np.prod(graph.shape(graph.input))) if stream_rows else 0,
         "num_classes": graph.shape(graph.output)[-1],
         "arena_bytes": plan.arena_bytes,
         "input_offset": plan.tensor_offsets[graph.input],

@@ -61,6 +61,7 @@ _RES_ATTRS = tuple(f"res.{a}" for a in ("a_zp", "b_zp", "a_mult", "b_mult", "shi
 OP_SIGNATURES: dict[str, tuple[str, ...]] = {
     "patch_embed": ("image", "$weight", "$bias", "$mult", "$shift"),
     "patch_embed_rows": ("image", "$weight", "$bias", "$mult", "$shift"),  # may write over consumed image rows
+    "patch_embed_stream": ("image", "$weight", "$bias", "$mult", "$shift"),  # run once per received patch row
     "linear": ("input", "$weight", "$bias", "$mult", "$shift"),
     "add": ("a", "b"),  # b may be a const
     "lut": ("input", "$table"),
@@ -81,6 +82,7 @@ OP_SIGNATURES: dict[str, tuple[str, ...]] = {
 OP_ATTRS: dict[str, tuple[str, ...]] = {
     "patch_embed": ("patch", "in_zp", "out_zp"),
     "patch_embed_rows": ("patch", "in_zp", "out_zp"),
+    "patch_embed_stream": ("patch", "in_zp", "out_zp", "rows"),
     "linear": ("in_zp", "out_zp"),
     "add": ("a_zp", "b_zp", "a_mult", "b_mult", "shift", "out_zp"),
     "lut": (),
@@ -240,11 +242,16 @@ def _check_shapes(graph: Graph, op: Op, fail: Any) -> None:
         weight = shape(op.inputs[1])
         if h % p or w_ % p or weight[1] != p * p * c or out != ((h // p) * (w_ // p), weight[0]):
             fail(f"op {op.name}: patch embedding of {h}x{w_}x{c} with {weight} cannot give {out}")
+    elif op.kind == "patch_embed_stream":
+        (h, w_, c), p, rows = shape(op.inputs[0]), op.attrs["patch"], op.attrs["rows"]
+        weight = shape(op.inputs[1])
+        if h != p or w_ % p or weight[1] != p * p * c or out != (rows * (w_ // p), weight[0]):
+            fail(f"op {op.name}: {rows} strips of {h}x{w_}x{c} with {weight} cannot give {out}")
     elif op.kind in ("attention_block", "mlp_block"):
         if len(shape(op.inputs[0])) != 2 or out != shape(op.inputs[0]):
             fail(f"op {op.name}: a fused block maps a [tokens, channels] residual stream to one of the same shape")
-        x, y = graph.tensors[op.inputs[0]], graph.tensors[op.output]
-        if graph.root(op.output) == graph.root(op.inputs[0]) and x.offset != y.offset:
+        source, target = graph.tensors[op.inputs[0]], graph.tensors[op.output]
+        if graph.root(op.output) == graph.root(op.inputs[0]) and source.offset != target.offset:
             fail(f"op {op.name}: a fused block runs in place or on a separate output, never partly overlapping")
     elif op.kind in ("add", "lut", "layernorm", "copy"):
         if graph.tensors[op.output].nbytes != int(np.prod(shape(op.inputs[0]))):

@@ -170,6 +170,7 @@ class Schedule:
     overwrite_tokens: bool  # block outputs and element-wise ops written over their input, token by token
     decompose_patch_embed: bool  # patch rows embedded one at a time over the image rows already consumed
     full_scores: bool = False  # keep the heads x N x N score matrix, as a layer-by-layer interpreter does
+    stream_input: bool = False  # the image arrives one patch row at a time (serial): only that strip is held
 
 
 # Runnable schedules; the ablation ladder is naive -> integrated -> blocks -> fused, one technique per step.
@@ -180,6 +181,7 @@ SCHEDULES: dict[str, Schedule] = {
     "integrated": Schedule(fuse_blocks=True, overwrite_tokens=False, decompose_patch_embed=False),
     "blocks": Schedule(fuse_blocks=True, overwrite_tokens=True, decompose_patch_embed=False),
     "fused": Schedule(fuse_blocks=True, overwrite_tokens=True, decompose_patch_embed=True),
+    "stream": Schedule(fuse_blocks=True, overwrite_tokens=True, decompose_patch_embed=False, stream_input=True),
 }
 
 
@@ -194,7 +196,10 @@ def lower(model: QViT, name: str = "model", schedule: str = "fused") -> Graph:
     image_shape = (arch.image_size, arch.image_size, arch.channels)
     first = arch.num_tokens - patches  # rows before the patch tokens (the class token)
     image_offset = decomposed_image_offset(arch) if options.decompose_patch_embed else None
-    if image_offset is None:
+    if options.stream_input:  # one strip of patch_size image rows: the rest of the image is never on the device
+        graph.input = b.tensor("image_rows", (arch.patch_size, arch.image_size, arch.channels))
+        tokens = b.tensor("tokens", (arch.num_tokens, dim))
+    elif image_offset is None:
         graph.input = b.tensor("image", image_shape)
         tokens = b.tensor("tokens", (arch.num_tokens, dim))
     else:  # patch-embedding decomposition: tokens overwrite image rows already consumed
@@ -207,7 +212,10 @@ def lower(model: QViT, name: str = "model", schedule: str = "fused") -> Graph:
         for s, a in zip("wbms", (pe.weight, pe.bias, pe.mult, pe.shift), strict=True)
     )
     attrs = {"patch": arch.patch_size, "in_zp": pe.input.zero_point, "out_zp": pe.output.zero_point}
-    if image_offset is None:
+    if options.stream_input:
+        attrs["rows"] = arch.grid
+        graph.add_op(Op("patch_embed", "patch_embed_stream", (graph.input, *consts), patch_rows, attrs))
+    elif image_offset is None:
         graph.add_op(Op("patch_embed", "patch_embed", (graph.input, *consts), patch_rows, attrs))
     else:
         row_scratch = b.scratch("patch_row_scratch", patch_embed_rows_scratch_bytes(arch.image_size, arch.patch_size,
@@ -237,7 +245,8 @@ def lower(model: QViT, name: str = "model", schedule: str = "fused") -> Graph:
     h = b.layernorm("norm", x_for_norm, model.norm)
     graph.output = b.linear("head", h, model.head)
     graph.meta = {"arch": arch.to_dict(), "logits_scale": model.logits.scale,
-                  "logits_zero_point": model.logits.zero_point, "schedule": schedule}  # fmt: skip
+                  "logits_zero_point": model.logits.zero_point, "schedule": schedule,
+                  "image_shape": image_shape, "stream_rows": arch.grid if options.stream_input else 0}  # fmt: skip
     verify(graph)
     return graph
 

@@ -17,9 +17,10 @@ DEMO_PRESET = "fmnist-small"
 DEMO_EPOCHS = 10
 DEMO_DEVICE_BOARD = "qemu-m7"
 # The names of codegen.lower.SCHEDULES (kept literal so --help does not import the compiler; a test pins them).
-SCHEDULE_NAMES = ("fused", "blocks", "integrated", "layer", "inplace", "naive")
+SCHEDULE_NAMES = ("fused", "stream", "blocks", "integrated", "layer", "inplace", "naive")
 SCHEDULE_HELP = (
     "fused (default): per-token blocks written over the residual stream and a decomposed patch embedding; "
+    "stream: fused blocks, and the image arrives over serial one patch row at a time (never whole on the device); "
     "blocks: the same without the decomposition; integrated: per-token blocks writing a new token matrix; "
     "layer: layer by layer, element-wise ops in place, attention row by row; inplace: layer by layer with whole "
     "score matrices; naive: layer by layer, nothing in place"

@@ -185,4 +185,4 @@ def test_each_technique_only_ever_lowers_the_peak(seed):
     arch = _random_arch(random.Random(300 + seed))
     peak = {name: max(plan_memory(graph_for_arch(arch, "m", name)).live_bytes) for name in SCHEDULES}
     assert peak["fused"] <= peak["blocks"] <= peak["integrated"] <= peak["naive"]
-    assert peak["layer"] <= peak["inplace"] <= peak["naive"]
+    assert peak["layer"] <= peak["inplace"] <= peak["naive"] and peak["stream"] <= peak["blocks"]

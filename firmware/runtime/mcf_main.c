@@ -26,9 +26,18 @@ _Static_assert(sizeof(MCF_MODEL_HASH) - 1u == MCF_HASH_BYTES, "MCF_MODEL_HASH mu
 
 static uint8_t small_payload[MCF_PROTO_SMALL_PAYLOAD] __attribute__((aligned(4)));
 
+/* Streaming builds: patch rows received (and embedded) so far for the inference in progress. */
+static uint32_t stream_rows_done;
+
 static uint8_t *payload_sink(uint8_t type, uint32_t length) {
-    if (type == MCF_MSG_INFER) {
-        return length == MCF_MODEL_INPUT_BYTES ? (uint8_t *)mcf_model_input() : 0;
+    if (type == MCF_MSG_INFER) { /* a streaming build holds one strip, never a whole image */
+        return MCF_MODEL_STREAM_ROWS == 0 && length == MCF_MODEL_INPUT_BYTES ? (uint8_t *)mcf_model_input()
+                                                                             : 0;
+    }
+    if (type == MCF_MSG_INFER_ROW) {
+        return MCF_MODEL_STREAM_ROWS != 0 && length == MCF_MODEL_STREAM_ROW_BYTES
+                   ? (uint8_t *)mcf_model_input()
+                   : 0;
     }
     return length <= sizeof small_payload ? small_payload : 0;
 }
@@ -74,18 +83,26 @@ static void handle_hello(const mcf_frame *request) {
     p = mcf_put_u16(p, MCF_MODEL_INPUT_CHANNELS);
     p = mcf_put_u16(p, MCF_MODEL_NUM_CLASSES);
     p = mcf_put_u16(p, MCF_MODEL_NUM_OPS);
-    p = mcf_put_u16(p, 0);
-    p = mcf_put_u32(
-        p, MCF_MODEL_INPUT_BYTES > MCF_PROTO_SMALL_PAYLOAD ? MCF_MODEL_INPUT_BYTES : MCF_PROTO_SMALL_PAYLOAD);
+    p = mcf_put_u16(p, MCF_MODEL_STREAM_ROWS);
+    const uint32_t input_frame = MCF_MODEL_STREAM_ROWS ? MCF_MODEL_STREAM_ROW_BYTES : MCF_MODEL_INPUT_BYTES;
+    p = mcf_put_u32(p, input_frame > MCF_PROTO_SMALL_PAYLOAD ? input_frame : MCF_PROTO_SMALL_PAYLOAD);
     for (uint32_t i = 0; i < MCF_HASH_BYTES; i++) {
         *p++ = (uint8_t)MCF_MODEL_HASH[i];
     }
     p = put_name(p, MCF_BOARD_NAME);
     p = put_name(p, MCF_MODEL_NAME);
+    stream_rows_done = 0; /* a new session starts any streamed image afresh */
     reply(request, payload, (uint32_t)(p - payload), 0, 0);
 }
 
+static void reply_logits(const mcf_frame *request, const int8_t *logits, uint32_t ticks);
+
 static void handle_infer(const mcf_frame *request) {
+    if (MCF_MODEL_STREAM_ROWS) { /* the image must come as INFER_ROW strips: the device never holds it whole
+                                  */
+        reply_error(request->seq, MCF_ERR_UNSUPPORTED, request->type, MCF_MODEL_STREAM_ROWS);
+        return;
+    }
     int8_t logits[MCF_MODEL_NUM_CLASSES];
     /* Interrupts stay masked while the model runs: the count covers the model alone, the same every time. */
     mcf_irq_disable();
@@ -98,6 +115,49 @@ static void handle_infer(const mcf_frame *request) {
         reply_error(request->seq, MCF_ERR_MODEL, request->type, (int32_t)status);
         return;
     }
+    reply_logits(request, logits, ticks);
+}
+
+#if MCF_MODEL_STREAM_ROWS
+/* Counter ticks the streamed inference in progress has spent computing, summed over its rows. */
+static uint32_t stream_ticks;
+
+/* One strip arrived at mcf_model_input(): embed it (interrupts masked, counted like INFER); after the last
+ * one run the rest of the model and answer with the logits. */
+static void handle_infer_row(const mcf_frame *request) {
+    const uint32_t row = stream_rows_done;
+    mcf_irq_disable();
+    const uint32_t start = mcf_bsp_counter_start();
+    if (row == 0) {
+        mcf_profile_begin(start);
+        stream_ticks = 0;
+    } else {
+        mcf_profile_resume(start);
+    }
+    mcf_status status = mcf_model_embed_row((int32_t)row);
+    int8_t logits[MCF_MODEL_NUM_CLASSES];
+    const int last = row + 1u == MCF_MODEL_STREAM_ROWS;
+    if (status == MCF_OK && last) {
+        status = mcf_model_finish(logits);
+    }
+    stream_ticks += mcf_bsp_counter_ticks() - start;
+    mcf_irq_enable();
+    stream_rows_done = status == MCF_OK && !last ? row + 1u : 0u;
+    if (status != MCF_OK) {
+        reply_error(request->seq, MCF_ERR_MODEL, request->type, (int32_t)status);
+        return;
+    }
+    if (!last) {
+        uint8_t payload[2];
+        mcf_put_u16(payload, (uint16_t)(row + 1u));
+        reply(request, payload, sizeof payload, 0, 0);
+        return;
+    }
+    reply_logits(request, logits, stream_ticks);
+}
+#endif
+
+static void reply_logits(const mcf_frame *request, const int8_t *logits, uint32_t ticks) {
     uint32_t best = 0;
     for (uint32_t i = 1; i < MCF_MODEL_NUM_CLASSES; i++) {
         if (logits[i] > logits[best]) {
@@ -110,7 +170,7 @@ static void handle_infer(const mcf_frame *request) {
     p = mcf_put_u32(p, (uint32_t)(count >> 32));
     p = mcf_put_u16(p, best);
     mcf_put_u16(p, MCF_MODEL_NUM_CLASSES);
-    reply(request, head, sizeof head, (const uint8_t *)logits, sizeof logits);
+    reply(request, head, sizeof head, (const uint8_t *)logits, MCF_MODEL_NUM_CLASSES);
 }
 
 static void handle_memory(const mcf_frame *request) {
@@ -179,6 +239,11 @@ int main(void) {
             case MCF_MSG_INFER:
                 handle_infer(&request);
                 break;
+#if MCF_MODEL_STREAM_ROWS
+            case MCF_MSG_INFER_ROW:
+                handle_infer_row(&request);
+                break;
+#endif
             case MCF_MSG_MEMORY:
                 handle_memory(&request);
                 break;

@@ -8,7 +8,10 @@
 /* Starts a profile at counter value `start` (the value the inference's own count starts from). */
 void mcf_profile_begin(uint32_t start);
 
-/* Records op `op_index` as finished now. */
+/* Continues the profile of the same inference from counter value `start` (streaming: the next row). */
+void mcf_profile_resume(uint32_t start);
+
+/* Records op `op_index` as finished now (adding to its count when it runs more than once). */
 void mcf_profile_op_done(uint32_t op_index);
 
 /* Counter ticks of op `op_index` in the last inference (0 for an index out of range). */

@@ -140,7 +140,21 @@ class DeviceLink:
         data = image.tobytes() if isinstance(image, np.ndarray) else bytes(image)
         if self.info is not None and len(data) != self.info.input_bytes:
             raise ValueError(f"image has {len(data)} bytes; the model on {self.name} takes {self.info.input_bytes}")
+        if self.info is not None and self.info.stream_rows:
+            return self._infer_rows(data, self.info.stream_rows, timeout)
         frame = self.request(Msg.INFER, data, timeout=timeout)
+        return self._decode(InferResult.decode, frame)
+
+    def _infer_rows(self, data: bytes, rows: int, timeout: float) -> InferResult:
+        """Streaming builds: the image as `rows` strips, each embedded on arrival; the last reply has the logits."""
+        strip = len(data) // rows
+        for row in range(rows):
+            frame = self.request(Msg.INFER_ROW, data[row * strip : (row + 1) * strip], timeout=timeout)
+            if row + 1 < rows:
+                received = int.from_bytes(frame.payload[:2], "little") if len(frame.payload) >= 2 else -1
+                if received != row + 1:
+                    raise DeviceProtocolError(f"{self.name} acknowledged strip {received} of {rows}, expected "
+                                              f"{row + 1}: say HELLO to restart the image")  # fmt: skip
         return self._decode(InferResult.decode, frame)
 
     def infer_many(self, images: np.ndarray, timeout: float = INFER_TIMEOUT_S) -> tuple[np.ndarray, list[int]]:

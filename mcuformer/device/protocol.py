@@ -39,6 +39,7 @@ class Msg(IntEnum):
     MEMORY = 0x03
     PROFILE = 0x04
     EXIT = 0x05
+    INFER_ROW = 0x06  # streaming builds: one patch row of image rows per frame
     PEEK = 0x10
     POKE = 0x11
     ERROR = 0xEE
@@ -138,6 +139,7 @@ class HelloInfo:
     input_shape: tuple[int, int, int]  # H, W, C
     num_classes: int
     num_ops: int
+    stream_rows: int  # 0: INFER takes the whole image; else the image goes as this many INFER_ROW strips
     max_payload: int
     model_hash: str
     board: str
@@ -145,7 +147,7 @@ class HelloInfo:
 
     @classmethod
     def decode(cls, payload: bytes) -> HelloInfo:
-        (version, kind, flags, scale, clock, arena, input_bytes, h, w, c, classes, ops, _, max_payload,
+        (version, kind, flags, scale, clock, arena, input_bytes, h, w, c, classes, ops, stream_rows, max_payload,
          digest) = _unpack(_HELLO, payload, "HELLO")  # fmt: skip
         strings, offset = [], _HELLO.size
         for _ in range(2):
@@ -154,7 +156,7 @@ class HelloInfo:
             strings.append(payload[offset + 1 : offset + 1 + payload[offset]].decode("ascii", "replace"))
             offset += 1 + payload[offset]
         return cls(version, CounterKind(kind), bool(flags & HELLO_FLAG_DEBUG), scale, clock, arena, input_bytes,
-                   (h, w, c), classes, ops, max_payload, bytes(digest).decode("ascii", "replace"),
+                   (h, w, c), classes, ops, stream_rows, max_payload, bytes(digest).decode("ascii", "replace"),
                    strings[0], strings[1])  # fmt: skip
 
 

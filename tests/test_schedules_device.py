@@ -1,0 +1,90 @@
+"""Memory schedules on the emulated Cortex-M7: the arena the firmware reserves is the plan, outputs stay exact.
+
+Covers the demo architecture under the default (fused) schedule and the streaming-input schedule, where the host
+sends the image one patch row at a time and the device never holds it whole.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mcuformer.arch import PRESETS
+from mcuformer.checkpoint import DatasetMeta, ModelFile, save_model
+from mcuformer.codegen.compiler import compile_model, plan_arch
+from mcuformer.data import load_dataset
+from mcuformer.device.build import build_firmware
+from mcuformer.device.errors import DeviceProtocolError, DeviceRejected
+from mcuformer.device.protocol import Msg
+from mcuformer.device.qemu import qemu_session
+from mcuformer.device.runner import run_images
+from mcuformer.model import VisionTransformer
+from mcuformer.quant import reference
+from mcuformer.quant.ptq import calibrate
+from mcuformer.train import pixels_to_tensor
+
+N_IMAGES = 12
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    return load_dataset("fashion-mnist", "test").images[:N_IMAGES]
+
+
+def _model_file(preset: str, images: np.ndarray) -> ModelFile:
+    """The preset with seeded random weights, calibrated on real images: memory and exactness need no training."""
+    arch = PRESETS[preset]
+    torch.manual_seed(0)
+    model = VisionTransformer(arch, [0.286], [0.353]).eval()
+    meta = DatasetMeta("fashion-mnist", (0.286,), (0.353,), tuple(str(i) for i in range(10)))
+    return ModelFile(model, calibrate(model, pixels_to_tensor(images)), meta, {})
+
+
+def _compile(preset: str, schedule: str, images: np.ndarray, tmp_path):
+    model_path = tmp_path / "model.pt"
+    save_model(_model_file(preset, images), model_path)
+    return compile_model(model_path, "qemu-m7", tmp_path / "build", name=preset.replace("-", "_"), schedule=schedule)
+
+
+@pytest.mark.parametrize(("preset", "schedule"), [("fmnist-small", "fused"), ("fmnist-small", "stream")])
+def test_arena_on_the_device_equals_the_plan_and_logits_stay_exact(preset, schedule, images, tmp_path):
+    compiled = _compile(preset, schedule, images, tmp_path)
+    predicted = plan_arch(PRESETS[preset], "qemu-m7", schedule)
+    assert compiled.report.arena_bytes == predicted.arena_bytes  # the weightless plan is what compile emits
+    firmware = build_firmware(compiled.out_dir)
+    expected = reference.predict(compiled.qmodel, images)
+    with qemu_session(firmware.elf) as session:
+        hello = session.link.info
+        assert hello is not None
+        assert hello.stream_rows == (PRESETS[preset].grid if schedule == "stream" else 0)
+        run = run_images(session.link, reference.quantize_pixels(images), firmware.manifest)
+    np.testing.assert_array_equal(run.logits, expected)
+    assert run.memory.arena_bytes == hello.arena_bytes == predicted.arena_bytes  # to the byte
+    assert firmware.size.arena_symbol_bytes == predicted.arena_bytes  # mcf_arena in the ELF
+    total = run.memory.arena_bytes + run.memory.stack_high_water + run.memory.static_bytes
+    assert total <= predicted.sram_bytes  # the prediction's stack reserve and runtime statics bound the rest
+    assert all(count > 0 for count in run.counts)
+
+
+def test_streaming_holds_one_strip_and_rejects_a_whole_image(images, tmp_path):
+    arch = PRESETS["fmnist-small"]
+    compiled = _compile("fmnist-small", "stream", images, tmp_path)
+    strip = arch.patch_size * arch.image_size * arch.channels
+    image = arch.image_size**2 * arch.channels
+    sizes = {b.name: b.size for b in compiled.plan.buffers}
+    assert sizes["image_rows"] == strip < image and "image" not in sizes
+    assert plan_arch(PRESETS["mcuformer-240"], "stm32f746", "stream").arena_bytes < plan_arch(
+        PRESETS["mcuformer-240"], "stm32f746", "fused").arena_bytes  # fmt: skip
+    firmware = build_firmware(compiled.out_dir)
+    pixels = reference.quantize_pixels(images[:2])
+    with qemu_session(firmware.elf) as session:
+        link = session.link
+        with pytest.raises((DeviceRejected, DeviceProtocolError)):
+            link.request(Msg.INFER, pixels[0].tobytes(), retries=0)
+        first = link.infer(pixels[0])
+        # A HELLO in the middle of an image restarts it: the next strip is row 0 again.
+        link.request(Msg.INFER_ROW, pixels[1].tobytes()[:strip])
+        link.hello()
+        again = link.infer(pixels[0])
+    assert first.logits == again.logits == reference.predict(compiled.qmodel, images[:1])[0].tobytes()
