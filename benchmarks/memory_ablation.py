@@ -18,6 +18,9 @@ in the attention block; max(tokens, image) + one patch row of tokens at the patc
 schedule's arena + stack reserve + runtime statics (everything our firmware needs). `TFLM arena` = TensorFlow Lite
 Micro's recorded tensor arena (activations + persistent data, its stack not counted) for the same architecture,
 converted to full-int8 .tflite (tflite-micro from PyPI; the arena does not depend on the weights' values).
+`streaming input` (schedule `stream`, optional): the full schedule with the image sent over serial one patch row
+at a time, so the device holds one strip of image rows instead of the image; bound: max(attention as above,
+tokens + one strip).
 """
 
 from __future__ import annotations
@@ -42,8 +45,8 @@ def _align(n: int) -> int:
     return (n + 3) // 4 * 4
 
 
-def bound(arch: ArchConfig) -> int:
-    graph = graph_for_arch(arch, "m", "fused")
+def bound(arch: ArchConfig, schedule: str = "fused") -> int:
+    graph = graph_for_arch(arch, "m", schedule)
     scratch: dict[str, list[int]] = {}
     for op in graph.ops:
         if op.scratch:
@@ -51,6 +54,8 @@ def bound(arch: ArchConfig) -> int:
     tokens = _align(arch.num_tokens * arch.embed_dim)
     image = _align(arch.image_size**2 * arch.channels)
     attention = 3 * tokens + max(scratch.get("attention_block", [0]))
+    if schedule == "stream":  # the tokens and one strip of patch_size image rows
+        return max(attention, tokens + _align(arch.patch_size * arch.image_size * arch.channels))
     offset = decomposed_image_offset(arch)
     embed = tokens + image if offset is None else max(tokens, offset + image) + max(scratch["patch_embed_rows"])
     return max(attention, embed)
@@ -75,12 +80,14 @@ def row(name: str, with_tflm: bool) -> str:
     shares = " / ".join(f"{100 * s / naive:.0f}%" for s in saved)
     low = bound(arch)
     report = plan_arch(arch, BOARD)
+    stream = plan_arch(arch, BOARD, "stream").arena_bytes
     peer = "n/a | n/a"
     if with_tflm:
         arena = tflm_arena(arch)
         peer = f"{arena:,} | {arena / report.sram_bytes:.1f}x"
     return (f"| {name} | {arch.num_tokens} x {arch.embed_dim} | {steps} | {shares} | {naive / full:.2f}x | {low:,} "
-            f"| {full / low:.3f} | {report.sram_bytes:,} | {peer} | {report.peak_op} |")  # fmt: skip
+            f"| {full / low:.3f} | {report.sram_bytes:,} | {peer} | {report.peak_op} "
+            f"| {stream:,} | {stream / bound(arch, 'stream'):.3f} |")  # fmt: skip
 
 
 def main() -> None:
@@ -90,7 +97,8 @@ def main() -> None:
     args = parser.parse_args()
     names = " | ".join(f"{label} B" for label, _ in LADDER)
     header = (f"| model | tokens x dim | {names} | share of naive saved by each step | total saving | bound B "
-              "| full / bound | SRAM B | TFLM arena B | TFLM / SRAM | peak op |")  # fmt: skip
+              "| full / bound | SRAM B | TFLM arena B | TFLM / SRAM | peak op | streaming input B "
+              "| streaming / bound |")  # fmt: skip
     lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
     lines += [row(name, not args.no_tflm) for name in REFERENCE]
     table = "\n".join(lines)
