@@ -10,6 +10,8 @@ from typing import Any, Literal
 from mcuformer.errors import McuformerError
 
 Pool = Literal["cls", "mean"]
+Gelu = Literal["erf", "tanh"]
+DEFAULT_NORM_EPS = 1e-5
 LINEAR_NAMES = ("qkv", "proj", "fc1", "fc2")
 
 
@@ -46,6 +48,9 @@ class ArchConfig:
     num_classes: int
     pool: Pool = "cls"
     name: str = field(default="", compare=False)
+    # Imported models (ONNX, timm) differ here: timm's LayerNorms use eps 1e-6, some exports use tanh GELU.
+    norm_eps: float = DEFAULT_NORM_EPS
+    gelu: Gelu = "erf"
 
     def __post_init__(self) -> None:
         self._validate()
@@ -62,6 +67,10 @@ class ArchConfig:
             fail(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if self.pool not in ("cls", "mean"):
             fail(f"pool must be 'cls' or 'mean', got {self.pool!r}")
+        if self.gelu not in ("erf", "tanh"):
+            fail(f"gelu must be 'erf' or 'tanh', got {self.gelu!r}")
+        if not self.norm_eps > 0:
+            fail(f"norm_eps must be positive, got {self.norm_eps!r}")
         for attr in ("num_heads", "mlp_ratios", "ranks"):
             if len(getattr(self, attr)) != self.depth:
                 fail(f"{attr} has {len(getattr(self, attr))} entries but depth is {self.depth}")
@@ -164,6 +173,11 @@ class ArchConfig:
         data["num_heads"] = list(self.num_heads)
         data["mlp_ratios"] = list(self.mlp_ratios)
         data["ranks"] = [{k: ("full" if v is None else v) for k, v in asdict(r).items()} for r in self.ranks]
+        # Written only when not the default, so existing model files, manifests and model hashes stay the same.
+        if self.norm_eps == DEFAULT_NORM_EPS:
+            del data["norm_eps"]
+        if self.gelu == "erf":
+            del data["gelu"]
         return data
 
     @classmethod
@@ -191,6 +205,8 @@ class ArchConfig:
                 num_classes=int(data["num_classes"]),
                 pool=data.get("pool", "cls"),
                 name=str(data.get("name", "")),
+                norm_eps=float(data.get("norm_eps", DEFAULT_NORM_EPS)),
+                gelu=data.get("gelu", "erf"),
             )
         except KeyError as err:
             raise ArchError(f"architecture config is missing the field {err.args[0]!r}") from None

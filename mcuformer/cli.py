@@ -57,15 +57,41 @@ def cmd_train(args: argparse.Namespace) -> None:
           f"fp32 test accuracy {100 * result.metrics['fp32_accuracy']:.2f}%")  # fmt: skip
 
 
+def _floats(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise McuformerError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 def cmd_compile(args: argparse.Namespace) -> None:
     from mcuformer.codegen.compiler import compile_model
 
-    out = Path(args.out or f"build/{Path(args.model).resolve().parent.name}")
-    compiled = compile_model(args.model, args.board, out, name=args.name, schedule=args.schedule)
+    model = Path(args.model)
+    if model.suffix.lower() == ".onnx":
+        from mcuformer.codegen.onnx.frontend import compile_onnx
+
+        out = Path(args.out or f"build/{model.stem}")
+        compiled = compile_onnx(model, args.board, out, calib=args.calib, calib_dir=args.data_dir,
+                                calib_images=args.calib_images, pixel_mean=_floats(args.pixel_mean),
+                                pixel_std=_floats(args.pixel_std), name=args.name, schedule=args.schedule)  # fmt: skip
+    else:
+        out = Path(args.out or f"build/{model.resolve().parent.name}")
+        compiled = compile_model(args.model, args.board, out, name=args.name, schedule=args.schedule)
     print(compiled.report.summary())
     if args.verbose:
         print(compiled.report.op_table())
     print(f"wrote {out}/src (C), {out}/memory_report.json")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from mcuformer.export import export_model
+
+    export_model(args.model, args.onnx, qdq=args.qdq)
+    print(f"wrote {args.onnx} ({'int8 QDQ' if args.qdq else 'fp32'} ONNX, opset 17); "
+          f"compile it with `mcuformer compile {args.onnx} --board stm32f746`")  # fmt: skip
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
@@ -172,13 +198,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="compile model.pt to int8 C for a board",
         description="Quantize model.pt, plan its memory and write C sources + a memory report.",
     )
-    p.add_argument("model", help="model.pt written by train or search")
+    p.add_argument("model", help="model.pt written by train or search, or a ViT exported to ONNX (model.onnx)")
     p.add_argument("--board", default="stm32f746", help="target board (see `mcuformer boards`)")
+    p.add_argument("--calib", help="ONNX only: calibrate on this dataset's training images (fashion-mnist, cifar10, "
+                   "cifar100, imagefolder); default: the ranges stored by `mcuformer export`")  # fmt: skip
+    p.add_argument("--data-dir", help="ONNX only: folder of the --calib dataset")
+    p.add_argument("--calib-images", type=int, default=512, help="ONNX only: calibration images (default 512)")
+    p.add_argument("--pixel-mean", help="ONNX only: the model's input is (pixel - mean) / std with pixels in [0, 1]; "
+                   "comma-separated per channel (default 0, or what the graph computes itself)")  # fmt: skip
+    p.add_argument("--pixel-std", help="ONNX only: see --pixel-mean (default 1)")
     p.add_argument("-o", "--out", help="build folder (default build/<run name>)")
     p.add_argument("--name", help="model name in the generated C")
     p.add_argument("-v", "--verbose", action="store_true", help="print the per-op memory table")
     p.add_argument("--schedule", choices=SCHEDULE_NAMES, default="fused", help=SCHEDULE_HELP)
     p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser(
+        "export",
+        help="export model.pt to ONNX (fp32, or int8 as QDQ)",
+        description="Write the model as ONNX opset 17 (input: pixels in [0, 1]); `compile` reads it back.",
+    )
+    p.add_argument("model", help="model.pt written by train or search")
+    p.add_argument("--onnx", required=True, help="output .onnx file")
+    p.add_argument("--qdq", action="store_true", help="the int8 model as QuantizeLinear/DequantizeLinear + float ops")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
         "eval",

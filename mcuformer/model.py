@@ -72,14 +72,15 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int, fc1_rank: int | None, fc2_rank: int | None) -> None:
+    def __init__(self, dim: int, hidden: int, fc1_rank: int | None, fc2_rank: int | None, gelu: str = "erf") -> None:
         super().__init__()
+        self.approximate = "tanh" if gelu == "tanh" else "none"
         self.fc1 = LowRankLinear(dim, hidden, fc1_rank)
         self.fc2 = LowRankLinear(hidden, dim, fc2_rank)
 
     def forward(self, x: Tensor, observe: Observer = None, name: str = "") -> Tensor:
         x = _tap(observe, f"{name}.fc1", self.fc1(x, observe, f"{name}.fc1"))
-        x = _tap(observe, f"{name}.act", F.gelu(x))
+        x = _tap(observe, f"{name}.act", F.gelu(x, approximate=self.approximate))
         return _tap(observe, f"{name}.fc2", self.fc2(x, observe, f"{name}.fc2"))
 
 
@@ -87,10 +88,10 @@ class Block(nn.Module):
     def __init__(self, arch: ArchConfig, layer: int) -> None:
         super().__init__()
         dim, ranks = arch.embed_dim, arch.ranks[layer]
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = nn.LayerNorm(dim, eps=arch.norm_eps)
         self.attn = Attention(dim, arch.num_heads[layer], ranks.qkv, ranks.proj)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, arch.mlp_hidden(layer), ranks.fc1, ranks.fc2)
+        self.norm2 = nn.LayerNorm(dim, eps=arch.norm_eps)
+        self.mlp = Mlp(dim, arch.mlp_hidden(layer), ranks.fc1, ranks.fc2, arch.gelu)
 
     def forward(self, x: Tensor, observe: Observer = None, name: str = "") -> Tensor:
         h = _tap(observe, f"{name}.norm1", self.norm1(x))
@@ -116,7 +117,7 @@ class VisionTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if arch.pool == "cls" else None
         self.pos_embed = nn.Parameter(torch.randn(1, arch.num_tokens, dim) * 0.02)
         self.blocks = nn.ModuleList(Block(arch, layer) for layer in range(arch.depth))
-        self.norm = nn.LayerNorm(dim)
+        self.norm = nn.LayerNorm(dim, eps=arch.norm_eps)
         self.head = nn.Linear(dim, arch.num_classes)
         self.apply(_init_weights)
 

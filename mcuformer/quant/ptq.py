@@ -140,7 +140,8 @@ def _quantize_block(block: Block, arch: ArchConfig, layer: int, x: QParams, cali
     norm2 = quantize_layernorm(block.norm2, res1.output, qp("norm2"))
     fc1 = _factored(block.mlp.fc1, norm2.output, qp("mlp.fc1"), calib, f"{name}.mlp.fc1")
     act = qp("mlp.act")
-    gelu = spec.lut_table(spec.gelu, fc1.u.output.scale, fc1.u.output.zero_point, act.scale, act.zero_point)
+    gelu_fn = spec.gelu_tanh if arch.gelu == "tanh" else spec.gelu
+    gelu = spec.lut_table(gelu_fn, fc1.u.output.scale, fc1.u.output.zero_point, act.scale, act.zero_point)
     fc2 = _factored(block.mlp.fc2, act, qp("mlp.fc2"), calib, f"{name}.mlp.fc2")
     res2 = quantize_add(res1.output, fc2.u.output, qp("res2"))
     return QBlock(norm1, qkv_v, q, k, v, q_attn, proj, res1, norm2, fc1, gelu, fc2, res2)

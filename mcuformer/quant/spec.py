@@ -103,6 +103,11 @@ def gelu(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
 
 
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """Tanh-approximate GELU, as torch.nn.functional.gelu(approximate="tanh")."""
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
+
 def exp_table(score_scale: float) -> np.ndarray:
     """Softmax's table: exp(-i * score_scale) in Q15 for a max-minus-score difference i in 0..255."""
     i = np.arange(256, dtype=np.float64)
