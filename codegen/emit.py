@@ -15,6 +15,7 @@ import numpy as np
 
 from mcuformer import __version__
 from mcuformer.codegen.ir import OP_SIGNATURES, Graph, Op
+from mcuformer.codegen.lower import SCHEDULES
 from mcuformer.codegen.planner import MemoryPlan
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -94,9 +95,15 @@ def _op_view(graph: Graph, plan: MemoryPlan, op: Op) -> dict[str, Any]:
         rank = lambda v: shape(v)[0] if v else 0  # noqa: E731
         dims = (tokens, channels, shape(operands["fc1_u.weight"])[0], rank(operands["fc1_v.weight"]),
                 rank(operands["fc2_v.weight"]))  # fmt: skip
+    # The kernel's own scratch (the last scratch operand): exactly its _get_buffer_size, except that the naive
+    # schedules' attention reserves the whole score matrix on top of the row the kernel needs.
+    scratch_bytes = graph.tensors[op.scratch[-1]].nbytes if op.scratch else 0
+    full_scores = op.kind == "attention" and bool(SCHEDULES[graph.meta.get("schedule", "fused")].full_scores)
     return {
         "name": op.name,
         "kind": op.kind,
+        "scratch_bytes": scratch_bytes,
+        "scratch_check": ">" if full_scores else "!=",
         "layers": layers,
         "attrs": op.attrs,
         "dims": dims,

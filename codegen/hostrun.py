@@ -15,11 +15,16 @@ HOST_MAIN = FIRMWARE_DIR / "host" / "mcf_host_main.c"
 
 
 def build_host_runner(build_dir: Path, sanitize: bool = False) -> Path:
-    """Compile build_dir/src (generated model) + portable kernels + the stdin/stdout harness."""
+    """Compile build_dir/src (generated model) + portable kernels + the stdin/stdout harness.
+
+    MCF_CHECK_SCRATCH makes the model fail unless every planned scratch buffer has exactly the size the kernel's
+    own _get_buffer_size asks for: every host run checks the planner's scratch sizes against the C.
+    """
     src = Path(build_dir) / "src"
     exe = Path(build_dir) / ("host_runner_san" if sanitize else "host_runner")
     sources = [*kernel_sources(), src / "mcf_model.c", src / "mcf_weights.c", HOST_MAIN]
-    return compile_host(sources, exe, include_dirs=[src, KERNEL_INCLUDE], sanitize=sanitize)
+    return compile_host(sources, exe, include_dirs=[src, KERNEL_INCLUDE], sanitize=sanitize,
+                        extra_flags=["-DMCF_CHECK_SCRATCH=1"])  # fmt: skip
 
 
 def run_host(exe: Path, images: np.ndarray, num_classes: int, timeout: float = 600.0) -> np.ndarray:

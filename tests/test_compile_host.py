@@ -140,3 +140,26 @@ def test_every_schedule_is_bit_exact_on_random_architectures(seed, tmp_path):
         write_sources(graph, plan_memory(graph), build / "src")
         got = run_host(build_host_runner(build), reference.quantize_pixels(images), arch.num_classes)
         assert np.array_equal(got, expected), schedule
+
+
+def test_host_runs_check_every_scratch_against_the_kernels_own_size(tmp_path):
+    """MCF_CHECK_SCRATCH: a plan whose scratch differs from the kernel's _get_buffer_size makes the model fail."""
+    from dataclasses import replace
+
+    from mcuformer.arch import PRESETS
+    from mcuformer.codegen.compiler import graph_for_arch
+    from mcuformer.codegen.emit import write_sources
+    from mcuformer.codegen.planner import plan_memory
+    from mcuformer.errors import McuformerError
+
+    arch = PRESETS["micro"]
+    image = np.zeros((1, arch.image_size, arch.image_size, arch.channels), np.int8)
+    for kind in ("attention_block", "mlp_block", "patch_embed_rows"):
+        graph = graph_for_arch(arch, "m", "fused")
+        op = next(op for op in graph.ops if op.kind == kind)
+        spec = graph.tensors[op.scratch[-1]]
+        graph.tensors[spec.name] = replace(spec, shape=(spec.shape[0] + 4,))  # 4 bytes too many: still refused
+        build = tmp_path / kind
+        write_sources(graph, plan_memory(graph), build / "src")
+        with pytest.raises(McuformerError, match="mcf_model_run failed"):
+            run_host(build_host_runner(build), image, arch.num_classes)
