@@ -90,7 +90,7 @@ def build_model(
     scale, shift = w.pixel_scale / s_u, w.pixel_shift - w.pixel_scale * m_u / s_u  # image -> patch embedding input
     if not np.all(scale != 0):
         raise OnnxImportError("the input normalisation multiplies a channel by zero")
-    mean, std = -shift / scale, 1.0 / scale
+    mean, std = -shift / scale + 0.0, 1.0 / scale  # + 0.0: no -0.0 means in model files
     model = VisionTransformer(arch, tuple(mean.tolist()), tuple(std.tolist()))
     dim = arch.embed_dim
     if w.pos_embed.shape != (arch.num_tokens, dim):

@@ -26,6 +26,7 @@ LAYOUT_OPS = frozenset({"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze
                         "Identity", "Dropout"})  # fmt: skip
 SHAPE_OPS = frozenset({"Shape", "Size"})  # their value is static once the input shape is
 PROBE_SEED = 0
+QDQ_OPSET = 19
 
 
 @dataclass
@@ -195,6 +196,29 @@ def _collapse_qdq(
     return kept, qparams
 
 
+def _drop_identities(nodes: list[Any], output: str) -> tuple[list[Any], str]:
+    """Remove Identity and (inference) Dropout nodes, reading their input instead; returns the new output name."""
+    rename = {n.output[0]: n.input[0] for n in nodes if n.op_type in ("Identity", "Dropout")}
+
+    def source(name: str) -> str:
+        while name in rename:
+            name = rename[name]
+        return name
+
+    kept = []
+    for node in nodes:
+        if node.op_type in ("Identity", "Dropout"):
+            continue
+        if any(n in rename for n in node.input):
+            new = onnx.NodeProto()
+            new.CopyFrom(node)
+            del new.input[:]
+            new.input.extend(source(n) for n in node.input)
+            node = new
+        kept.append(node)
+    return kept, source(output)
+
+
 def load_graph(path: str | Path) -> OnnxGraph:
     """Read an ONNX file and prepare it for matching (see the module docstring)."""
     try:
@@ -211,6 +235,11 @@ def load_graph(path: str | Path) -> OnnxGraph:
     name = inputs[0].name
     shape = _fix_batch(model, name)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < QDQ_OPSET and any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
+        # onnx's reference evaluator implements Q/DQ from opset 19; their int8 semantics are the same before.
+        for entry in model.opset_import:
+            if entry.domain in ("", "ai.onnx"):
+                entry.version = opset = QDQ_OPSET
     for node in model.graph.node:
         if node.domain not in ("", "ai.onnx") or node.op_type not in SUPPORTED_OPS:
             raise unsupported_op(node)
@@ -228,6 +257,7 @@ def load_graph(path: str | Path) -> OnnxGraph:
             dynamic.update(o for o in node.output if o)
     nodes, qparams = _collapse_qdq(nodes, dynamic, values)
     nodes = [n for n in nodes if any(o in dynamic for o in n.output)]  # constants are folded into `values`
+    nodes, output = _drop_identities(nodes, model.graph.output[0].name)
     metadata = {p.key: p.value for p in model.metadata_props}
-    return OnnxGraph(model, name, shape, model.graph.output[0].name, nodes, values, dynamic, qparams, metadata,
+    return OnnxGraph(model, name, shape, output, nodes, values, dynamic, qparams, metadata,
                      opset)  # fmt: skip

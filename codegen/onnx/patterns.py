@@ -127,11 +127,16 @@ def linear_back(g: OnnxGraph, name: str) -> Linear:
             raise MatchError(node, f"bias of size {_f64(bias).size} does not match {out} outputs")
         bias_vec = np.broadcast_to(_f64(bias).reshape(-1), (out,)).copy()
     v = None
-    inner = g.make(x)
-    if inner is not None and inner.op_type == "MatMul" and len(g.consumers[x]) == 1 and g.is_const(inner.input[1]):
+    inner, inner_bias, mid = g.make(x), None, x
+    if inner is not None and inner.op_type == "Add" and len(g.dynamic_inputs(inner)) == 1 and len(g.consumers[x]) == 1:
+        mid, inner_bias = g.split_const(inner)  # a bias on the low-rank middle folds into the output bias
+        inner = g.make(mid)
+    if inner is not None and inner.op_type == "MatMul" and len(g.consumers[mid]) == 1 and g.is_const(inner.input[1]):
         factor = _f64(g.values[inner.input[1]]).T  # [rank, in]
         if factor.ndim == 2 and factor.shape[0] < min(factor.shape[1], out):
             v, x = factor, inner.input[0]
+            if inner_bias is not None:
+                bias_vec = bias_vec + weight @ np.broadcast_to(_f64(inner_bias).reshape(-1), (factor.shape[0],))
     if gamma is not None:
         g_vec = np.broadcast_to(_f64(gamma).reshape(-1), (out,))
         weight, bias_vec = weight * g_vec[:, None], bias_vec * g_vec
