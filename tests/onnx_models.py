@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from mcuformer.arch import ArchConfig
-from mcuformer.model import VisionTransformer
+from mcuformer.model import Attention, VisionTransformer
 
 _TORCHVISION_SHIM: list[Any] = []
 
@@ -41,18 +41,18 @@ def export(model: nn.Module, shape: tuple[int, ...], path: Path, opset: int = 17
     return path
 
 
-def timm_vit(pool: str = "token", fused_attn: bool = True, seed: int = 0) -> nn.Module:
+def timm_vit(pool: str = "token", fused_attn: bool = True, seed: int = 0, **kwargs: Any) -> nn.Module:
     """A small timm vit_* (random weights) for 28x28 greyscale images."""
     timm = import_timm()
     torch.manual_seed(seed)
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=28, patch_size=7, in_chans=1,
                               embed_dim=32, depth=2, num_heads=2, num_classes=10, global_pool=pool,
-                              class_token=pool == "token")  # fmt: skip
+                              class_token=pool == "token", **kwargs)  # fmt: skip
     for block in model.blocks:
         block.attn.fused_attn = fused_attn
-    with torch.no_grad():  # timm starts biases, LayerNorms and the class token at constants: make them count
+    with torch.no_grad():  # timm starts biases, LayerNorms, class token, LayerScale at constants: make them count
         for name, p in model.named_parameters():
-            if name.endswith("bias") or "norm" in name or name == "cls_token":
+            if name.endswith(("bias", "gamma")) or "norm" in name or name == "cls_token":
                 p.add_(0.1 * torch.randn_like(p))
     return model.eval()
 
@@ -88,8 +88,33 @@ class MatMulPatchEmbed(nn.Module):
         return x @ self.weight + self.bias
 
 
+class SeparateQkvAttention(nn.Module):
+    """Attention with separate q, k, v linears and q scaled before the product (Hugging Face ViT style)."""
+
+    def __init__(self, attn: Attention) -> None:
+        super().__init__()
+        dim = attn.num_heads * attn.head_dim
+        self.heads, self.head_dim, self.proj = attn.num_heads, attn.head_dim, attn.proj
+        self.q, self.k, self.v = (nn.Linear(dim, dim) for _ in range(3))
+        weight, bias = attn.qkv.u.weight.detach(), attn.qkv.u.bias.detach()
+        with torch.no_grad():
+            for i, linear in enumerate((self.q, self.k, self.v)):
+                linear.weight.copy_(weight[i * dim : (i + 1) * dim])
+                linear.bias.copy_(bias[i * dim : (i + 1) * dim])
+
+    def forward(self, x: Tensor, observe: object = None, name: str = "") -> Tensor:
+        b, n, d = x.shape
+        q, k, v = (f(x).reshape(b, n, self.heads, self.head_dim).permute(0, 2, 1, 3) for f in (self.q, self.k, self.v))
+        attn = ((q / self.head_dim**0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
+        return self.proj((attn @ v).permute(0, 2, 1, 3).reshape(b, n, d))
+
+
 def rewritten_vit(
-    arch: ArchConfig, seed: int = 0, matmul_patches: bool = False, decomposed_norm: bool = False
+    arch: ArchConfig,
+    seed: int = 0,
+    matmul_patches: bool = False,
+    decomposed_norm: bool = False,
+    separate_qkv: bool = False,
 ) -> tuple[VisionTransformer, VisionTransformer]:
     """(reference mcuformer ViT, the same model with modules swapped for other export forms)."""
     torch.manual_seed(seed)
@@ -108,4 +133,7 @@ def rewritten_vit(
             block.norm1 = DecomposedLayerNorm(block.norm1)  # type: ignore[assignment]
             block.norm2 = DecomposedLayerNorm(block.norm2)  # type: ignore[assignment]
         alt.norm = DecomposedLayerNorm(alt.norm)  # type: ignore[assignment]
+    if separate_qkv:
+        for block in alt.blocks:
+            block.attn = SeparateQkvAttention(block.attn)  # type: ignore[assignment]
     return ref, alt

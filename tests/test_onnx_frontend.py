@@ -76,9 +76,20 @@ def test_export_forms_are_recognised(tmp_path, opset, gelu, form):
             assert torch.allclose(imported.model.state_dict()[key], value, atol=1e-7, rtol=1e-6), key
 
 
-@pytest.mark.parametrize(("pool", "fused"), [("token", True), ("token", False), ("avg", True)])
-def test_timm_vit_maps_exactly(tmp_path, pool, fused):
-    model = timm_vit(pool, fused)
+def test_separate_qkv_linears_are_recognised(tmp_path):
+    arch = dataclasses.replace(SMALL, ranks=(LayerRanks(proj=8),) * SMALL.depth)
+    ref, alt = rewritten_vit(arch, separate_qkv=True)
+    imported = read_onnx(export(alt, (1, 28, 28), tmp_path / "qkv.onnx"))
+    assert imported.model.arch == arch
+    for key, value in ref.state_dict().items():
+        if key not in ("cls_token", "pos_embed"):
+            assert torch.allclose(imported.model.state_dict()[key], value, atol=1e-7, rtol=1e-6), key
+
+
+@pytest.mark.parametrize(("pool", "fused", "layer_scale"), [("token", True, None), ("token", False, 0.5),
+                                                            ("avg", True, None)])  # fmt: skip
+def test_timm_vit_maps_exactly(tmp_path, pool, fused, layer_scale):
+    model = timm_vit(pool, fused, init_values=layer_scale)
     path = export(model, (1, 28, 28), tmp_path / "timm.onnx")
     imported = read_onnx(path)
     arch = imported.model.arch
@@ -89,9 +100,17 @@ def test_timm_vit_maps_exactly(tmp_path, pool, fused):
         assert torch.allclose(imported.model(pixels), model(pixels), atol=1e-5, rtol=0)
 
 
+def _device_model(kind: str) -> nn.Module:
+    if kind == "timm":
+        return timm_vit("token")
+    arch = dataclasses.replace(SMALL, gelu="tanh", pool="mean")  # every non-default form in one model
+    return rewritten_vit(arch, matmul_patches=True, decomposed_norm=True)[1]
+
+
 @pytest.mark.slow
-def test_timm_vit_compiles_and_runs_bit_exact_on_qemu(tmp_path, capsys):
-    path = export(timm_vit("token"), (1, 28, 28), tmp_path / "timm_vit.onnx")
+@pytest.mark.parametrize("kind", ["timm", "matmul-decomposed-tanh"])
+def test_onnx_vit_compiles_and_runs_bit_exact_on_qemu(tmp_path, capsys, kind):
+    path = export(_device_model(kind), (1, 28, 28), tmp_path / "vit.onnx")
     build = tmp_path / "build"
     args = ["compile", str(path), "--board", "stm32f746", "--calib", "fashion-mnist", "--calib-images", "64",
             "-o", str(build)]  # fmt: skip
