@@ -34,10 +34,12 @@ def import_timm() -> Any:
     return timm
 
 
-def export(model: nn.Module, shape: tuple[int, ...], path: Path, opset: int = 17) -> Path:
+def export(model: nn.Module, shape: tuple[int, ...], path: Path, opset: int | None = 17, dynamo: bool = False) -> Path:
+    """torch.onnx.export with the TorchScript exporter, or the dynamo exporter (onnxscript; its default opset)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), (torch.rand(1, *shape),), str(path), dynamo=False, opset_version=opset)
+        torch.onnx.export(model.eval(), (torch.rand(1, *shape),), str(path), dynamo=dynamo, opset_version=opset,
+                          verbose=False)  # fmt: skip
     return path
 
 

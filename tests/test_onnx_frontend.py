@@ -100,6 +100,17 @@ def test_timm_vit_maps_exactly(tmp_path, pool, fused, layer_scale):
         assert torch.allclose(imported.model(pixels), model(pixels), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("kind", ["timm", "matmul-decomposed-tanh"])
+def test_dynamo_exporter_output_is_recognised(tmp_path, kind):
+    model = _device_model(kind)
+    path = export(model, (1, 28, 28), tmp_path / "dynamo.onnx", opset=None, dynamo=True)
+    imported = read_onnx(path)
+    assert imported.max_error < 1e-5
+    pixels = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert torch.allclose(imported.model(pixels), model(pixels), atol=1e-5, rtol=0)
+
+
 def _device_model(kind: str) -> nn.Module:
     if kind == "timm":
         return timm_vit("token")
