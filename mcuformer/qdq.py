@@ -191,7 +191,8 @@ def build_qdq(model_file: ModelFile) -> onnx.ModelProto:
     if qvit.pool is None:
         pooled = g.op1("Gather", [tokens, g.const("cls_index", np.array(0, np.int64))], "cls_pool", axis=1)
     else:
-        pooled = g.op1("ReduceMean", [tokens], "mean_pool", axes=[1], keepdims=0)
+        axes = g.const("pool_axes", np.array([1], np.int64))  # an input from opset 18 on
+        pooled = g.op1("ReduceMean", [tokens, axes], "mean_pool", keepdims=0)
         pooled = g.qdq(pooled, qvit.pool.output, "pool")
     h = _layernorm(g, pooled, model.norm, qvit.norm.output, "norm")
     logits = _linear(g, h, qvit.head, _fp32(model.head.weight), "head")

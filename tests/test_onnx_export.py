@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx
+import torch
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from mcuformer.checkpoint import load_model
+from mcuformer.arch import ArchConfig, LayerRanks
+from mcuformer.checkpoint import DatasetMeta, ModelFile, load_model, save_model
 from mcuformer.cli import main
 from mcuformer.codegen.compiler import compile_model
+from mcuformer.codegen.emit import model_hash
 from mcuformer.codegen.onnx.errors import OnnxImportError
 from mcuformer.codegen.onnx.frontend import compile_onnx, import_onnx
 from mcuformer.data import load_dataset
 from mcuformer.evaluate import evaluate_build
+from mcuformer.export import export_fp32
+from mcuformer.model import VisionTransformer
 from mcuformer.qdq import export_qdq
 from mcuformer.quant import reference
-from mcuformer.quant.ptq import quantize_model
+from mcuformer.quant.ptq import calibrate, quantize_model
 
 QDQ_IMAGES = 100
 # The QDQ graph runs LayerNorm, softmax, GELU and requantization in float where the int8 reference uses
@@ -109,3 +116,29 @@ def test_qdq_model_without_ranges_asks_for_calibration_data(micro_run, tmp_path)
     else:
         raise AssertionError("a QDQ model without ranges must ask for --calib")
     assert import_onnx(tmp_path / "bare.onnx", calib="fashion-mnist", calib_images=32).arch == model_file.arch
+
+
+def test_low_rank_mean_pooled_tanh_model_round_trips_both_ways(tmp_path):
+    base = ArchConfig.uniform(image_size=28, channels=1, patch_size=7, embed_dim=16, depth=2, num_heads=2, mlp_ratio=2,
+                              num_classes=10, rank=LayerRanks(qkv=8, proj=8, fc1=8, fc2=8), pool="mean",
+                              name="lowrank")  # fmt: skip
+    arch = dataclasses.replace(base, norm_eps=1e-6, gelu="tanh")
+    torch.manual_seed(0)
+    model = VisionTransformer(arch, (0.3,), (0.4,)).eval()
+    pixels = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    classes = tuple(str(i) for i in range(10))
+    model_file = ModelFile(model, calibrate(model, pixels), DatasetMeta("fashion-mnist", (0.3,), (0.4,), classes))
+    save_model(model_file, tmp_path / "model.pt")
+    direct = compile_model(tmp_path / "model.pt", "stm32f746", tmp_path / "direct", name="m", with_platformio=False)
+    fp32 = compile_onnx(export_fp32(model_file, tmp_path / "m.onnx"), "stm32f746", tmp_path / "fp32", name="m",
+                        with_platformio=False)  # fmt: skip
+    assert model_hash(fp32.graph) == model_hash(direct.graph)
+    imported = import_onnx(export_qdq(model_file, tmp_path / "m_qdq.onnx"))
+    assert imported.arch == arch
+    ours = quantize_model(model, model_file.calibration)
+    theirs = quantize_model(imported.model, imported.calibration)
+    for a, b in zip(_qlinears(ours), _qlinears(theirs), strict=True):
+        assert np.array_equal(a.weight, b.weight) and a.output == b.output
+    assert all(b1.qkv_v is not None and np.array_equal(b1.qkv_v.weight, b2.qkv_v.weight)
+               for b1, b2 in zip(ours.blocks, theirs.blocks, strict=True))  # fmt: skip
+    assert all(np.array_equal(b1.gelu_table, b2.gelu_table) for b1, b2 in zip(ours.blocks, theirs.blocks, strict=True))

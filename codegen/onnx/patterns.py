@@ -126,21 +126,33 @@ def linear_back(g: OnnxGraph, name: str) -> Linear:
         if _f64(bias).size not in (1, out):
             raise MatchError(node, f"bias of size {_f64(bias).size} does not match {out} outputs")
         bias_vec = np.broadcast_to(_f64(bias).reshape(-1), (out,)).copy()
-    v = None
-    inner, inner_bias, mid = g.make(x), None, x
-    if inner is not None and inner.op_type == "Add" and len(g.dynamic_inputs(inner)) == 1 and len(g.consumers[x]) == 1:
-        mid, inner_bias = g.split_const(inner)  # a bias on the low-rank middle folds into the output bias
-        inner = g.make(mid)
-    if inner is not None and inner.op_type == "MatMul" and len(g.consumers[mid]) == 1 and g.is_const(inner.input[1]):
-        factor = _f64(g.values[inner.input[1]]).T  # [rank, in]
-        if factor.ndim == 2 and factor.shape[0] < min(factor.shape[1], out):
-            v, x = factor, inner.input[0]
-            if inner_bias is not None:
-                bias_vec = bias_vec + weight @ np.broadcast_to(_f64(inner_bias).reshape(-1), (factor.shape[0],))
+    v, x, middle_bias = _low_rank_factor(g, x, out, readers=1)
+    if v is not None and middle_bias is not None:  # a bias on the low-rank middle folds into the output bias
+        bias_vec = bias_vec + weight @ middle_bias
     if gamma is not None:
         g_vec = np.broadcast_to(_f64(gamma).reshape(-1), (out,))
         weight, bias_vec = weight * g_vec[:, None], bias_vec * g_vec
     return Linear(weight, bias_vec, v, x, node)
+
+
+def _low_rank_factor(g: OnnxGraph, x: str, out: int, readers: int) -> tuple[np.ndarray | None, str, np.ndarray | None]:
+    """(V [rank, in], V's input, V's bias or None) when `x` is a rank-reducing MatMul (+ bias) read by `readers`
+    linears; (None, x, None) otherwise."""
+    inner, bias, mid = g.make(x), None, x
+    if inner is not None and inner.op_type == "Add" and len(g.dynamic_inputs(inner)) == 1:
+        if len(g.consumers[x]) != readers:
+            return None, x, None
+        mid, bias = g.split_const(inner)
+        inner = g.make(mid)
+        readers = 1
+    if inner is None or inner.op_type != "MatMul" or len(g.consumers[mid]) != readers:
+        return None, x, None
+    factor = g.const(inner.input[1])
+    if factor is None or factor.ndim != 2 or not factor.shape[1] < min(factor.shape[0], out):
+        return None, x, None
+    rank = factor.shape[1]
+    middle_bias = None if bias is None else np.broadcast_to(_f64(bias).reshape(-1), (rank,)).copy()
+    return _f64(factor).T, inner.input[0], middle_bias
 
 
 # LayerNorm ----------------------------------------------------------------------------------------------------
@@ -338,10 +350,14 @@ def attention_back(g: OnnxGraph, branch: str) -> _Attention:
     else:
         parts = [linear_back(g, s) for s in sources]
         if any(p.v is not None for p in parts) or len({p.input for p in parts}) != 1:
-            raise MatchError(mm1, "separate q, k, v linears must be full rank and read the same tensor")
+            raise MatchError(mm1, "separate q, k, v linears must be full rank (or share one low-rank factor) and "
+                                  "read the same tensor")  # fmt: skip
         rows = [p.weight[c.reshape(-1)] for p, c in zip(parts, channels, strict=True)]
         biases = [p.bias[c.reshape(-1)] for p, c in zip(parts, channels, strict=True)]
-        v_factor, x = None, parts[0].input
+        # q, k and v may share one low-rank factor V (mcuformer's low-rank qkv written as three linears).
+        v_factor, x, middle_bias = _low_rank_factor(g, parts[0].input, 3 * dim, readers=3)
+        if middle_bias is not None:
+            biases = [b + r @ middle_bias for b, r in zip(biases, rows, strict=True)]
     # mcuformer scales scores by head_dim^-0.5; any other total scale is folded into q (and v's into v).
     ratio = score_scale * scales[0] * scales[1] / head_dim**-0.5
     ratio = 1.0 if abs(ratio - 1.0) < SCALE_TOLERANCE else ratio
