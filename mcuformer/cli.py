@@ -11,6 +11,7 @@ from mcuformer import __version__
 from mcuformer.errors import McuformerError
 
 if TYPE_CHECKING:
+    from mcuformer.search.run import SearchConfig
     from mcuformer.train import TrainConfig
 
 DEMO_PRESET = "fmnist-small"
@@ -37,6 +38,20 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-limit", type=int, help="train on the first N training images only")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
+
+
+def _add_search_args(p: argparse.ArgumentParser, with_train_args: bool = True) -> None:
+    p.add_argument("--budget", help="peak SRAM budget: 320KB, 0.5MB or bytes (default: the board's SRAM)")
+    p.add_argument("--flash", help="flash budget (default: the board's flash)")
+    p.add_argument("--board", default="stm32f746", help="target board (see `mcuformer boards`)")
+    p.add_argument("--space", help="search-space TOML file (default: the board's shipped space)")
+    p.add_argument("--max-macs", type=int, help="latency limit: multiply-accumulates per inference")
+    p.add_argument("--cutmix", type=float, default=0.0, help="CutMix probability per batch (default 0: off)")
+    if with_train_args:
+        p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (default), cifar10, cifar100, "
+                       "imagefolder")  # fmt: skip
+        p.add_argument("--data-dir", help="dataset folder (CIFAR binary version, ImageFolder root)")
+        p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
@@ -148,18 +163,58 @@ def cmd_boards(args: argparse.Namespace) -> None:
               f"{b.description}")  # fmt: skip
 
 
+def _search_config(args: argparse.Namespace, out: Path, preset: str) -> SearchConfig:
+    from mcuformer.search.run import SearchConfig
+
+    return SearchConfig(out=out, sram_budget=args.budget, flash_budget=args.flash, board=args.board,
+                        dataset=args.dataset, data_dir=args.data_dir, preset=preset, space_file=args.space,
+                        max_macs=args.max_macs, seed=args.seed, device=args.device, cutmix=args.cutmix,
+                        finish_random=getattr(args, "finish_random", False))  # fmt: skip
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    import os
+
+    from mcuformer.search.run import run_search
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun: data-parallel supernet training
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
+        if args.device == "cuda":
+            args.device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    budget = args.budget or "board"
+    out = Path(args.out or f"runs/search-{args.board}-{str(budget).lower()}")
+    result = run_search(_search_config(args, out, args.preset), resume=args.resume)
+    if result:
+        print((out / "summary.md").read_text())
+        print(f"wrote {out}/model.pt (compile it with `mcuformer compile {out}/model.pt --board {args.board}`), "
+              f"{out}/search.json, {out}/pareto.png, {out}/summary.md")  # fmt: skip
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
-    from mcuformer.arch import load_arch
     from mcuformer.codegen.compiler import compile_model
     from mcuformer.evaluate import evaluate_build
-    from mcuformer.train import train
 
     out = Path(args.out)
-    arch = load_arch(args.arch)
-    print(f"[1/4] training {arch.name} on {args.dataset} for {args.epochs} epochs -> {out}/model.pt")
-    train(arch, args.dataset, out, _train_config(args), args.data_dir)
+    if args.arch:  # a fixed architecture instead of the search
+        from mcuformer.arch import load_arch
+        from mcuformer.train import train
+
+        arch = load_arch(args.arch)
+        print(f"[1/4] training {arch.name} on {args.dataset} for {args.epochs} epochs -> {out}/model.pt")
+        train(arch, args.dataset, out, _train_config(args), args.data_dir)
+        name = arch.name.replace("-", "_")
+    else:
+        from mcuformer.search.run import run_search
+
+        print(f"[1/4] quick architecture search on {args.dataset} for {args.board} "
+              f"(SRAM {args.budget or 'of the board'}) -> {out}/model.pt")  # fmt: skip
+        run_search(_search_config(args, out, "quick"), resume=True)
+        print((out / "summary.md").read_text())
+        name = "searched"
     print(f"[2/4] compiling for {args.board} -> {out}/build")
-    compiled = compile_model(out / "model.pt", args.board, out / "build", name=arch.name.replace("-", "_"))
+    compiled = compile_model(out / "model.pt", args.board, out / "build", name=name)
     print(compiled.report.summary())
     print("[3/4] running the generated C on the host over the test set")
     result = evaluate_build(out / "build", "host", args.dataset, args.n, args.data_dir)
@@ -262,6 +317,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--board", default="stm32f746", help="the connected board (default %(default)s)")
     p.set_defaults(func=cmd_flash)
 
+    p = sub.add_parser(
+        "search",
+        help="find the most accurate ViT that fits a board (memory-constrained one-shot NAS) and write model.pt",
+        description="Train a weight-sharing supernet, search it under the exact SRAM/flash plan of the compiler, "
+        "finetune and calibrate the winner. Writes model.pt, search.json, pareto.png and summary.md.",
+    )
+    _add_search_args(p)
+    p.add_argument("--preset", choices=("quick", "full"), default="quick",
+                   help="quick: minutes on a CPU (the demo); full: the benchmark setting (a GPU)")  # fmt: skip
+    p.add_argument("--out", help="run folder (default runs/search-<board>-<budget>)")
+    p.add_argument("--resume", action="store_true", help="continue the search in --out (after an interrupt)")
+    p.add_argument("--finish-random", action="store_true",
+                   help="also finetune and quantize the random-search winner (out/random/model.pt)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_search)
+
     p = sub.add_parser("boards", help="list the boards mcuformer targets")
     p.set_defaults(func=cmd_boards)
 
@@ -271,8 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="The README demo: train -> compile -> C on the test set, exactness checked.",
     )
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--arch", default=DEMO_PRESET)
-    p.add_argument("--board", default="stm32f746")
+    p.add_argument("--arch", help=f"train this fixed architecture (e.g. {DEMO_PRESET}) instead of searching one")
+    _add_search_args(p, with_train_args=False)
     p.add_argument("-n", type=int, help="first N test images on the host (default: all)")
     p.add_argument("--device-images", type=int, default=DEMO_DEVICE_IMAGES,
                    help="first N test images on the emulated device (default %(default)s)")  # fmt: skip

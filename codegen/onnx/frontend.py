@@ -160,7 +160,10 @@ def read_onnx(
     return ImportedModel(model, graph, _verify(graph, model, m_u, s_u, path))
 
 
-def calibration_pixels(dataset: str, arch: ArchConfig, data_dir: str | Path | None, count: int) -> torch.Tensor:
+def calibration_pixels(
+    dataset: str, arch: ArchConfig, data_dir: str | Path | None, count: int
+) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """The first `count` training images of `dataset` at the model's size, and the dataset's class names."""
     from mcuformer.data import load_dataset
     from mcuformer.train import pixels_to_tensor
 
@@ -168,8 +171,8 @@ def calibration_pixels(dataset: str, arch: ArchConfig, data_dir: str | Path | No
     if data.channels != arch.channels:
         raise OnnxImportError(f"calibration dataset {dataset} has {data.channels} channel(s), the ONNX model "
                               f"takes {arch.channels}; pass a --calib dataset with {arch.channels}")  # fmt: skip
-    data = data.resized((arch.image_size, arch.image_size))
-    return pixels_to_tensor(data.images[:count])
+    data = data.subset(np.arange(min(count, len(data)))).resized((arch.image_size, arch.image_size))
+    return pixels_to_tensor(data.images), data.classes
 
 
 def import_onnx(
@@ -185,22 +188,19 @@ def import_onnx(
     imported = read_onnx(path, pixel_mean, pixel_std, name)
     model, meta = imported.model, imported.graph.metadata
     stored = metadata.loads(meta, metadata.CALIBRATION)
+    ds = metadata.loads(meta, metadata.DATASET) or {}
+    classes = tuple(ds.get("classes") or (str(i) for i in range(model.arch.num_classes)))
     calibration: Calibration
     if calib is not None:
-        calibration = calibrate(model, calibration_pixels(calib, model.arch, calib_dir, calib_images))
+        pixels, calib_classes = calibration_pixels(calib, model.arch, calib_dir, calib_images)
+        calibration = calibrate(model, pixels)
+        classes = calib_classes if len(calib_classes) == model.arch.num_classes else classes
     elif stored is not None:
         calibration = {k: (float(v[0]), float(v[1])) for k, v in stored.items()}
     else:
         raise OnnxImportError(f"{path} carries no calibration ranges: pass --calib <dataset> (fashion-mnist, "
                               "cifar10, cifar100, imagefolder) to calibrate on its training images")  # fmt: skip
-    ds = metadata.loads(meta, metadata.DATASET) or {}
     dataset_name = calib or ds.get("name") or "unknown"
-    classes = tuple(ds.get("classes") or (str(i) for i in range(model.arch.num_classes)))
-    if calib is not None and calib != ds.get("name"):
-        from mcuformer.data import load_dataset
-
-        classes_of = load_dataset(calib, "test", calib_dir).classes
-        classes = classes_of if len(classes_of) == model.arch.num_classes else classes
     mean = tuple(float(v) for v in model.pixel_mean.reshape(-1))
     std = tuple(float(v) for v in model.pixel_std.reshape(-1))
     stored_mean, stored_std = ds.get("mean"), ds.get("std")
