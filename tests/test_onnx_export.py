@@ -22,7 +22,7 @@ from mcuformer.evaluate import evaluate_build
 from mcuformer.export import export_fp32
 from mcuformer.model import VisionTransformer
 from mcuformer.qdq import export_qdq
-from mcuformer.quant import reference
+from mcuformer.quant import reference, spec
 from mcuformer.quant.ptq import calibrate, quantize_model
 
 QDQ_IMAGES = 100
@@ -103,19 +103,31 @@ def test_cli_export_then_compile_runs_exact_on_the_host(micro_run, tmp_path, cap
     assert (reimported.argmax(1) == original).mean() >= 0.95
 
 
-def test_qdq_model_without_ranges_asks_for_calibration_data(micro_run, tmp_path):
+def test_qdq_model_without_metadata_takes_its_ranges_from_its_qdq_pairs(micro_run, tmp_path):
     _, model_file = micro_run
-    path = export_qdq(model_file, tmp_path / "q.onnx")
-    model = onnx.load(str(path))
-    del model.metadata_props[:]
+    model = onnx.load(str(export_qdq(model_file, tmp_path / "q.onnx")))
+    del model.metadata_props[:]  # as another tool would leave it: only the graph
     onnx.save(model, str(tmp_path / "bare.onnx"))
+    imported = import_onnx(tmp_path / "bare.onnx")
+    assert sorted(imported.calibration) == sorted(model_file.calibration)
+    for tap, (low, high) in model_file.calibration.items():  # the same parameters, up to float32 scales
+        scale, zero_point = spec.activation_qparams(low, high)
+        assert spec.activation_qparams(*imported.calibration[tap]) == (float(np.float32(scale)), zero_point), tap
+    # Without the pair on the scores, that range is missing: the error names it and asks for images.
+    score_q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and "scores" in n.name)
+    score_dq = next(n for n in model.graph.node if n.op_type == "DequantizeLinear" and score_q.output[0] in n.input)
+    for node in model.graph.node:
+        node.input[:] = [score_q.input[0] if n == score_dq.output[0] else n for n in node.input]
+    model.graph.node.remove(score_q)
+    model.graph.node.remove(score_dq)
+    onnx.save(model, str(tmp_path / "partial.onnx"))
     try:
-        import_onnx(tmp_path / "bare.onnx")
+        import_onnx(tmp_path / "partial.onnx")
     except OnnxImportError as err:
-        assert "pass --calib <dataset>" in str(err) and "\n" not in str(err)
+        assert "blocks.0.attn.scores" in str(err) and "pass --calib <dataset>" in str(err) and "\n" not in str(err)
     else:
-        raise AssertionError("a QDQ model without ranges must ask for --calib")
-    assert import_onnx(tmp_path / "bare.onnx", calib="fashion-mnist", calib_images=32).arch == model_file.arch
+        raise AssertionError("a QDQ model missing a quantized tensor must ask for --calib")
+    assert import_onnx(tmp_path / "partial.onnx", calib="fashion-mnist", calib_images=32).arch == model_file.arch
 
 
 def test_low_rank_mean_pooled_tanh_model_round_trips_both_ways(tmp_path):

@@ -21,6 +21,7 @@ from mcuformer.codegen.onnx import metadata
 from mcuformer.codegen.onnx.errors import MatchError, OnnxImportError
 from mcuformer.codegen.onnx.graph import OnnxGraph, load_graph
 from mcuformer.codegen.onnx.patterns import Linear, Norm, VitWeights, match_vit
+from mcuformer.codegen.onnx.ranges import calibration_from_qdq
 from mcuformer.model import VisionTransformer
 from mcuformer.quant.ptq import Calibration, calibrate
 
@@ -34,6 +35,7 @@ class ImportedModel:
     model: VisionTransformer
     graph: OnnxGraph
     max_error: float  # largest |logit difference| to the ONNX model on the probe images (nan: not checked)
+    taps: dict[str, list[str]]  # calibration tap -> the ONNX tensors holding it
 
 
 def _tensor(a: np.ndarray, shape: tuple[int, ...] | None = None) -> torch.Tensor:
@@ -153,11 +155,11 @@ def read_onnx(
     arch_name = name or metadata.loads(graph.metadata, metadata.ARCH_NAME) or path.stem
     model = build_model(weights, str(arch_name), pixel_mean, pixel_std)
     if graph.qparams:  # a QDQ model's outputs are fake-quantized: its weights were checked by the match
-        return ImportedModel(model, graph, float("nan"))
+        return ImportedModel(model, graph, float("nan"), weights.taps)
     channels = graph.input_shape[1]
     m_u = np.asarray(pixel_mean or (0.0,) * channels, np.float64)
     s_u = np.asarray(pixel_std or (1.0,) * channels, np.float64)
-    return ImportedModel(model, graph, _verify(graph, model, m_u, s_u, path))
+    return ImportedModel(model, graph, _verify(graph, model, m_u, s_u, path), weights.taps)
 
 
 def calibration_pixels(
@@ -184,7 +186,8 @@ def import_onnx(
     pixel_std: tuple[float, ...] | None = None,
     name: str | None = None,
 ) -> ModelFile:
-    """An ONNX ViT as a calibrated ModelFile: calibrated on `calib`, else on the ranges our exporter stored."""
+    """An ONNX ViT as a calibrated ModelFile: calibrated on `calib`, else on the ranges our exporter stored,
+    else on the scales of a QDQ model's quantization pairs."""
     imported = read_onnx(path, pixel_mean, pixel_std, name)
     model, meta = imported.model, imported.graph.metadata
     stored = metadata.loads(meta, metadata.CALIBRATION)
@@ -197,6 +200,9 @@ def import_onnx(
         classes = calib_classes if len(calib_classes) == model.arch.num_classes else classes
     elif stored is not None:
         calibration = {k: (float(v[0]), float(v[1])) for k, v in stored.items()}
+    elif imported.graph.qparams:
+        required = list(calibrate(model, torch.zeros(1, *imported.graph.input_shape[1:])))  # every tap, in order
+        calibration = calibration_from_qdq(imported.graph, imported.taps, required)
     else:
         raise OnnxImportError(f"{path} carries no calibration ranges: pass --calib <dataset> (fashion-mnist, "
                               "cifar10, cifar100, imagefolder) to calibrate on its training images")  # fmt: skip

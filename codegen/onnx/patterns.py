@@ -33,6 +33,7 @@ class Norm:
     bias: np.ndarray
     eps: float
     input: str
+    output: str
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,6 +45,8 @@ class Linear:
     v: np.ndarray | None
     input: str
     node: object
+    output: str = ""  # tensors where the int8 model quantizes: the output and the low-rank middle
+    middle: str | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,6 +59,7 @@ class BlockWeights:
     fc1: Linear
     gelu: str
     fc2: Linear
+    taps: dict[str, list[str]]  # calibration tap (model.py name, without "blocks.i.") -> ONNX tensors holding it
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,6 +77,7 @@ class VitWeights:
     pool: str
     norm: Norm
     head: Linear
+    taps: dict[str, list[str]]
 
 
 def _f64(a: np.ndarray) -> np.ndarray:
@@ -91,6 +96,7 @@ def _scalar(value: np.ndarray | None) -> float | None:
 # Linear layers -----------------------------------------------------------------------------------------------
 def linear_back(g: OnnxGraph, name: str) -> Linear:
     """The linear layer (MatMul/Gemm, bias Add, LayerScale Mul, low-rank factor) whose output is `name`."""
+    output = name
     node = g.make(name)
     if node is None:
         raise MatchError(None, f"expected a linear layer before tensor {name!r}")
@@ -126,13 +132,14 @@ def linear_back(g: OnnxGraph, name: str) -> Linear:
         if _f64(bias).size not in (1, out):
             raise MatchError(node, f"bias of size {_f64(bias).size} does not match {out} outputs")
         bias_vec = np.broadcast_to(_f64(bias).reshape(-1), (out,)).copy()
+    middle = x
     v, x, middle_bias = _low_rank_factor(g, x, out, readers=1)
     if v is not None and middle_bias is not None:  # a bias on the low-rank middle folds into the output bias
         bias_vec = bias_vec + weight @ middle_bias
     if gamma is not None:
         g_vec = np.broadcast_to(_f64(gamma).reshape(-1), (out,))
         weight, bias_vec = weight * g_vec[:, None], bias_vec * g_vec
-    return Linear(weight, bias_vec, v, x, node)
+    return Linear(weight, bias_vec, v, x, node, output, middle if v is not None else None)
 
 
 def _low_rank_factor(g: OnnxGraph, x: str, out: int, readers: int) -> tuple[np.ndarray | None, str, np.ndarray | None]:
@@ -191,7 +198,7 @@ def norm_back(g: OnnxGraph, name: str) -> Norm:
         weight = _f64(g.values[node.input[1]]).reshape(-1)
         bias = _f64(g.values[node.input[2]]).reshape(-1) if len(node.input) > 2 and node.input[2] else np.zeros(width)
         return Norm(np.broadcast_to(weight, (width,)).copy(), np.broadcast_to(bias, (width,)).copy(),
-                    _float32_value(g.attr(node, "epsilon", 1e-5)), node.input[0])  # fmt: skip
+                    _float32_value(g.attr(node, "epsilon", 1e-5)), node.input[0], name)  # fmt: skip
     if node.op_type not in NORM_OPS:
         raise MatchError(node, "expected a LayerNorm (LayerNormalization or its decomposed form)")
     for start in _back_closure(g, name, NORM_OPS):
@@ -224,7 +231,7 @@ def _decomposed_norm(g: OnnxGraph, start: str, end: str, region: list[object], n
     got = run(sample)
     if not np.allclose(got, expected, atol=NORM_TOLERANCE * max(1.0, float(np.abs(expected).max()))):
         raise MatchError(node, "this element-wise subgraph is not a decomposed LayerNorm over the channel axis")
-    return Norm(weight, bias, eps, start)
+    return Norm(weight, bias, eps, start, end)
 
 
 # GELU ---------------------------------------------------------------------------------------------------------
@@ -309,6 +316,7 @@ class _Attention:
     qkv: Linear
     heads: int
     proj: Linear
+    taps: dict[str, list[str]]
 
 
 def attention_back(g: OnnxGraph, branch: str) -> _Attention:
@@ -328,8 +336,14 @@ def attention_back(g: OnnxGraph, branch: str) -> _Attention:
     if mm1 is None or mm1.op_type != "MatMul" or len(g.dynamic_inputs(mm1)) != 2:
         raise MatchError(mm1 or softmax, "expected attention scores q @ k^T before the Softmax")
     sources, channels, scales = [], [], []
-    for operand, transposed in ((mm1.input[0], False), (mm1.input[1], True), (mm2.input[1], False)):
+    taps = {"scores": [softmax.input[0]], "context": [proj.input, ctx]}
+    for part, operand, transposed in (
+        ("q", mm1.input[0], False),
+        ("k", mm1.input[1], True),
+        ("v", mm2.input[1], False),
+    ):
         source, path, scale = _trace_back(g, operand)
+        taps[part] = [source] + [out for node in path for out in node.output]  # type: ignore[attr-defined]
         sources.append(source)
         channels.append(_head_channels(g, mm1, source, _probe(g, source, path, operand), transposed))
         scales.append(scale)
@@ -346,7 +360,7 @@ def attention_back(g: OnnxGraph, branch: str) -> _Attention:
         fused = linear_back(g, sources[0])
         rows = [fused.weight[c.reshape(-1)] for c in channels]
         biases = [fused.bias[c.reshape(-1)] for c in channels]
-        v_factor, x = fused.v, fused.input
+        v_factor, x, middle = fused.v, fused.input, fused.middle
     else:
         parts = [linear_back(g, s) for s in sources]
         if any(p.v is not None for p in parts) or len({p.input for p in parts}) != 1:
@@ -356,6 +370,7 @@ def attention_back(g: OnnxGraph, branch: str) -> _Attention:
         biases = [p.bias[c.reshape(-1)] for p, c in zip(parts, channels, strict=True)]
         # q, k and v may share one low-rank factor V (mcuformer's low-rank qkv written as three linears).
         v_factor, x, middle_bias = _low_rank_factor(g, parts[0].input, 3 * dim, readers=3)
+        middle = parts[0].input if v_factor is not None else None
         if middle_bias is not None:
             biases = [b + r @ middle_bias for b, r in zip(biases, rows, strict=True)]
     # mcuformer scales scores by head_dim^-0.5; any other total scale is folded into q (and v's into v).
@@ -364,8 +379,8 @@ def attention_back(g: OnnxGraph, branch: str) -> _Attention:
     v_ratio = 1.0 if abs(scales[2] - 1.0) < SCALE_TOLERANCE else scales[2]
     rows[0], biases[0] = rows[0] * ratio, biases[0] * ratio
     rows[2], biases[2] = rows[2] * v_ratio, biases[2] * v_ratio
-    qkv = Linear(np.concatenate(rows), np.concatenate(biases), v_factor, x, mm1)
-    return _Attention(qkv, int(heads), proj)
+    qkv = Linear(np.concatenate(rows), np.concatenate(biases), v_factor, x, mm1, "", middle)
+    return _Attention(qkv, int(heads), proj, taps)
 
 
 def _permute_inputs(linear: Linear, ours: np.ndarray) -> Linear:
@@ -373,10 +388,10 @@ def _permute_inputs(linear: Linear, ours: np.ndarray) -> Linear:
     if linear.v is not None:
         v = np.empty_like(linear.v)
         v[:, ours] = linear.v
-        return Linear(linear.weight, linear.bias, v, linear.input, linear.node)
+        return Linear(linear.weight, linear.bias, v, linear.input, linear.node, linear.output, linear.middle)
     w = np.empty_like(linear.weight)
     w[:, ours] = linear.weight
-    return Linear(w, linear.bias, None, linear.input, linear.node)
+    return Linear(w, linear.bias, None, linear.input, linear.node, linear.output, linear.middle)
 
 
 # Blocks -------------------------------------------------------------------------------------------------------
@@ -421,7 +436,13 @@ def block_back(g: OnnxGraph, res2: str) -> tuple[str, BlockWeights]:
             errors.append(err)
     else:
         raise errors[0]
-    return x, BlockWeights(norm1, attn.qkv, attn.heads, attn.proj, norm2, fc1, gelu, fc2)
+    taps = {f"attn.{k}": v for k, v in attn.taps.items()} | {
+        "norm1": [norm1.output], "attn.qkv.mid": [attn.qkv.middle or ""], "attn.proj.mid": [attn.proj.middle or ""],
+        "attn.proj": [attn.proj.output], "res1": [res1], "norm2": [norm2.output], "mlp.fc1.mid": [fc1.middle or ""],
+        "mlp.fc1": [fc1.output], "mlp.act": [fc2.input], "mlp.fc2.mid": [fc2.middle or ""], "mlp.fc2": [fc2.output],
+        "res2": [res2],
+    }  # fmt: skip
+    return x, BlockWeights(norm1, attn.qkv, attn.heads, attn.proj, norm2, fc1, gelu, fc2, taps)
 
 
 # Embedding, pooling, head -------------------------------------------------------------------------------------
@@ -609,5 +630,18 @@ def match_vit(g: OnnxGraph) -> VitWeights:
     image, weight, bias, patch = patch_back(g, patches)
     channels = g.input_shape[1]
     scale, shift = _pixel_affine(g, image, channels)
+    taps = {"patch_embed": [patches], "embed": [_embedding_sum(g, stream)], "norm": [norm.output],
+            "logits": [g.output], "pool": [norm.input]}  # fmt: skip
+    for i, block in enumerate(blocks[::-1]):
+        taps |= {f"blocks.{i}.{k}": v for k, v in block.taps.items()}
     return VitWeights(g.input_shape[2], channels, patch, scale, shift, weight, bias, cls, pos, tuple(blocks[::-1]),
-                      pool, norm, head)  # fmt: skip
+                      pool, norm, head, taps)  # fmt: skip
+
+
+def _embedding_sum(g: OnnxGraph, stream: str) -> str:
+    """The tensor holding patch tokens + positions (the int8 model's "embed"): the stream, or what a class token
+    is concatenated to."""
+    node = g.make(stream)
+    if node is not None and node.op_type == "Concat":
+        return str(node.input[1])
+    return stream
