@@ -126,6 +126,15 @@ def cmd_plan(args: argparse.Namespace) -> None:
     print(f"wrote {plot}")
 
 
+def cmd_profile(args: argparse.Namespace) -> None:
+    from mcuformer.profile import profile_build, write_profile
+
+    profile = profile_build(args.build, args.board, port=args.port, kernels=args.kernels)
+    print(profile.table())
+    out = write_profile(profile, args.json or Path(args.build) / f"profile_{args.board}_{profile.kernels}.json")
+    print(f"wrote {out}")
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
     from mcuformer.evaluate import evaluate_build
 
@@ -306,6 +315,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="timeline plot file, .png or .svg (default <name>_plan.png)")
     p.add_argument("--schedule", choices=SCHEDULE_NAMES, default="fused", help=SCHEDULE_HELP)
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser(
+        "profile",
+        help="per-op instructions (QEMU) or cycles (board) and instructions per MAC of a build",
+        description="Run one inference on the board and print each op's MACs, count, count per MAC and share.",
+    )
+    p.add_argument("build", help="build folder written by compile")
+    p.add_argument("--board", default="qemu-m7", help="board to run on (default qemu-m7, the emulated Cortex-M7)")
+    p.add_argument("--port", help="serial port of a real board running this build's firmware")
+    p.add_argument("--kernels", choices=("portable", "dsp"), help="kernel library (default: the board's)")
+    p.add_argument("--json", help="output JSON (default build/profile_<board>_<kernels>.json)")
+    p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser(
         "flash",

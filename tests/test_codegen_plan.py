@@ -80,7 +80,8 @@ def test_fused_schedule_needs_less_and_keeps_only_k_and_v_per_sequence(seed):
             live = {b.name for b in fused.live_at(index)}
             per_token = graph.tensors[op.scratch[2]].nbytes
             assert fused.live_bytes[index] <= 3 * ((tokens * dim + 3) // 4 * 4) + per_token, live
-            assert per_token <= 2 * dim + tokens + 8
+            # one 4-token block of the DSP kernels (widened input, int8 rows, score row; quant.fused), ranks < dim
+            assert per_token <= 12 * dim + tokens + 8
 
 
 def test_residual_adds_and_gelu_run_in_place():

@@ -644,19 +644,27 @@ def test_buffer_sizes_match_python(lib: ctypes.CDLL) -> None:
 
 
 def test_buffer_size_formulas() -> None:
-    """Hand-checked sizes, and the scratch stays below the brief's d + r1 + hidden + r2 + d."""
-    # full rank: q/context + proj output (2d) vs q/context + score row (d + tokens)
-    assert attention_block_scratch_bytes(65, 64, 4) == 64 + 65 + 3
+    """Hand-checked sizes. Short sequences: the one-token chain, below the brief's d + r1 + hidden + r2 + d. From 16
+    tokens on, every variant gets the DSP kernels' 4-token block (3 alignment bytes + 12 bytes per value of the
+    widest row, + the score row for attention), which holds the chain."""
+    # full rank, short: q/context + proj output (2d) vs q/context + score row (d + tokens)
     assert attention_block_scratch_bytes(10, 64, 4) == 128
     assert attention_block_scratch_bytes(10, 64, 4, qkv_rank=32, proj_rank=16) == 96  # 64 + 32
-    assert mlp_block_scratch_bytes(65, 64, 128) == 64 + 128
-    assert mlp_block_scratch_bytes(65, 64, 128, fc1_rank=32, fc2_rank=32) == 128 + 32
+    assert attention_block_scratch_bytes(65, 64, 4) == 3 + 12 * 64 + 65 + 0  # 836, a multiple of 4
+    assert attention_block_scratch_bytes(16, 64, 4, qkv_rank=80) == 3 + 12 * 80 + 16 + 1
+    assert mlp_block_scratch_bytes(15, 64, 128) == 64 + 128
     assert mlp_block_scratch_bytes(1, 5, 7, 3, 0) == 12  # max(5+3, 3+7, 7+5) = 12
+    assert mlp_block_scratch_bytes(65, 64, 128) == mlp_block_scratch_bytes(16, 64, 128, 32, 32) == 1540
     rng = np.random.default_rng(2)
     for _ in range(200):
         d, hidden, r1, r2, tokens = (int(v) for v in rng.integers(1, 300, 5))
-        assert mlp_block_scratch_bytes(tokens, d, hidden, r1, r2) <= d + r1 + hidden + r2 + d + 3
-        assert mlp_block_scratch_bytes(tokens, d, hidden) == (d + hidden + 3) // 4 * 4
+        chain = max(d + r1, r1 + hidden, hidden + r2, r2 + d)
+        size = mlp_block_scratch_bytes(tokens, d, hidden, r1, r2)
+        if tokens < 16:
+            assert chain <= size <= d + r1 + hidden + r2 + d + 3
+            assert mlp_block_scratch_bytes(tokens, d, hidden) == (d + hidden + 3) // 4 * 4
+        else:
+            assert chain <= size == (3 + 12 * max(d, hidden, r1, r2) + 3) // 4 * 4
     cfg = random_config(np.random.default_rng(0))
     block, _ = random_block(np.random.default_rng(1), cfg)
     a, m = fused.AttentionBlockDims.from_block(block, cfg.tokens), fused.MlpBlockDims.from_block(block, cfg.tokens)

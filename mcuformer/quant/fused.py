@@ -27,6 +27,12 @@ def _align4(n: int) -> int:
     return (n + 3) // 4 * 4
 
 
+# mcf_fused.h: sequences of at least BLOCK_MIN_TOKENS tokens get a scratch for the DSP kernels' 4-token blocks,
+# BLOCK_ROW_BYTES per value of the widest row (4 tokens x (int16 + int8)); shorter ones the one-token chain.
+BLOCK_MIN_TOKENS = 16
+BLOCK_ROW_BYTES = 12
+
+
 def _chain_need(chain: list[int]) -> int:
     return max(a + b for a, b in zip(chain, chain[1:], strict=False))
 
@@ -40,13 +46,17 @@ def _checked(size: int, what: str) -> int:
 def attention_block_scratch_bytes(tokens: int, channels: int, heads: int, qkv_rank: int = 0, proj_rank: int = 0) -> int:
     """mcf_attention_block_s8_get_buffer_size; ranks 0 mean full rank (no V factor).
 
-    chain = [d, qkv_rank?, d (q/context), proj_rank?, d]; max(max consecutive sum, d + tokens), word aligned.
+    The same for every kernel variant. Short sequences: the chain [d, qkv_rank?, d, proj_rank?, d], max(max
+    consecutive sum, d + tokens); from BLOCK_MIN_TOKENS tokens on, the DSP kernel's widened input, int8 block rows
+    and score row (firmware/kernels/include/mcf_fused_dsp.h): 3 + 12 * max(d, ranks) + tokens. Word aligned.
     """
     if tokens <= 0 or channels <= 0 or heads <= 0 or channels % heads or qkv_rank < 0 or proj_rank < 0:
         raise ValueError(
             f"invalid attention block dims tokens={tokens} channels={channels} heads={heads} "
             f"qkv_rank={qkv_rank} proj_rank={proj_rank}"
         )
+    if tokens >= BLOCK_MIN_TOKENS:
+        return _checked(3 + BLOCK_ROW_BYTES * max(channels, qkv_rank, proj_rank) + tokens, "attention block")
     chain = [channels, *([qkv_rank] if qkv_rank else []), channels, *([proj_rank] if proj_rank else []), channels]
     return _checked(max(_chain_need(chain), channels + tokens), "attention block")
 
@@ -54,13 +64,17 @@ def attention_block_scratch_bytes(tokens: int, channels: int, heads: int, qkv_ra
 def mlp_block_scratch_bytes(tokens: int, channels: int, hidden: int, fc1_rank: int = 0, fc2_rank: int = 0) -> int:
     """mcf_mlp_block_s8_get_buffer_size; ranks 0 mean full rank (no V factor).
 
-    chain = [d, fc1_rank?, hidden, fc2_rank?, d]; max consecutive sum, word aligned (independent of tokens).
+    The same for every kernel variant. Short sequences: the chain [d, fc1_rank?, hidden, fc2_rank?, d], max
+    consecutive sum; from BLOCK_MIN_TOKENS tokens on, the DSP kernel's widened input and int8 block rows
+    (mcf_fused_dsp.h): 3 + 12 * max(d, hidden, ranks). Word aligned.
     """
     if tokens <= 0 or channels <= 0 or hidden <= 0 or fc1_rank < 0 or fc2_rank < 0:
         raise ValueError(
             f"invalid MLP block dims tokens={tokens} channels={channels} hidden={hidden} "
             f"fc1_rank={fc1_rank} fc2_rank={fc2_rank}"
         )
+    if tokens >= BLOCK_MIN_TOKENS:
+        return _checked(3 + BLOCK_ROW_BYTES * max(channels, hidden, fc1_rank, fc2_rank), "MLP block")
     chain = [channels, *([fc1_rank] if fc1_rank else []), hidden, *([fc2_rank] if fc2_rank else []), channels]
     return _checked(_chain_need(chain), "MLP block")
 

@@ -64,6 +64,8 @@ mcf_status mcf_attention_row_s8(const mcf_attention_dims *dims, const mcf_attent
     }
     const int32_t head_dim = channels / heads;
     const uint32_t q_offset = mcf_pack_pair(-q_zp);
+    const mcf_dsp_requant score_q = mcf_dsp_requant_make(score_mult, score_shift, score_zp);
+    const mcf_dsp_requant out_q = mcf_dsp_requant_make(out_mult, out_shift, out_zp);
     int8_t *scores = (int8_t *)scratch; /* [tokens]: scores, probabilities, then u_j = p_j + 128 as bytes */
     uint8_t *u = (uint8_t *)scratch;
 
@@ -80,12 +82,12 @@ mcf_status mcf_attention_row_s8(const mcf_attention_dims *dims, const mcf_attent
         for (; j + 2 <= tokens; j += 2, k_row += 2 * channels) {
             int32_t acc[2] = {k_fix, k_fix};
             mcf_dot_1x2(q_head, k_row, k_row + channels, head_dim, q_offset, acc);
-            scores[j] = mcf_dsp_requantize_s8(acc[0], 0, score_mult, score_shift, score_zp);
-            scores[j + 1] = mcf_dsp_requantize_s8(acc[1], 0, score_mult, score_shift, score_zp);
+            scores[j] = mcf_dsp_requant_apply(&score_q, acc[0]);
+            scores[j + 1] = mcf_dsp_requant_apply(&score_q, acc[1]);
         }
         if (j < tokens) {
             const int32_t acc = mcf_dot_1x1(q_head, k_row, head_dim, q_offset, k_fix);
-            scores[j] = mcf_dsp_requantize_s8(acc, 0, score_mult, score_shift, score_zp);
+            scores[j] = mcf_dsp_requant_apply(&score_q, acc);
         }
         /* Cannot fail: every argument is valid. */
         (void)mcf_softmax_s8(scores, exp_table, scores, tokens);
@@ -114,7 +116,7 @@ mcf_status mcf_attention_row_s8(const mcf_attention_dims *dims, const mcf_attent
                 acc[3] += u[j] * v0[3];
             }
             for (int32_t i = 0; i < 4; i++) {
-                out_head[c + i] = mcf_dsp_requantize_s8(acc[i], 0, out_mult, out_shift, out_zp);
+                out_head[c + i] = mcf_dsp_requant_apply(&out_q, acc[i]);
             }
         }
         for (; c < head_dim; c++) { /* head_dim not a multiple of 4 */
@@ -123,7 +125,7 @@ mcf_status mcf_attention_row_s8(const mcf_attention_dims *dims, const mcf_attent
             for (j = 0; j < tokens; j++, v_col += channels) {
                 acc += u[j] * v_col[0];
             }
-            out_head[c] = mcf_dsp_requantize_s8(acc, 0, out_mult, out_shift, out_zp);
+            out_head[c] = mcf_dsp_requant_apply(&out_q, acc);
         }
     }
     return MCF_OK;

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "mcf_kernels.h"
 #include "mcf_math.h"
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
@@ -112,6 +113,34 @@ static inline int8_t mcf_dsp_requantize_s8(int32_t dot, int32_t bias, int32_t mu
     return mcf_requantize_s8((int64_t)dot + bias, mult, shift, out_zp);
 }
 
+/* A requantization (mult, shift, out_zp) prepared for many int32 accumulators. When shift is in [-24, -2],
+ * with down = -shift - 1 (so r = down - 1 = total - 33 where total = 31 - shift),
+ *   requant_s8(acc) == ssat8((((acc * mult) >> 32) + 2^(down - 1) + out_zp * 2^down) >> down)
+ * exactly: (p + 2^(total - 1)) >> total == ((p >> 32) + 2^r) >> (r + 1) (floor shifts compose), the zero
+ * point is a multiple of 2^down added before the shift, and |sum| < 2^31 (|p >> 32| <= 2^30, |out_zp| 2^23 <
+ * 2^30). */
+typedef struct {
+    int32_t mult, shift, out_zp;
+    int32_t down, add; /* fast path when down > 0 */
+} mcf_dsp_requant;
+
+static inline mcf_dsp_requant mcf_dsp_requant_make(int32_t mult, int32_t shift, int32_t out_zp) {
+    mcf_dsp_requant q = {mult, shift, out_zp, 0, 0};
+    if (shift <= -2 && shift >= -24) {
+        q.down = -shift - 1;
+        q.add = (1 << (q.down - 1)) + (int32_t)((uint32_t)out_zp << q.down);
+    }
+    return q;
+}
+
+static inline int8_t mcf_dsp_requant_apply(const mcf_dsp_requant *q, int32_t acc) {
+    if (q->down > 0) {
+        const int32_t high = (int32_t)(((int64_t)acc * q->mult) >> 32);
+        return mcf_dsp_sat8((high + q->add) >> q->down);
+    }
+    return mcf_requantize_s8(acc, q->mult, q->shift, q->out_zp);
+}
+
 /* Four int8 values as one word (unaligned load). */
 static inline uint32_t mcf_read4(const int8_t *p) {
     uint32_t w;
@@ -203,6 +232,151 @@ static inline int32_t mcf_dot_1x1(const int8_t *x, const int8_t *w, int32_t leng
         acc += (x[k] - zp) * w[k];
     }
     return acc;
+}
+
+/* ------------------------------------------------------------------ token blocks of the fused kernels */
+
+/* The fused DSP kernels run MCF_DSP_BLOCK tokens at a time: each weight word is loaded and split once for
+ * four tokens. Their inputs are first widened to int16 with the zero point removed ("x16"), laid out so that
+ * one group of four input values of all four tokens is eight consecutive words:
+ *   [t0 (x0, x2), t0 (x1, x3), t1 (x0, x2), t1 (x1, x3), ..., t3 (x1, x3)]   (pairs as SXTAB16 makes them)
+ * followed by the in_ch % 4 leftover values as int16, token by token. 8 * in_ch bytes, word aligned. */
+#define MCF_DSP_BLOCK 4
+
+/* x16 of `count` (1..4) int8 rows of in_ch values, `stride` bytes apart, minus zp; rows count..3 repeat the
+ * last row so that every word of x16 is defined. */
+static inline void mcf_dsp_widen4(const int8_t *rows, int32_t stride, int32_t count, int32_t in_ch,
+                                  int32_t zp, uint32_t *x16) {
+    const uint32_t offset = mcf_pack_pair(-zp);
+    const int32_t groups = in_ch >> 2;
+    const int32_t tail = in_ch & 3;
+    int16_t *rest = (int16_t *)(x16 + 8 * groups);
+    for (int32_t t = 0; t < MCF_DSP_BLOCK; t++) {
+        const int8_t *x = rows + (t < count ? t : count - 1) * stride;
+        uint32_t *dst = x16 + 2 * t;
+        for (int32_t g = 0; g < groups; g++, x += 4, dst += 8) {
+            const uint32_t w = mcf_read4(x);
+            dst[0] = mcf_sxtab16(offset, w);
+            dst[1] = mcf_sxtab16_ror8(offset, w);
+        }
+        for (int32_t r = 0; r < tail; r++) {
+            rest[t * tail + r] = (int16_t)(x[r] - zp);
+        }
+    }
+}
+
+/* acc[t] += sum over `groups` groups of four inputs of x16 (token t) . w, for the four tokens of a block.
+ * Per 8 inputs: two weight loads and four SXTB16 shared by the four tokens, four LDRD of x16 pairs and 16
+ * SMLADs (32 MACs in 32 instructions with the loop). Inline assembly on the core: GCC 12 otherwise loads the
+ * x16 words one by one and spills. */
+static inline void mcf_dsp_dot4(const uint32_t *x16, const int8_t *w, int32_t groups, int32_t acc[4]) {
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    const uint32_t *px = x16;
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__thumb2__)
+    if (groups >= 2) {
+        const uint32_t *end = x16 + 16 * (groups >> 1);
+        uint32_t w0, w1, we, xa, xb;
+        __asm(
+            "1:\n\t"
+            "ldr %[w0], [%[pw]], #4\n\t"
+            "ldr %[w1], [%[pw]], #4\n\t"
+            "sxtb16 %[we], %[w0]\n\t"
+            "sxtb16 %[w0], %[w0], ror #8\n\t"
+            "ldrd %[xa], %[xb], [%[px]], #8\n\t"
+            "smlad %[a0], %[xa], %[we], %[a0]\n\t"
+            "smlad %[a0], %[xb], %[w0], %[a0]\n\t"
+            "ldrd %[xa], %[xb], [%[px]], #8\n\t"
+            "smlad %[a1], %[xa], %[we], %[a1]\n\t"
+            "smlad %[a1], %[xb], %[w0], %[a1]\n\t"
+            "ldrd %[xa], %[xb], [%[px]], #8\n\t"
+            "smlad %[a2], %[xa], %[we], %[a2]\n\t"
+            "smlad %[a2], %[xb], %[w0], %[a2]\n\t"
+            "ldrd %[xa], %[xb], [%[px]], #8\n\t"
+            "smlad %[a3], %[xa], %[we], %[a3]\n\t"
+            "smlad %[a3], %[xb], %[w0], %[a3]\n\t"
+            "sxtb16 %[we], %[w1]\n\t"
+            "sxtb16 %[w1], %[w1], ror #8\n\t"
+            "ldrd %[xa], %[xb], [%[px]], #8\n\t"
+            "smlad %[a0], %[xa], %[we], %[a0]\n\t"
+            "smlad %[a0], %[xb], %[w1], %[a0]\n\t"
+            "ldrd %[xa], %[xb], [%[px]], #8\n\t"
+            "smlad %[a1], %[xa], %[we], %[a1]\n\t"
+            "smlad %[a1], %[xb], %[w1], %[a1]\n\t"
+            "ldrd %[xa], %[xb], [%[px]], #8\n\t"
+            "smlad %[a2], %[xa], %[we], %[a2]\n\t"
+            "smlad %[a2], %[xb], %[w1], %[a2]\n\t"
+            "ldrd %[xa], %[xb], [%[px]], #8\n\t"
+            "smlad %[a3], %[xa], %[we], %[a3]\n\t"
+            "smlad %[a3], %[xb], %[w1], %[a3]\n\t"
+            "cmp %[px], %[end]\n\t"
+            "bne 1b"
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [px] "+r"(px), [pw] "+r"(w),
+              [w0] "=&r"(w0), [w1] "=&r"(w1), [we] "=&r"(we), [xa] "=&r"(xa), [xb] "=&r"(xb)
+            : [end] "r"(end)
+            : "cc", "memory");
+        groups &= 1;
+    }
+#endif
+    for (int32_t g = 0; g < groups; g++, px += 8) {
+        const uint32_t ww = mcf_read4(w);
+        w += 4;
+        const uint32_t we = mcf_sxtb16(ww);
+        const uint32_t wo = mcf_sxtb16_ror8(ww);
+        a0 = mcf_smlad(px[1], wo, mcf_smlad(px[0], we, a0));
+        a1 = mcf_smlad(px[3], wo, mcf_smlad(px[2], we, a1));
+        a2 = mcf_smlad(px[5], wo, mcf_smlad(px[4], we, a2));
+        a3 = mcf_smlad(px[7], wo, mcf_smlad(px[6], we, a3));
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* One quantized linear layer on a block of tokens: out[t][n] for t < count (rows out_stride bytes apart),
+ * from x16 (mcf_dsp_widen4 of the input with the layer's in_zp).
+ *
+ * Requantization fast path, exact: when |bias| < 2^30 and in_ch < 32896 the accumulator starts at the bias
+ * and stays within int32 (|dot| <= 255 * 128 * in_ch < 2^30); when also shift is in [-24, -2], with r =
+ * -shift - 2, requant_s8(acc) == ssat8((((acc * mult) >> 32) + 2^r + out_zp * 2^(r + 1)) >> (r + 1)) (floor
+ * shifts compose; the sum stays inside int32). Otherwise mcf_dsp_requantize_s8 (exact in all cases). */
+static inline void mcf_dsp_linear4(const uint32_t *x16, int32_t in_ch, const mcf_linear_params *params,
+                                   const mcf_channel_quant *quant, const int8_t *weight, const int32_t *bias,
+                                   int32_t out_ch, int8_t *out, int32_t out_stride, int32_t count) {
+    const int32_t groups = in_ch >> 2;
+    const int32_t tail = in_ch & 3;
+    const int16_t *rest = (const int16_t *)(x16 + 8 * groups);
+    const int32_t out_zp = params->out_zp;
+    const int short_rows = in_ch < 32896;
+    const int8_t *w = weight;
+    for (int32_t n = 0; n < out_ch; n++, w += in_ch) {
+        const int32_t b = bias[n], m = quant->mult[n], s = quant->shift[n];
+        const int fast = short_rows && b > -(1 << 30) && b < (1 << 30) && s <= -2 && s >= -24;
+        const int32_t start = fast ? b : 0;
+        int32_t acc[4] = {start, start, start, start};
+        mcf_dsp_dot4(x16, w, groups, acc);
+        const int8_t *wt = w + 4 * groups;
+        for (int32_t r = 0; r < tail; r++) {
+            const int32_t wv = wt[r];
+            acc[0] += rest[r] * wv;
+            acc[1] += rest[tail + r] * wv;
+            acc[2] += rest[2 * tail + r] * wv;
+            acc[3] += rest[3 * tail + r] * wv;
+        }
+        int8_t *o = out + n;
+        if (fast) {
+            const int32_t down = -s - 1;
+            const int32_t add = (1 << (down - 1)) + (int32_t)((uint32_t)out_zp << down);
+            for (int32_t t = 0; t < count; t++, o += out_stride) {
+                const int32_t high = (int32_t)(((int64_t)acc[t] * m) >> 32);
+                *o = mcf_dsp_sat8((high + add) >> down);
+            }
+        } else {
+            for (int32_t t = 0; t < count; t++, o += out_stride) {
+                *o = mcf_dsp_requantize_s8(acc[t], b, m, s, out_zp);
+            }
+        }
+    }
 }
 
 #endif /* MCF_DSP_H */

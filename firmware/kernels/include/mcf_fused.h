@@ -28,6 +28,13 @@
 extern "C" {
 #endif
 
+/* Scratch sizes (the same for every kernel variant, so the memory plan does not depend on the board): sequences
+ * of at least MCF_FUSED_BLOCK_MIN_TOKENS tokens get room for blocks of MCF_FUSED_BLOCK_TOKENS tokens (the DSP
+ * kernels reuse each weight word across the block: mcf_fused_dsp.h), shorter ones the one-token chain. */
+#define MCF_FUSED_BLOCK_TOKENS 4
+#define MCF_FUSED_BLOCK_MIN_TOKENS 16
+#define MCF_FUSED_BLOCK_ROW_BYTES 12 /* per value of the widest row: 4 tokens x (int16 + int8) */
+
 /* One quantized linear layer (qmodel.QLinear), [in_ch] -> [out_ch] per token; the sizes come from the
  * dims of the fused kernel that uses it. params and quant are passed to mcf_linear_s8 as they are. */
 typedef struct {
@@ -107,7 +114,9 @@ mcf_status mcf_attention_row_s8(const mcf_attention_dims *dims, const mcf_attent
  * even-indexed ones start the scratch, odd-indexed ones end it, and the score row (tokens bytes) sits at
  * the end opposite the q/context row. So the scratch is max(max_i (c[i] + c[i + 1]), d + tokens), i.e.
  *   size = d + max(qkv_rank or d, proj_rank or d, tokens)   (a rank of 0 counts as d)
- * rounded up to a multiple of 4. Mirror: mcuformer.quant.fused.attention_block_scratch_bytes. */
+ * rounded up to a multiple of 4. From MCF_FUSED_BLOCK_MIN_TOKENS tokens on, the size of the DSP kernel's
+ * 4-token blocks instead (which holds that chain): 3 + 12 * max(d, qkv_rank, proj_rank) + tokens, rounded up.
+ * Mirror: mcuformer.quant.fused.attention_block_scratch_bytes. */
 int32_t mcf_attention_block_s8_get_buffer_size(const mcf_attention_block_dims *dims);
 
 /* The attention half of run_block, in place on x [tokens][channels]:
@@ -128,8 +137,9 @@ mcf_status mcf_attention_block_s8(const mcf_attention_block_dims *dims,
  * place), fc2_rank (if > 0), d (fc2)], laid out as for attention: the scratch is max_i (c[i] + c[i + 1]),
  * i.e. with w = max(d, hidden) and a rank r contributing r + w (a rank of 0: d + hidden):
  *   size = max(fc1_rank ? fc1_rank + w : d + hidden, fc2_rank ? fc2_rank + w : d + hidden)
- * rounded up to a multiple of 4 (independent of tokens). Mirror:
- * mcuformer.quant.fused.mlp_block_scratch_bytes. */
+ * rounded up to a multiple of 4. From MCF_FUSED_BLOCK_MIN_TOKENS tokens on, the size of the DSP kernel's
+ * 4-token blocks instead (which holds that chain): 3 + 12 * max(d, hidden, fc1_rank, fc2_rank), rounded up.
+ * Mirror: mcuformer.quant.fused.mlp_block_scratch_bytes. */
 int32_t mcf_mlp_block_s8_get_buffer_size(const mcf_mlp_block_dims *dims);
 
 /* The MLP half of run_block, in place on x [tokens][channels], one token at a time:

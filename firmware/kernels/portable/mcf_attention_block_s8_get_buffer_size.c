@@ -7,13 +7,22 @@ int32_t mcf_attention_block_s8_get_buffer_size(const mcf_attention_block_dims *d
         return 0;
     }
     /* Chain d, [qkv_rank], d, [proj_rank], d: every consecutive pair is d + (a rank, or d); the score row
-     * sits beside the d-byte q/context row. In 64 bits: no overflow. */
+     * sits beside the d-byte q/context row. With a block of tokens (see MCF_FUSED_BLOCK_MIN_TOKENS): the DSP
+     * kernel's word-aligned widened input, int8 rows and the score row (mcf_fused_dsp.h),
+     * 3 + 12 * max(d, ranks) + tokens, which holds the chain. In 64 bits: no overflow. */
     const int64_t d = dims->channels;
-    int64_t widest = dims->tokens;
     const int64_t qkv = dims->qkv_rank > 0 ? dims->qkv_rank : d;
     const int64_t proj = dims->proj_rank > 0 ? dims->proj_rank : d;
-    widest = qkv > widest ? qkv : widest;
-    widest = proj > widest ? proj : widest;
-    const int64_t need = d + widest;
+    int64_t need;
+    if (dims->tokens >= MCF_FUSED_BLOCK_MIN_TOKENS) {
+        int64_t widest = qkv > d ? qkv : d;
+        widest = proj > widest ? proj : widest;
+        need = 3 + MCF_FUSED_BLOCK_ROW_BYTES * widest + dims->tokens;
+    } else {
+        int64_t widest = dims->tokens;
+        widest = qkv > widest ? qkv : widest;
+        widest = proj > widest ? proj : widest;
+        need = d + widest;
+    }
     return need > INT32_MAX - 3 ? 0 : (int32_t)((need + 3) / 4 * 4);
 }

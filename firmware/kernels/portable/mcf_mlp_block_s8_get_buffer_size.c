@@ -7,12 +7,21 @@ int32_t mcf_mlp_block_s8_get_buffer_size(const mcf_mlp_block_dims *dims) {
         return 0;
     }
     /* Chain d, [fc1_rank], hidden, [fc2_rank], d: a rank r next to d and hidden needs r + max(d, hidden),
-     * no rank d + hidden. In 64 bits: no overflow. */
+     * no rank d + hidden. With a block of tokens (see MCF_FUSED_BLOCK_MIN_TOKENS): the DSP kernel's
+     * word-aligned widened input and int8 rows (mcf_fused_dsp.h), 3 + 12 * max(d, hidden, ranks), which holds
+     * the chain. In 64 bits: no overflow. */
     const int64_t d = dims->channels;
     const int64_t hidden = dims->hidden;
     const int64_t wide = d > hidden ? d : hidden;
-    const int64_t fc1 = dims->fc1_rank > 0 ? dims->fc1_rank + wide : d + hidden;
-    const int64_t fc2 = dims->fc2_rank > 0 ? dims->fc2_rank + wide : d + hidden;
-    const int64_t need = fc1 > fc2 ? fc1 : fc2;
+    int64_t need;
+    if (dims->tokens >= MCF_FUSED_BLOCK_MIN_TOKENS) {
+        int64_t widest = dims->fc1_rank > wide ? dims->fc1_rank : wide;
+        widest = dims->fc2_rank > widest ? dims->fc2_rank : widest;
+        need = 3 + MCF_FUSED_BLOCK_ROW_BYTES * widest;
+    } else {
+        const int64_t fc1 = dims->fc1_rank > 0 ? dims->fc1_rank + wide : d + hidden;
+        const int64_t fc2 = dims->fc2_rank > 0 ? dims->fc2_rank + wide : d + hidden;
+        need = fc1 > fc2 ? fc1 : fc2;
+    }
     return need > INT32_MAX - 3 ? 0 : (int32_t)((need + 3) / 4 * 4);
 }

@@ -26,7 +26,14 @@ mcf_status ref_mcf_patch_embed_s8(const mcf_patch_embed_dims *, const mcf_linear
                                   int8_t *);
 mcf_status ref_mcf_attention_row_s8(const mcf_attention_dims *, const mcf_attention_params *, const int8_t *,
                                     const int8_t *, const int8_t *, const int32_t *, int8_t *, void *);
+mcf_status ref_mcf_layernorm_s8(const mcf_dims *, const mcf_layernorm_params *, const int8_t *,
+                                const int32_t *, const int32_t *, int8_t *);
+mcf_status ref_mcf_add_s8(const mcf_add_params *, const int8_t *, const int8_t *, int8_t *, int32_t);
+mcf_status ref_mcf_lut_s8(const int8_t *, const int8_t *, int8_t *, int32_t);
+mcf_status ref_mcf_softmax_s8(const int8_t *, const int32_t *, int8_t *, int32_t);
 mcf_status ref_mcf_mlp_block_s8(const mcf_mlp_block_dims *, const mcf_mlp_block_params *, int8_t *, void *);
+mcf_status ref_mcf_attention_block_s8(const mcf_attention_block_dims *, const mcf_attention_block_params *,
+                                      int8_t *, int8_t *, int8_t *, void *);
 
 /* ------------------------------------------------------------------------------- bare-metal plumbing */
 
@@ -336,38 +343,201 @@ static void rnd_layer(mcf_linear_layer *layer, int8_t *weight, int32_t *bias, in
     layer->bias = bias;
 }
 
+static int8_t weight_c[MAX_BYTES], weight_d[MAX_BYTES];
+static int32_t bias_c[512], bias_d[512], mult_c[512], shift_c[512], mult_d[512], shift_d[512];
+static int8_t kv_ref[2][MAX_BYTES], kv_var[2][MAX_BYTES];
+
+static void rnd_norm(mcf_layernorm_layer *norm, int32_t channels) {
+    norm->params.in_zp = rnd_zp();
+    norm->params.eps = rnd_range(0, 1000);
+    rnd_requant(&norm->params.mult, &norm->params.shift);
+    norm->params.shift = rnd_range(-20, -8);
+    norm->params.out_zp = rnd_zp();
+    for (int32_t c = 0; c < channels; c++) {
+        gamma_a[c] = (int32_t)rnd() >> 17;
+        beta_a[c] = (int32_t)rnd() >> 12;
+    }
+    norm->gamma = gamma_a;
+    norm->beta = beta_a;
+}
+
+static mcf_add_params rnd_add(void) {
+    const mcf_add_params p = {rnd_zp(),         rnd_zp(), rnd_range(0, 32767), rnd_range(0, 32767),
+                              rnd_range(1, 30), rnd_zp()};
+    return p;
+}
+
+static int32_t rnd_rank(void) {
+    return chance(50) ? 0 : rnd_size(13);
+}
+
 static void check_mlp_block(int cases) {
+    static mcf_linear_layer v1, v2;
     for (int i = 0; i < cases; i++) {
         const int32_t channels = rnd_size(40), hidden = rnd_size(90);
-        const mcf_mlp_block_dims dims = {rnd_size(5), channels, hidden, 0, 0};
+        const int32_t tokens =
+            chance(60) ? rnd_range(16, 40) : rnd_size(15); /* blocks of 4, or one at a time */
+        const mcf_mlp_block_dims dims = {tokens, channels, hidden, rnd_rank(), rnd_rank()};
         mcf_mlp_block_params params;
         memset(&params, 0, sizeof params);
-        params.norm.params.in_zp = rnd_zp();
-        params.norm.params.eps = rnd_range(0, 1000);
-        rnd_requant(&params.norm.params.mult, &params.norm.params.shift);
-        params.norm.params.shift = rnd_range(-20, -8);
-        params.norm.params.out_zp = rnd_zp();
-        for (int32_t c = 0; c < channels; c++) {
-            gamma_a[c] = (int32_t)rnd() >> 17;
-            beta_a[c] = (int32_t)rnd() >> 12;
+        rnd_norm(&params.norm, channels);
+        const int32_t in1 = dims.fc1_rank ? dims.fc1_rank : channels;
+        if (dims.fc1_rank) {
+            rnd_layer(&v1, weight_c, bias_c, mult_c, shift_c, channels, dims.fc1_rank);
+            params.fc1.v = &v1;
         }
-        params.norm.gamma = gamma_a;
-        params.norm.beta = beta_a;
-        rnd_layer(&params.fc1.u, weight_a, bias_a, mult_a, shift_a, channels, hidden);
+        rnd_layer(&params.fc1.u, weight_a, bias_a, mult_a, shift_a, in1, hidden);
         rnd_bytes(gelu_table, 256);
         params.gelu_table = gelu_table;
-        rnd_layer(&params.fc2.u, weight_b, bias_b, mult_b, shift_b, hidden, channels);
-        params.residual = (mcf_add_params){
-            rnd_zp(), rnd_zp(), rnd_range(0, 32767), rnd_range(0, 32767), rnd_range(1, 30), rnd_zp()};
+        const int32_t in2 = dims.fc2_rank ? dims.fc2_rank : hidden;
+        if (dims.fc2_rank) {
+            rnd_layer(&v2, weight_d, bias_d, mult_d, shift_d, hidden, dims.fc2_rank);
+            params.fc2.v = &v2;
+        }
+        rnd_layer(&params.fc2.u, weight_b, bias_b, mult_b, shift_b, in2, channels);
+        params.residual = rnd_add();
         const int32_t n_out = dims.tokens * channels;
         clear_outputs(n_out);
         rnd_bytes(out_ref, n_out);
         memcpy(out_var, out_ref, (size_t)n_out);
         const mcf_status r = ref_mcf_mlp_block_s8(&dims, &params, out_ref, scratch_ref);
-        const mcf_status v = mcf_mlp_block_s8(&dims, &params, out_var, scratch_var);
+        const mcf_status v =
+            mcf_mlp_block_s8(&dims, &params, out_var, scratch_var + i % 4); /* any alignment */
         compare("mlp_block", i, r, v, n_out);
     }
     checked("mlp_block", cases);
+}
+
+static void check_attention_block(int cases) {
+    static mcf_linear_layer qkv_v, proj_v;
+    for (int i = 0; i < cases; i++) {
+        const int32_t heads = rnd_range(1, 3);
+        const int32_t channels = heads * rnd_size(12);
+        const int32_t tokens = chance(60) ? rnd_range(16, 30) : rnd_size(15);
+        const mcf_attention_block_dims dims = {tokens, channels, heads, rnd_rank(), rnd_rank()};
+        mcf_attention_block_params params;
+        memset(&params, 0, sizeof params);
+        rnd_norm(&params.norm, channels);
+        const int32_t in_ch = dims.qkv_rank ? dims.qkv_rank : channels;
+        if (dims.qkv_rank) {
+            rnd_layer(&qkv_v, weight_c, bias_c, mult_c, shift_c, channels, dims.qkv_rank);
+            params.qkv_v = &qkv_v;
+        }
+        rnd_layer(&params.q, weight_a, bias_a, mult_a, shift_a, in_ch, channels);
+        rnd_layer(&params.k, weight_a + 4096, bias_a + 128, mult_a + 128, shift_a + 128, in_ch, channels);
+        rnd_layer(&params.v, weight_a + 8192, bias_a + 256, mult_a + 256, shift_a + 256, in_ch, channels);
+        if (chance(50)) { /* usually q, k and v read one tensor with one zero point */
+            params.k.params.in_zp = params.v.params.in_zp = params.q.params.in_zp;
+        }
+        rnd_attention_params(&params.attention);
+        params.attention.score_shift = rnd_range(-12, -4);
+        params.attention.out_shift = rnd_range(-16, -6);
+        rnd_exp_table();
+        params.exp_table = exp_table;
+        if (dims.proj_rank) {
+            rnd_layer(&proj_v, weight_d, bias_d, mult_d, shift_d, channels, dims.proj_rank);
+            params.proj.v = &proj_v;
+        }
+        rnd_layer(&params.proj.u, weight_b, bias_b, mult_b, shift_b,
+                  dims.proj_rank ? dims.proj_rank : channels, channels);
+        params.residual = rnd_add();
+        const int32_t n_out = dims.tokens * channels;
+        clear_outputs(n_out);
+        rnd_bytes(out_ref, n_out);
+        memcpy(out_var, out_ref, (size_t)n_out);
+        const mcf_status r =
+            ref_mcf_attention_block_s8(&dims, &params, out_ref, kv_ref[0], kv_ref[1], scratch_ref);
+        const mcf_status v =
+            mcf_attention_block_s8(&dims, &params, out_var, kv_var[0], kv_var[1], scratch_var + i % 4);
+        compare("attention_block", i, r, v, n_out);
+        if (memcmp(kv_ref, kv_var, sizeof kv_ref) != 0) {
+            compare("attention_block_kv", i, MCF_OK, MCF_ERR_ARG, 0);
+        }
+    }
+    checked("attention_block", cases);
+}
+
+static void check_row_ops(int cases) {
+    for (int i = 0; i < cases; i++) {
+        /* layernorm: constant or nearly constant rows (tiny variance: the 64-bit path), extreme eps and
+         * gammas */
+        const mcf_dims dims = {rnd_size(5), chance(10) ? rnd_range(200, 1000) : rnd_size(70)};
+        mcf_layernorm_layer norm;
+        rnd_norm(&norm, dims.channels);
+        const int kind = rnd_range(0, 5);
+        if (kind == 0) {
+            norm.params.eps = chance(50) ? 0 : ((int64_t)1 << 62);
+        }
+        rnd_requant(&norm.params.mult, &norm.params.shift);
+        const int32_t n = dims.tokens * dims.channels;
+        rnd_bytes(in_a, n);
+        if (kind == 1) {
+            memset(in_a, (int)rnd_zp(), (size_t)n);
+            in_a[0] = (int8_t)(in_a[0] + 1);
+        }
+        if (kind == 2) {
+            for (int32_t c = 0; c < dims.channels; c++) {
+                gamma_a[c] = (int32_t)rnd();
+                beta_a[c] = (int32_t)rnd();
+            }
+        }
+        clear_outputs(n);
+        mcf_status r = ref_mcf_layernorm_s8(&dims, &norm.params, in_a, norm.gamma, norm.beta, out_ref);
+        mcf_status v = mcf_layernorm_s8(&dims, &norm.params, in_a, norm.gamma, norm.beta, out_var);
+        compare("layernorm", i, r, v, n);
+        memcpy(out_ref, in_a, (size_t)n); /* in place */
+        memcpy(out_var, in_a, (size_t)n);
+        r = ref_mcf_layernorm_s8(&dims, &norm.params, out_ref, norm.gamma, norm.beta, out_ref);
+        v = mcf_layernorm_s8(&dims, &norm.params, out_var, norm.gamma, norm.beta, out_var);
+        compare("layernorm_inplace", i, r, v, n);
+
+        /* add, also in place over a and over b */
+        const int32_t size = rnd_size(300);
+        mcf_add_params add = rnd_add();
+        if (chance(20)) {
+            add.a_mult = add.b_mult = 32767;
+            add.shift = chance(50) ? 1 : 30;
+        }
+        rnd_bytes(in_a, size);
+        rnd_bytes(in_b, size);
+        clear_outputs(size);
+        r = ref_mcf_add_s8(&add, in_a, in_b, out_ref, size);
+        v = mcf_add_s8(&add, in_a, in_b, out_var, size);
+        compare("add", i, r, v, size);
+        memcpy(out_ref, in_a, (size_t)size);
+        memcpy(out_var, in_a, (size_t)size);
+        r = ref_mcf_add_s8(&add, out_ref, in_b, out_ref, size);
+        v = mcf_add_s8(&add, out_var, in_b, out_var, size);
+        compare("add_inplace", i, r, v, size);
+
+        /* lut, in place half of the time */
+        rnd_bytes(gelu_table, 256);
+        rnd_bytes(in_a, size);
+        clear_outputs(size);
+        if (chance(50)) {
+            memcpy(out_ref, in_a, (size_t)size);
+            memcpy(out_var, in_a, (size_t)size);
+            r = ref_mcf_lut_s8(out_ref, gelu_table, out_ref, size);
+            v = mcf_lut_s8(out_var, gelu_table, out_var, size);
+        } else {
+            r = ref_mcf_lut_s8(in_a, gelu_table, out_ref, size);
+            v = mcf_lut_s8(in_a, gelu_table, out_var, size);
+        }
+        compare("lut", i, r, v, size);
+
+        /* softmax: tables with zeros, Q15 values and huge entries */
+        const int tk = rnd_range(0, 3);
+        for (int e = 0; e < 256; e++) {
+            exp_table[e] =
+                tk == 0 ? 0 : (tk == 1 ? (int32_t)(rnd() >> 1) : (int32_t)(rnd() % 32769u) >> (e / 32));
+        }
+        rnd_bytes(in_a, size);
+        clear_outputs(size);
+        r = ref_mcf_softmax_s8(in_a, exp_table, out_ref, size);
+        v = mcf_softmax_s8(in_a, exp_table, out_var, size);
+        compare("softmax", i, r, v, size);
+    }
+    checked("row_ops", cases);
 }
 
 /* ---------------------------------------------------------------------------------------- benchmark */
@@ -488,6 +658,103 @@ static void bench_attention_row(int32_t tokens, int32_t channels, int32_t heads)
     bench_line("attention_row", shape, macs, ref, var, repeats);
 }
 
+static void bench_blocks(int32_t tokens, int32_t channels, int32_t heads, int32_t hidden) {
+    mcf_mlp_block_params mlp;
+    memset(&mlp, 0, sizeof mlp);
+    rnd_norm(&mlp.norm, channels);
+    rnd_layer(&mlp.fc1.u, weight_a, bias_a, mult_a, shift_a, channels, hidden);
+    rnd_bytes(gelu_table, 256);
+    mlp.gelu_table = gelu_table;
+    rnd_layer(&mlp.fc2.u, weight_b, bias_b, mult_b, shift_b, hidden, channels);
+    mlp.residual = rnd_add();
+    const mcf_mlp_block_dims mlp_dims = {tokens, channels, hidden, 0, 0};
+    rnd_bytes(out_ref, tokens * channels);
+    uint64_t start = ticks();
+    (void)ref_mcf_mlp_block_s8(&mlp_dims, &mlp, out_ref, scratch_ref);
+    uint64_t ref = ticks() - start;
+    start = ticks();
+    (void)mcf_mlp_block_s8(&mlp_dims, &mlp, out_ref, scratch_var);
+    uint64_t var = ticks() - start;
+    char shape[40];
+    shape3(shape, tokens, channels, hidden);
+    bench_line("mlp_block", shape, 2 * (int64_t)tokens * channels * hidden, ref, var, 1);
+
+    mcf_attention_block_params att;
+    memset(&att, 0, sizeof att);
+    rnd_norm(&att.norm, channels);
+    rnd_layer(&att.q, weight_a, bias_a, mult_a, shift_a, channels, channels);
+    rnd_layer(&att.k, weight_b, bias_b, mult_b, shift_b, channels, channels);
+    rnd_layer(&att.v, weight_c, bias_c, mult_c, shift_c, channels, channels);
+    att.k.params.in_zp = att.v.params.in_zp = att.q.params.in_zp;
+    const mcf_attention_params ap = {3, -2, 1, 0x50000000, -6, -10, 0x48000000, -9, 2};
+    att.attention = ap;
+    for (int i = 0; i < 256; i++) {
+        exp_table[i] = 32768 >> (i / 16);
+    }
+    att.exp_table = exp_table;
+    rnd_layer(&att.proj.u, weight_d, bias_d, mult_d, shift_d, channels, channels);
+    att.residual = rnd_add();
+    const mcf_attention_block_dims att_dims = {tokens, channels, heads, 0, 0};
+    start = ticks();
+    (void)ref_mcf_attention_block_s8(&att_dims, &att, out_ref, kv_ref[0], kv_ref[1], scratch_ref);
+    ref = ticks() - start;
+    start = ticks();
+    (void)mcf_attention_block_s8(&att_dims, &att, out_ref, kv_var[0], kv_var[1], scratch_var);
+    var = ticks() - start;
+    shape3(shape, tokens, channels, heads);
+    const int64_t macs = 4 * (int64_t)tokens * channels * channels + 2 * (int64_t)tokens * tokens * channels;
+    bench_line("attention_block", shape, macs, ref, var, 1);
+}
+
+/* Element-wise and row ops: "MACs" is the element count, so the per-MAC columns read as per element. */
+static void bench_rows(int32_t tokens, int32_t channels) {
+    mcf_layernorm_layer norm;
+    rnd_norm(&norm, channels);
+    const mcf_dims dims = {tokens, channels};
+    const int32_t n = tokens * channels;
+    rnd_bytes(in_a, n);
+    rnd_bytes(in_b, n);
+    char shape[40];
+    shape3(shape, tokens, channels, 1);
+    uint64_t start = ticks();
+    (void)ref_mcf_layernorm_s8(&dims, &norm.params, in_a, norm.gamma, norm.beta, out_ref);
+    uint64_t ref = ticks() - start;
+    start = ticks();
+    (void)mcf_layernorm_s8(&dims, &norm.params, in_a, norm.gamma, norm.beta, out_var);
+    uint64_t var = ticks() - start;
+    bench_line("layernorm", shape, n, ref, var, 1);
+    const mcf_add_params add = {3, -5, 12000, 9000, 14, 2};
+    start = ticks();
+    (void)ref_mcf_add_s8(&add, in_a, in_b, out_ref, n);
+    ref = ticks() - start;
+    start = ticks();
+    (void)mcf_add_s8(&add, in_a, in_b, out_var, n);
+    var = ticks() - start;
+    bench_line("add", shape, n, ref, var, 1);
+    rnd_bytes(gelu_table, 256);
+    start = ticks();
+    (void)ref_mcf_lut_s8(in_a, gelu_table, out_ref, n);
+    ref = ticks() - start;
+    start = ticks();
+    (void)mcf_lut_s8(in_a, gelu_table, out_var, n);
+    var = ticks() - start;
+    bench_line("lut", shape, n, ref, var, 1);
+    for (int i = 0; i < 256; i++) {
+        exp_table[i] = 32768 >> (i / 16);
+    }
+    start = ticks();
+    for (int32_t t = 0; t < tokens; t++) {
+        (void)ref_mcf_softmax_s8(in_a + t * channels, exp_table, out_ref + t * channels, channels);
+    }
+    ref = ticks() - start;
+    start = ticks();
+    for (int32_t t = 0; t < tokens; t++) {
+        (void)mcf_softmax_s8(in_a + t * channels, exp_table, out_var + t * channels, channels);
+    }
+    var = ticks() - start;
+    bench_line("softmax", shape, n, ref, var, 1);
+}
+
 int main(void) {
     SYST_RVR = 0xFFFFFFu;
     SYST_CVR = 0;
@@ -496,7 +763,9 @@ int main(void) {
     check_linear(400);
     check_patch_embed(150);
     check_attention_row(250);
-    check_mlp_block(60);
+    check_row_ops(300);
+    check_mlp_block(120);
+    check_attention_block(120);
 
     static const int32_t linear_shapes[][3] = {{1, 48, 48},   {2, 48, 48},   {50, 48, 48},  {50, 48, 192},
                                                {50, 192, 48}, {50, 48, 16},  {50, 16, 48},  {1, 64, 256},
@@ -509,6 +778,9 @@ int main(void) {
     bench_attention_row(50, 48, 3);
     bench_attention_row(65, 64, 4);
     bench_attention_row(197, 96, 3);
+    bench_rows(50, 48);
+    bench_blocks(50, 48, 3, 192);
+    bench_blocks(65, 64, 4, 128);
 
     put("DONE ");
     put_int(mismatches);

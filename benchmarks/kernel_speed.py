@@ -1,0 +1,153 @@
+"""Instructions per MAC of the portable C kernels vs the Cortex-M7 DSP kernels, on the emulated Cortex-M7.
+
+    python benchmarks/kernel_speed.py [--out docs/kernels.md] [--models fmnist-small,fmnist-lowrank,cifar-p4-d64]
+                                      [--work runs/kernel_speed]
+
+Two parts, both on QEMU mps2-an500 (Cortex-M7) with `-icount shift=0`, where counts are instructions:
+- single ops over a range of shapes (mcuformer.device.kernel_harness: both libraries in one bare-metal ELF, the
+  same inputs, timed with SysTick; the harness also checks every DSP kernel against the portable one);
+- whole models: each reference architecture trained briefly (1 epoch on 1024 images: the weights' values barely
+  move instruction counts) on Fashion-MNIST, or for 3-channel architectures on Fashion-MNIST written as RGB
+  PNGs into an image folder; compiled for qemu-m7, profiled per op (`mcuformer profile`) with each library.
+Latency on a 216 MHz STM32F746 is an estimate: instructions x 0.6..1.5 cycles per instruction (mcuformer.profile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mcuformer.arch import PRESETS
+from mcuformer.codegen.compiler import compile_model
+from mcuformer.data import load_dataset
+from mcuformer.device.kernel_harness import BenchRow, build_harness, run_harness
+from mcuformer.profile import CPI_RANGE, M7_CLOCK_HZ, Profile, profile_build
+from mcuformer.train import TrainConfig, train
+
+MODELS = ("fmnist-small", "fmnist-lowrank", "cifar-p4-d64")
+QUICK_TRAIN = TrainConfig(epochs=1, batch_size=64, lr=2e-3, warmup_epochs=0.2, train_limit=1024, calibration_images=256)
+LINEAR_KINDS = ("linear", "mlp_block")  # the MLP block is LayerNorm + 2 linears + GELU + add
+
+
+def rgb_folder(root: Path, size: int, per_split: int = 1024) -> Path:
+    """Fashion-MNIST as size x size RGB PNGs in root/<split>/<class>/ (a 3-channel data set that ships offline)."""
+    for split in ("train", "test"):
+        data = load_dataset("fashion-mnist", split)
+        for i in range(min(per_split, len(data.labels))):
+            folder = root / split / f"{int(data.labels[i]):02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            grey = Image.fromarray(data.images[i, :, :, 0]).resize((size, size))
+            rgb = np.stack([np.asarray(grey), np.asarray(grey)[::-1], np.asarray(grey)[:, ::-1]], axis=-1)
+            Image.fromarray(rgb.astype(np.uint8)).save(folder / f"{i:05d}.png")
+    return root
+
+
+def build_model(name: str, work: Path) -> Path:
+    """A compiled build of preset `name` for qemu-m7 (trained once, reused on the next run)."""
+    arch = PRESETS[name]
+    run = work / name
+    if not (run / "model.pt").is_file():
+        if arch.channels == 1:
+            train(arch, "fashion-mnist", run, QUICK_TRAIN)
+        else:
+            folder = rgb_folder(work / f"rgb{arch.image_size}", arch.image_size)
+            train(arch, "imagefolder", run, QUICK_TRAIN, data_dir=folder)
+    build = run / "build"
+    compile_model(run / "model.pt", "qemu-m7", build, name=name.replace("-", "_"), with_platformio=False)
+    return build
+
+
+def kernel_table(rows: list[BenchRow]) -> list[str]:
+    lines = [
+        "| op | shape | MACs (elements) | portable instr/MAC | DSP instr/MAC | speed-up |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r.op} | {r.shape} | {r.macs:,} | {r.portable_per_mac:.2f} | {r.variant_per_mac:.2f} | "
+                     f"{r.portable_instructions / r.variant_instructions:.1f}x |")  # fmt: skip
+    return lines
+
+
+def _per_mac(p: Profile, kinds: tuple[str, ...]) -> float:
+    macs = sum(op.macs for op in p.ops if op.kind in kinds)
+    return sum(op.count for op in p.ops if op.kind in kinds) / macs if macs else float("nan")
+
+
+def model_table(results: dict[str, dict[str, Profile]]) -> list[str]:
+    lines = ["| model | MACs | portable instructions | portable instr/MAC | DSP instructions | DSP instr/MAC | "
+             "DSP MLP-block instr/MAC | speed-up | DSP latency at 216 MHz (est.) |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, p in results.items():
+        port, dsp = p["portable"], p["dsp"]
+        low, high = dsp.latency_ms(M7_CLOCK_HZ)
+        lines.append(f"| {name} | {dsp.total_macs:,} | {port.total:,} | {port.total / port.total_macs:.2f} | "
+                     f"{dsp.total:,} | {dsp.total / dsp.total_macs:.2f} | {_per_mac(dsp, LINEAR_KINDS):.2f} | "
+                     f"{port.total / dsp.total:.1f}x | {low:.0f}-{high:.0f} ms |")  # fmt: skip
+    return lines
+
+
+def kind_table(name: str, p: dict[str, Profile]) -> list[str]:
+    port, dsp = p["portable"], p["dsp"]
+    lines = [f"**{name}** (share of the DSP model's instructions per op kind):", "",
+             "| op kind | MACs | portable instr/MAC | DSP instr/MAC | DSP share |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    port_kinds = port.by_kind()
+    for kind, (macs, count) in sorted(dsp.by_kind().items(), key=lambda kv: -kv[1][1]):
+        pm = f"{port_kinds[kind][1] / macs:.2f}" if macs else "-"
+        dm = f"{count / macs:.2f}" if macs else "-"
+        lines.append(f"| {kind} | {macs:,} | {pm} | {dm} | {100 * count / dsp.total:.1f}% |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", help="write the tables as markdown here (e.g. docs/kernels.md)")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated presets ('' for none)")
+    parser.add_argument("--work", default=None, help="folder for trained models and builds (default: a temp dir)")
+    args = parser.parse_args()
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="kernel_speed_"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    harness = run_harness(build_harness(work / "harness"))
+    if harness.mismatches:
+        raise SystemExit("DSP kernels differ from the portable kernels:\n" + "\n".join(harness.mismatches))
+    lines = ["## Single ops (instructions per MAC; element-wise ops: per element)", "", *kernel_table(harness.bench)]
+    results: dict[str, dict[str, Profile]] = {}
+    for name in filter(None, args.models.split(",")):
+        build = build_model(name, work)
+        results[name] = {k: profile_build(build, "qemu-m7", kernels=k) for k in ("portable", "dsp")}
+        print(results[name]["dsp"].table(), flush=True)
+    if results:
+        lines += ["", "## Whole models (instructions per inference on the emulated Cortex-M7)", "",
+                  *model_table(results), ""]  # fmt: skip
+        for name, p in results.items():
+            lines += [*kind_table(name, p), ""]
+    lines += ["", f"Latency: instructions x {CPI_RANGE[0]}..{CPI_RANGE[1]} cycles per instruction at "
+              f"{M7_CLOCK_HZ / 1e6:.0f} MHz (an assumption about the real core; QEMU counts instructions "
+              "only)."]  # fmt: skip
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        _write_section(Path(args.out), text)
+
+
+BEGIN, END = "<!-- kernel_speed: begin -->", "<!-- kernel_speed: end -->"
+
+
+def _write_section(path: Path, text: str) -> None:
+    """Replace the generated section of path (between the markers) with text, keeping the hand-written rest."""
+    old = path.read_text() if path.is_file() else f"{BEGIN}\n{END}\n"
+    head, _, rest = old.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    path.write_text(f"{head}{BEGIN}\n{text}{END}{tail}")
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["build_model", "main"]

@@ -1,0 +1,91 @@
+/* The attention half of a transformer block with the DSP extension, MCF_DSP_BLOCK tokens at a time: see
+ * mcf_fused.h (same contract and results as the portable kernel) and mcf_fused_dsp.h (the scratch layout; the
+ * score row of `tokens` bytes follows the int8 area). */
+#include "mcf_fused_dsp.h"
+#include "mcf_fused_internal.h"
+
+/* norm1 and, with a low-rank qkv, its V factor for `count` tokens of x: the input of q, k and v, in the area
+ * (rows of *width bytes on return). */
+static void qkv_input4(const mcf_attention_block_params *params, int32_t channels, int32_t qkv_rank,
+                       const int8_t *xb, int32_t count, const mcf_dsp_scratch *s, int32_t *width) {
+    const mcf_dims row = {1, channels};
+    const mcf_layernorm_layer *norm = &params->norm;
+    for (int32_t t = 0; t < count; t++) { /* cannot fail: every parameter was checked */
+        (void)mcf_layernorm_s8(&row, &norm->params, xb + t * channels, norm->gamma, norm->beta,
+                               s->area + t * channels);
+    }
+    *width = channels;
+    if (params->qkv_v != NULL) {
+        mcf_dsp_layer4(params->qkv_v, channels, qkv_rank, s->area, count, s->x16, s->area, qkv_rank);
+        *width = qkv_rank;
+    }
+}
+
+mcf_status mcf_attention_block_s8(const mcf_attention_block_dims *dims,
+                                  const mcf_attention_block_params *params, int8_t *x, int8_t *k_buf,
+                                  int8_t *v_buf, void *scratch) {
+    if (dims == NULL || params == NULL || x == NULL || k_buf == NULL || v_buf == NULL || scratch == NULL) {
+        return MCF_ERR_ARG;
+    }
+    const int32_t size = mcf_attention_block_s8_get_buffer_size(dims); /* 0: invalid dims */
+    const int32_t qkv_rank = dims->qkv_rank;
+    const int32_t proj_rank = dims->proj_rank;
+    if (size == 0 || (qkv_rank > 0) != (params->qkv_v != NULL) ||
+        (proj_rank > 0) != (params->proj.v != NULL)) {
+        return MCF_ERR_ARG;
+    }
+    const int32_t tokens = dims->tokens;
+    if (tokens < MCF_FUSED_BLOCK_MIN_TOKENS) { /* the scratch holds the one-token chain only */
+        return attention_block_per_token(dims, params, x, k_buf, v_buf, scratch, size);
+    }
+    const int32_t channels = dims->channels;
+    const mcf_attention_params *att = &params->attention;
+    if (!mcf_dsp_valid_norm(&params->norm) ||
+        (params->qkv_v != NULL && !mcf_dsp_valid_layer(params->qkv_v, qkv_rank)) ||
+        !mcf_dsp_valid_layer(&params->q, channels) || !mcf_dsp_valid_layer(&params->k, channels) ||
+        !mcf_dsp_valid_layer(&params->v, channels) || params->exp_table == NULL || !mcf_valid_zp(att->q_zp) ||
+        !mcf_valid_zp(att->k_zp) || !mcf_valid_zp(att->v_zp) || !mcf_valid_zp(att->score_zp) ||
+        !mcf_valid_zp(att->out_zp) || !mcf_valid_requant(att->score_mult, att->score_shift) ||
+        !mcf_valid_requant(att->out_mult, att->out_shift) ||
+        !mcf_dsp_valid_factored(&params->proj, proj_rank, channels) ||
+        !mcf_dsp_valid_add(&params->residual)) {
+        return MCF_ERR_ARG;
+    }
+    int32_t width = channels;
+    width = qkv_rank > width ? qkv_rank : width;
+    width = proj_rank > width ? proj_rank : width;
+    const mcf_dsp_scratch s = mcf_dsp_scratch_layout(scratch, width);
+    int8_t *scores = s.area + MCF_DSP_BLOCK * width;
+
+    /* Pass 1: K and V of every token, written straight into k_buf and v_buf. */
+    for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) {
+        const int32_t count = tokens - t0 < MCF_DSP_BLOCK ? tokens - t0 : MCF_DSP_BLOCK;
+        int32_t in_ch = channels;
+        qkv_input4(params, channels, qkv_rank, x + t0 * channels, count, &s, &in_ch);
+        mcf_dsp_layer4(&params->k, in_ch, channels, s.area, count, s.x16, k_buf + t0 * channels, channels);
+        mcf_dsp_layer4(&params->v, in_ch, channels, s.area, count, s.x16, v_buf + t0 * channels, channels);
+    }
+
+    /* Pass 2: per block, q (norm1 and the V factor recomputed: the same values), the context rows in place
+     * over the q rows, proj, and the residual add over the block's rows of x (read by nothing else any more).
+     */
+    const mcf_attention_dims attention_dims = {tokens, channels, dims->heads};
+    for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) {
+        const int32_t count = tokens - t0 < MCF_DSP_BLOCK ? tokens - t0 : MCF_DSP_BLOCK;
+        int8_t *xb = x + t0 * channels;
+        int32_t in_ch = channels;
+        qkv_input4(params, channels, qkv_rank, xb, count, &s, &in_ch);
+        mcf_dsp_layer4(&params->q, in_ch, channels, s.area, count, s.x16, s.area, channels);
+        for (int32_t t = 0; t < count; t++) {
+            int8_t *row = s.area + t * channels;
+            (void)mcf_attention_row_s8(&attention_dims, att, row, k_buf, v_buf, params->exp_table, row,
+                                       scores);
+        }
+        mcf_dsp_factored4(&params->proj, channels, proj_rank, channels, s.area, count, s.x16);
+        for (int32_t t = 0; t < count; t++) {
+            int8_t *x_row = xb + t * channels;
+            (void)mcf_add_s8(&params->residual, x_row, s.area + t * channels, x_row, channels);
+        }
+    }
+    return MCF_OK;
+}

@@ -1,0 +1,51 @@
+/* The MLP half of a transformer block with the DSP extension, MCF_DSP_BLOCK tokens at a time: see mcf_fused.h
+ * (same contract and results as the portable kernel) and mcf_fused_dsp.h (the scratch layout). */
+#include "mcf_fused_dsp.h"
+#include "mcf_fused_internal.h"
+
+mcf_status mcf_mlp_block_s8(const mcf_mlp_block_dims *dims, const mcf_mlp_block_params *params, int8_t *x,
+                            void *scratch) {
+    if (dims == NULL || params == NULL || x == NULL || scratch == NULL) {
+        return MCF_ERR_ARG;
+    }
+    const int32_t size = mcf_mlp_block_s8_get_buffer_size(dims); /* 0: invalid dims */
+    const int32_t fc1_rank = dims->fc1_rank;
+    const int32_t fc2_rank = dims->fc2_rank;
+    if (size == 0 || (fc1_rank > 0) != (params->fc1.v != NULL) || (fc2_rank > 0) != (params->fc2.v != NULL)) {
+        return MCF_ERR_ARG;
+    }
+    const int32_t tokens = dims->tokens;
+    if (tokens < MCF_FUSED_BLOCK_MIN_TOKENS) { /* the scratch holds the one-token chain only */
+        return mlp_block_per_token(dims, params, x, scratch, size);
+    }
+    const int32_t channels = dims->channels;
+    const int32_t hidden = dims->hidden;
+    if (!mcf_dsp_valid_norm(&params->norm) || !mcf_dsp_valid_factored(&params->fc1, fc1_rank, hidden) ||
+        !mcf_dsp_valid_factored(&params->fc2, fc2_rank, channels) || params->gelu_table == NULL ||
+        !mcf_dsp_valid_add(&params->residual)) {
+        return MCF_ERR_ARG;
+    }
+    int32_t width = channels > hidden ? channels : hidden;
+    width = fc1_rank > width ? fc1_rank : width;
+    width = fc2_rank > width ? fc2_rank : width;
+    const mcf_dsp_scratch s = mcf_dsp_scratch_layout(scratch, width);
+    const mcf_dims row = {1, channels};
+    const mcf_layernorm_layer *norm = &params->norm;
+
+    for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) {
+        const int32_t count = tokens - t0 < MCF_DSP_BLOCK ? tokens - t0 : MCF_DSP_BLOCK;
+        int8_t *xb = x + t0 * channels;
+        for (int32_t t = 0; t < count; t++) { /* cannot fail: every parameter was checked */
+            (void)mcf_layernorm_s8(&row, &norm->params, xb + t * channels, norm->gamma, norm->beta,
+                                   s.area + t * channels);
+        }
+        mcf_dsp_factored4(&params->fc1, channels, fc1_rank, hidden, s.area, count, s.x16);
+        (void)mcf_lut_s8(s.area, params->gelu_table, s.area, count * hidden);
+        mcf_dsp_factored4(&params->fc2, hidden, fc2_rank, channels, s.area, count, s.x16);
+        for (int32_t t = 0; t < count; t++) {
+            int8_t *x_row = xb + t * channels;
+            (void)mcf_add_s8(&params->residual, x_row, s.area + t * channels, x_row, channels);
+        }
+    }
+    return MCF_OK;
+}

@@ -1,0 +1,84 @@
+/* Helpers of the DSP fused kernels (firmware/kernels/dsp; not part of the public API).
+ *
+ * The DSP fused kernels check every parameter before touching x (as the portable ones do, token 0 first),
+ * then run blocks of MCF_DSP_BLOCK tokens through the same chain of ops. Their scratch (the size every
+ * variant's _get_buffer_size gives, see mcf_fused.h) is: up to 3 bytes to reach a word boundary, then x16
+ * (the widened input of the current linear, 8 * width bytes), then one int8 area of MCF_DSP_BLOCK rows of
+ * `width` (each op's int8 output; its input is in x16 by then), then, for attention, the score row. width is
+ * the widest row of the chain (channels, hidden and the ranks). */
+#ifndef MCF_FUSED_DSP_H
+#define MCF_FUSED_DSP_H
+
+#include "mcf_dsp.h"
+#include "mcf_fused.h"
+#include "mcf_math.h"
+
+#if MCF_DSP_BLOCK != MCF_FUSED_BLOCK_TOKENS
+#error "the DSP kernels' token block must be the one the scratch sizes are computed for"
+#endif
+
+static inline int mcf_dsp_valid_layer(const mcf_linear_layer *layer, int32_t out_ch) {
+    if (layer == NULL || layer->weight == NULL || layer->bias == NULL || layer->quant.mult == NULL ||
+        layer->quant.shift == NULL || !mcf_valid_zp(layer->params.in_zp) ||
+        !mcf_valid_zp(layer->params.out_zp)) {
+        return 0;
+    }
+    for (int32_t n = 0; n < out_ch; n++) {
+        if (!mcf_valid_requant(layer->quant.mult[n], layer->quant.shift[n])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static inline int mcf_dsp_valid_norm(const mcf_layernorm_layer *norm) {
+    const mcf_layernorm_params *p = &norm->params;
+    return norm->gamma != NULL && norm->beta != NULL && mcf_valid_zp(p->in_zp) && mcf_valid_zp(p->out_zp) &&
+           mcf_valid_requant(p->mult, p->shift) && p->eps >= 0 && p->eps <= MCF_LN_EPS_MAX;
+}
+
+static inline int mcf_dsp_valid_add(const mcf_add_params *p) {
+    return mcf_valid_zp(p->a_zp) && mcf_valid_zp(p->b_zp) && mcf_valid_zp(p->out_zp) && p->a_mult >= 0 &&
+           p->a_mult < MCF_ADD_MULT_LIMIT && p->b_mult >= 0 && p->b_mult < MCF_ADD_MULT_LIMIT &&
+           p->shift >= 1 && p->shift <= MCF_ADD_SHIFT_MAX;
+}
+
+static inline int mcf_dsp_valid_factored(const mcf_factored_linear *layer, int32_t rank, int32_t out_ch) {
+    return (layer->v == NULL || mcf_dsp_valid_layer(layer->v, rank)) &&
+           mcf_dsp_valid_layer(&layer->u, out_ch);
+}
+
+/* The scratch areas: x16 word aligned at the start, the int8 area after it. */
+typedef struct {
+    uint32_t *x16;
+    int8_t *area;
+} mcf_dsp_scratch;
+
+static inline mcf_dsp_scratch mcf_dsp_scratch_layout(void *scratch, int32_t width) {
+    const uintptr_t base = ((uintptr_t)scratch + 3u) & ~(uintptr_t)3u;
+    mcf_dsp_scratch s = {(uint32_t *)base, (int8_t *)base + 8 * width};
+    return s;
+}
+
+/* A linear layer on a block: widen `count` int8 rows of `in` (stride in_ch) with the layer's zero point, then
+ * write `count` rows of out (stride out_stride). `in` may be the area the output goes to (it is widened
+ * first). */
+static inline void mcf_dsp_layer4(const mcf_linear_layer *layer, int32_t in_ch, int32_t out_ch,
+                                  const int8_t *in, int32_t count, uint32_t *x16, int8_t *out,
+                                  int32_t out_stride) {
+    mcf_dsp_widen4(in, in_ch, count, in_ch, layer->params.in_zp, x16);
+    mcf_dsp_linear4(x16, in_ch, &layer->params, &layer->quant, layer->weight, layer->bias, out_ch, out,
+                    out_stride, count);
+}
+
+/* A factored linear on a block, in the int8 area: area rows of in_ch -> (rank) -> area rows of out_ch. */
+static inline void mcf_dsp_factored4(const mcf_factored_linear *layer, int32_t in_ch, int32_t rank,
+                                     int32_t out_ch, int8_t *area, int32_t count, uint32_t *x16) {
+    if (layer->v != NULL) {
+        mcf_dsp_layer4(layer->v, in_ch, rank, area, count, x16, area, rank);
+        in_ch = rank;
+    }
+    mcf_dsp_layer4(&layer->u, in_ch, out_ch, area, count, x16, area, out_ch);
+}
+
+#endif /* MCF_FUSED_DSP_H */
