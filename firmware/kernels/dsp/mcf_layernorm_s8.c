@@ -106,10 +106,8 @@ mcf_status mcf_layernorm_s8(const mcf_dims *dims, const mcf_layernorm_params *pa
             const int32_t inv32 = (int32_t)inv;
             for (c = 0; c < channels; c++) {
                 const int32_t centered = channels * (x[c] - in_zp) - sum; /* |.| < 2^24 */
-                const int32_t norm =
-                    (int32_t)(((int64_t)centered * inv32 + ((int64_t)1 << (frac_shift - 1))) >> frac_shift);
-                const int64_t wide = (int64_t)norm * gamma[c] + beta[c];
-                const int32_t acc = (int32_t)wide == wide ? (int32_t)wide : mcf_sat32(wide);
+                const int32_t norm = mcf_mul_round30(centered, inv32);    /* |norm| < 2^20: exact */
+                const int32_t acc = mcf_mla_sat32(norm, gamma[c], beta[c]);
                 y[c] = mcf_dsp_requant_apply(&quant, acc);
             }
         } else {

@@ -55,6 +55,33 @@ static inline int32_t mcf_smlad(uint32_t a, uint32_t b, int32_t acc) {
 static inline uint32_t mcf_uxtb16(uint32_t w) {
     return (uint32_t)__uxtb16((int32_t)w);
 }
+/* (a * b) >> 32, the high word of the 64-bit product (SMMUL). */
+static inline int32_t mcf_smmul(int32_t a, int32_t b) {
+    int32_t r;
+    __asm("smmul %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+/* The low word of ((int64)a * b + 2^29) >> 30: exact whenever the result fits int32 (SMULL, ADDS, ADC). */
+static inline int32_t mcf_mul_round30(int32_t a, int32_t b) {
+    uint32_t lo, hi;
+    __asm(
+        "smull %0, %1, %2, %3\n\t"
+        "adds %0, %0, #0x20000000\n\t"
+        "adc %1, %1, #0\n\t"
+        "lsrs %0, %0, #30\n\t"
+        "orr %0, %0, %1, lsl #2"
+        : "=&r"(lo), "=&r"(hi)
+        : "r"(a), "r"(b)
+        : "cc");
+    return (int32_t)lo;
+}
+/* sat32((int64)a * b + c) (SMLAL on the sign-extended c, then a test of the high word). */
+static inline int32_t mcf_mla_sat32(int32_t a, int32_t b, int32_t c) {
+    uint32_t lo = (uint32_t)c;
+    int32_t hi = c >> 31;
+    __asm("smlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"(a), "r"(b));
+    return hi == ((int32_t)lo >> 31) ? (int32_t)lo : (hi < 0 ? INT32_MIN : INT32_MAX);
+}
 #else /* The instructions' semantics in C (host builds). */
 
 static inline uint32_t mcf_dsp_ror(uint32_t w, uint32_t n) {
@@ -82,6 +109,15 @@ static inline uint32_t mcf_uxtb16(uint32_t w) {
 }
 static inline uint32_t mcf_uxtb16_ror8(uint32_t w) {
     return mcf_dsp_ror(w, 8) & 0x00FF00FFu;
+}
+static inline int32_t mcf_smmul(int32_t a, int32_t b) {
+    return (int32_t)(((int64_t)a * b) >> 32);
+}
+static inline int32_t mcf_mul_round30(int32_t a, int32_t b) {
+    return (int32_t)(uint32_t)((uint64_t)(((int64_t)a * b + ((int64_t)1 << 29)) >> 30));
+}
+static inline int32_t mcf_mla_sat32(int32_t a, int32_t b, int32_t c) {
+    return mcf_sat32((int64_t)a * b + c);
 }
 static inline int32_t mcf_smlad(uint32_t a, uint32_t b, int32_t acc) {
     const int32_t lo = (int32_t)(int16_t)(a & 0xFFFFu) * (int16_t)(b & 0xFFFFu);
@@ -135,8 +171,7 @@ static inline mcf_dsp_requant mcf_dsp_requant_make(int32_t mult, int32_t shift, 
 
 static inline int8_t mcf_dsp_requant_apply(const mcf_dsp_requant *q, int32_t acc) {
     if (q->down > 0) {
-        const int32_t high = (int32_t)(((int64_t)acc * q->mult) >> 32);
-        return mcf_dsp_sat8((high + q->add) >> q->down);
+        return mcf_dsp_sat8((mcf_smmul(acc, q->mult) + q->add) >> q->down);
     }
     return mcf_requantize_s8(acc, q->mult, q->shift, q->out_zp);
 }
@@ -368,8 +403,7 @@ static inline void mcf_dsp_linear4(const uint32_t *x16, int32_t in_ch, const mcf
             const int32_t down = -s - 1;
             const int32_t add = (1 << (down - 1)) + (int32_t)((uint32_t)out_zp << down);
             for (int32_t t = 0; t < count; t++, o += out_stride) {
-                const int32_t high = (int32_t)(((int64_t)acc[t] * m) >> 32);
-                *o = mcf_dsp_sat8((high + add) >> down);
+                *o = mcf_dsp_sat8((mcf_smmul(acc[t], m) + add) >> down);
             }
         } else {
             for (int32_t t = 0; t < count; t++, o += out_stride) {
