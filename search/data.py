@@ -23,7 +23,13 @@ class SearchData:
 
     @classmethod
     def load(
-        cls, name: str, data_dir: str | Path | None, val_size: int, train_limit: int | None, seed: int
+        cls,
+        name: str,
+        data_dir: str | Path | None,
+        val_size: int,
+        train_limit: int | None,
+        seed: int,
+        test_limit: int | None = None,
     ) -> SearchData:
         full = load_dataset(name, "train", data_dir)
         order = np.random.default_rng(seed).permutation(len(full))
@@ -31,8 +37,10 @@ class SearchData:
         train_idx = np.sort(order[val_size:])
         if train_limit is not None:
             train_idx = train_idx[:train_limit]
-        return cls(name, full.subset(train_idx), full.subset(np.sort(order[:val_size])),
-                   load_dataset(name, "test", data_dir))  # fmt: skip
+        test = load_dataset(name, "test", data_dir)
+        if test_limit is not None:
+            test = test.subset(np.arange(min(test_limit, len(test))))
+        return cls(name, full.subset(train_idx), full.subset(np.sort(order[:val_size])), test)
 
     @property
     def mean(self) -> tuple[float, ...]:

@@ -43,15 +43,16 @@ class Preset:
     finetune: FinetuneConfig
     train_limit: int | None
     val_size: int
+    test_limit: int | None = None  # report on the first N test images only (tests)
 
 
 PRESETS: dict[str, Preset] = {
-    # The README demo on 2 CPU cores: a few minutes of supernet training on a 12k-image subset.
+    # The README demo on 2 CPU cores: minutes of supernet training on half the training set.
     "quick": Preset(
-        supernet=SupernetTrainConfig(epochs=4, batch_size=128, lr=3e-3, warmup_epochs=0.5, num_random=1),
-        evolution=EvolutionConfig(population=12, generations=4, parents=4),
-        finetune=FinetuneConfig(epochs=3, lr=1e-3),
-        train_limit=12_000,
+        supernet=SupernetTrainConfig(epochs=3, batch_size=128, lr=3e-3, warmup_epochs=0.3, num_random=1),
+        evolution=EvolutionConfig(population=10, generations=3, parents=4),
+        finetune=FinetuneConfig(epochs=3, lr=1e-3, warmup_epochs=0.1),
+        train_limit=30_000,
         val_size=2_000,
     ),
     # The benchmark setting (a GPU for the supernet; hours on a CPU).
@@ -92,7 +93,8 @@ def resolve_preset(config: SearchConfig) -> Preset:
     parts["supernet"] = replace(parts["supernet"], seed=config.seed, device=config.device, cutmix=config.cutmix)
     parts["evolution"] = replace(parts["evolution"], seed=config.seed)
     parts["finetune"] = replace(parts["finetune"], seed=config.seed, device=config.device, cutmix=config.cutmix)
-    top: dict[str, Any] = {"train_limit": preset.train_limit, "val_size": preset.val_size}
+    top: dict[str, Any] = {"train_limit": preset.train_limit, "val_size": preset.val_size,
+                           "test_limit": preset.test_limit}  # fmt: skip
     for key, value in config.overrides.items():
         section, _, name = key.partition(".")
         if section in parts and name:
@@ -101,7 +103,7 @@ def resolve_preset(config: SearchConfig) -> Preset:
             top[key] = value
         else:
             raise McuformerError(f"unknown search setting {key!r}")
-    return Preset(parts["supernet"], parts["evolution"], parts["finetune"], top["train_limit"], top["val_size"])
+    return Preset(parts["supernet"], parts["evolution"], parts["finetune"], **top)
 
 
 def prepare(config: SearchConfig) -> tuple[SearchSpace, Constraints, FitSampler]:
@@ -128,11 +130,14 @@ def run_search(config: SearchConfig, resume: bool = False) -> dict[str, Any]:
                f"depths {list(space.depths)}; constraints: {constraints.describe()}")  # fmt: skip
 
     t = time.time()
-    data = SearchData.load(config.dataset, config.data_dir, preset.val_size, preset.train_limit, config.seed)
+    data = SearchData.load(config.dataset, config.data_dir, preset.val_size, preset.train_limit, config.seed,
+                           preset.test_limit)  # fmt: skip
     torch.manual_seed(config.seed)
     net = Supernet(space, data.mean, data.std, seed=config.seed)
     log = train_supernet(net, data, sampler, out, preset.supernet, resume=True)
     seconds["supernet"] = time.time() - t
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return {}  # under torchrun only the first process searches and finishes
 
     t = time.time()
     net.eval()
@@ -164,13 +169,7 @@ def run_search(config: SearchConfig, resume: bool = False) -> dict[str, Any]:
         "sram_budget": constraints.sram_budget,
         "flash_budget": constraints.flash_budget,
         "max_macs": constraints.max_macs,
-        "settings": {
-            "supernet": asdict(preset.supernet),
-            "evolution": asdict(preset.evolution),
-            "finetune": asdict(preset.finetune),
-            "train_limit": preset.train_limit,
-            "val_size": preset.val_size,
-        },  # fmt: skip
+        "settings": asdict(preset),
         "evaluations": {"evolution": len(evolution), "random": len(randoms)},
         "winner": winner.to_dict(),
         "random_best": best(randoms).to_dict() if randoms else None,

@@ -173,3 +173,35 @@ def test_fitness_cache_replays(tmp_path: Path) -> None:
 
     Fitness(evaluate, tmp_path / "cache.json")(arch)
     assert Fitness(evaluate, tmp_path / "cache.json")(arch) == 0.5 and len(calls) == 1
+
+
+def test_search_end_to_end_compiles_within_budget(tmp_path: Path) -> None:
+    """`run_search` on a tiny space: the winner's model.pt compiles (the real compile path) to the promised plan."""
+    from mcuformer.checkpoint import load_model
+    from mcuformer.codegen.compiler import compile_model
+    from mcuformer.search.run import SearchConfig, run_search
+
+    space_file = tmp_path / "tiny.toml"
+    space_file.write_text("[quick]\n" + "\n".join(f"{k} = {v!r}".replace("'", '"') for k, v in TINY.items()) + "\n")
+    config = SearchConfig(
+        out=tmp_path / "run",
+        sram_budget="5700",
+        space_file=str(space_file),
+        overrides={"supernet.epochs": 1, "supernet.batch_size": 64, "train_limit": 512, "val_size": 200,
+                   "test_limit": 200, "evolution.population": 4, "evolution.generations": 1,
+                   "evolution.parents": 2, "finetune.epochs": 1, "finetune.calibration_images": 64},
+    )  # fmt: skip
+    result = run_search(config)
+    with pytest.raises(Exception, match="--resume"):
+        run_search(config)
+    assert run_search(config, resume=True)["winner"] == result["winner"]  # replays from checkpoint and cache
+    out = config.out
+    for name in ("model.pt", "search.json", "pareto.png", "summary.md"):
+        assert (out / name).is_file(), name
+    assert result["evaluations"]["evolution"] == result["evaluations"]["random"] > 0
+    assert all(c["sram_bytes"] <= 5700 for c in result["candidates"])
+    model_file = load_model(out / "model.pt")
+    assert model_file.arch.to_dict() | {"name": ""} == result["winner"]["arch"] | {"name": ""}
+    compiled = compile_model(out / "model.pt", "stm32f746", out / "build", with_platformio=False)
+    assert compiled.report.sram_bytes == result["winner"]["sram_bytes"] <= 5700
+    assert compiled.report.flash_bytes == result["winner"]["flash_bytes"]
