@@ -20,7 +20,8 @@ from mcuformer.codegen.compiler import DEFAULT_SCHEDULE, CompiledModel, compile_
 from mcuformer.codegen.onnx import metadata
 from mcuformer.codegen.onnx.errors import MatchError, OnnxImportError
 from mcuformer.codegen.onnx.graph import OnnxGraph, load_graph
-from mcuformer.codegen.onnx.patterns import Linear, Norm, VitWeights, match_vit
+from mcuformer.codegen.onnx.layers import Linear, Norm
+from mcuformer.codegen.onnx.patterns import VitWeights, match_vit
 from mcuformer.codegen.onnx.ranges import calibration_from_qdq
 from mcuformer.model import VisionTransformer
 from mcuformer.quant.ptq import Calibration, calibrate
