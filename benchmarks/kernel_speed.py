@@ -46,19 +46,19 @@ def rgb_folder(root: Path, size: int, per_split: int = 1024) -> Path:
     return root
 
 
-def build_model(name: str, work: Path) -> Path:
-    """A compiled build of preset `name` for qemu-m7 (trained once, reused on the next run)."""
+def build_model(name: str, work: Path) -> tuple[Path, Path | None]:
+    """A compiled build of preset `name` for qemu-m7 (trained once, reused on the next run) and its data folder."""
     arch = PRESETS[name]
     run = work / name
+    folder = None if arch.channels == 1 else work / f"rgb{arch.image_size}"
     if not (run / "model.pt").is_file():
-        if arch.channels == 1:
+        if folder is None:
             train(arch, "fashion-mnist", run, QUICK_TRAIN)
         else:
-            folder = rgb_folder(work / f"rgb{arch.image_size}", arch.image_size)
-            train(arch, "imagefolder", run, QUICK_TRAIN, data_dir=folder)
+            train(arch, "imagefolder", run, QUICK_TRAIN, data_dir=rgb_folder(folder, arch.image_size))
     build = run / "build"
     compile_model(run / "model.pt", "qemu-m7", build, name=name.replace("-", "_"), with_platformio=False)
-    return build
+    return build, folder
 
 
 def kernel_table(rows: list[BenchRow]) -> list[str]:
@@ -118,8 +118,8 @@ def main() -> None:
     lines = ["## Single ops (instructions per MAC; element-wise ops: per element)", "", *kernel_table(harness.bench)]
     results: dict[str, dict[str, Profile]] = {}
     for name in filter(None, args.models.split(",")):
-        build = build_model(name, work)
-        results[name] = {k: profile_build(build, "qemu-m7", kernels=k) for k in ("portable", "dsp")}
+        build, folder = build_model(name, work)
+        results[name] = {k: profile_build(build, "qemu-m7", kernels=k, data_dir=folder) for k in ("portable", "dsp")}
         print(results[name]["dsp"].table(), flush=True)
     if results:
         lines += ["", "## Whole models (instructions per inference on the emulated Cortex-M7)", "",

@@ -145,6 +145,7 @@ def profile_build(
     port: str | None = None,
     kernels: str | None = None,
     image: np.ndarray | None = None,
+    data_dir: str | Path | None = None,
 ) -> Profile:
     """Runs one inference (the first test image of the build's dataset unless `image` is given: HWC uint8) on the
     board and returns its per-op profile."""
@@ -155,7 +156,7 @@ def profile_build(
     _, graph = build_graph(load_model(build / "model.pt"), manifest["name"], manifest.get("schedule", "fused"))
     macs = graph_macs(graph)
     if image is None:
-        image = load_dataset(manifest["dataset"], "test").images[0]
+        image = load_dataset(manifest["dataset"], "test", data_dir).images[0]
     pixels = reference.quantize_pixels(image)
     with _link(build, board, port, kernels) as (link, variant):
         hello = link.info or link.hello()
