@@ -33,22 +33,31 @@ mcf_status mcf_softmax_s8(const int8_t *input, const int32_t *exp_table, int8_t 
         return MCF_ERR_ARG;
     }
     const int32_t max = row_max(input, length);
-    const int32_t *table = exp_table + max; /* table[-x] == exp_table[max - x] */
-    int64_t sum = 0;
-    for (int32_t i = 0; i < length; i++) {
-        sum += table[-input[i]];
+    const int32_t *table = exp_table + max; /* table[-x] == exp_table[max - x], index in [0, 255] */
+    /* The sum in 64 bits from non-negative int32 entries: ADDS/ADC, four entries per loaded word. */
+    uint64_t sum = 0;
+    int32_t i = 0;
+    for (; i + 4 <= length; i += 4) {
+        const uint32_t w = mcf_read4(input + i);
+        sum += (uint32_t)table[-(int32_t)(int8_t)w];
+        sum += (uint32_t)table[-(int32_t)(int8_t)(w >> 8)];
+        sum += (uint32_t)table[-(int32_t)(int8_t)(w >> 16)];
+        sum += (uint32_t)table[-((int32_t)w >> 24)];
     }
-    /* 2^31 / sum in one 32-bit division when sum < 2^32 (always with Q15 tables shorter than 2^17 entries).
-     */
-    const int64_t inv = sum <= 0           ? 0
-                        : (sum >> 32) == 0 ? (int64_t)(0x80000000u / (uint32_t)sum)
-                                           : ((int64_t)1 << MCF_SOFTMAX_RECIP_BITS) / sum;
+    for (; i < length; i++) {
+        sum += (uint32_t)table[-input[i]];
+    }
+    /* 2^31 / sum in one 32-bit division when sum < 2^32 (always with Q15 tables shorter than 2^17 entries);
+     * inv <= 2^31 fits uint32, so e * inv is one UMULL. */
+    const uint32_t inv = sum == 0           ? 0u
+                         : (sum >> 32) == 0 ? 0x80000000u / (uint32_t)sum
+                                            : (uint32_t)(((uint64_t)1 << MCF_SOFTMAX_RECIP_BITS) / sum);
     const uint64_t round = (uint64_t)1 << (MCF_SOFTMAX_OUT_SHIFT - 1);
-    /* Reads input[i] before writing output[i]: output may alias input. */
-    for (int32_t i = 0; i < length; i++) {
-        const uint32_t e = (uint32_t)table[-input[i]];
-        const int64_t prob = (int64_t)(((uint64_t)e * (uint64_t)inv + round) >> MCF_SOFTMAX_OUT_SHIFT) - 128;
-        output[i] = (int8_t)(prob > MCF_INT8_MAX ? MCF_INT8_MAX : prob);
+    /* Reads input[i] before writing output[i]: output may alias input. The probability before the -128 is
+     * non-negative: above 255 it saturates to 127. */
+    for (i = 0; i < length; i++) {
+        const uint64_t prob = ((uint64_t)(uint32_t)table[-input[i]] * inv + round) >> MCF_SOFTMAX_OUT_SHIFT;
+        output[i] = prob > 255u ? (int8_t)MCF_INT8_MAX : (int8_t)((int32_t)prob - 128);
     }
     return MCF_OK;
 }
