@@ -13,8 +13,10 @@ Arena bytes from the one planner (`mcuformer.codegen.compiler.plan_arch`, no wei
   token, so input and output never coexist;
 - `+decomposition` (schedule `fused`, the default): patch-embedding decomposition: patch rows embedded one at a
   time, tokens written over image rows already consumed.
-`bound` = the bytes the full schedule cannot avoid at its largest op: residual stream + K + V + one token's scratch
-in the attention block; max(tokens, image) + one patch row of tokens at the patch embedding. `SRAM` = the full
+`bound` = the bytes the full schedule cannot avoid, from the architecture alone (no planner): per block the residual
+stream + K and V (all heads, or one head's plus every token's context, whichever is smaller) + the kernel's
+per-token scratch, the MLP's residual stream + scratch, and max(tokens, image) + one patch row of tokens at the
+patch embedding. `SRAM` = the full
 schedule's arena + stack reserve + runtime statics (everything our firmware needs). `TFLM arena` = TensorFlow Lite
 Micro's recorded tensor arena (activations + persistent data, its stack not counted) for the same architecture,
 converted to full-int8 .tflite (tflite-micro from PyPI; the arena does not depend on the weights' values).
@@ -33,8 +35,10 @@ import torch
 
 from mcuformer.arch import PRESETS, ArchConfig
 from mcuformer.codegen.compiler import graph_for_arch, plan_arch
+from mcuformer.codegen.kernels import attention_block_heads_scratch_bytes, patch_embed_rows_scratch_bytes
 from mcuformer.codegen.lower import decomposed_image_offset
 from mcuformer.codegen.planner import plan_memory
+from mcuformer.quant.fused import attention_block_scratch_bytes, mlp_block_scratch_bytes
 
 REFERENCE = ("cifar-p4-d64", "fmnist-small", "fmnist-lowrank", "mcuformer-240")
 LADDER = (("naive", "naive"), ("+integration", "integrated"), ("+overwriting", "blocks"), ("+decomposition", "fused"))
@@ -46,19 +50,25 @@ def _align(n: int) -> int:
 
 
 def bound(arch: ArchConfig, schedule: str = "fused") -> int:
-    graph = graph_for_arch(arch, "m", schedule)
-    scratch: dict[str, list[int]] = {}
-    for op in graph.ops:
-        if op.scratch:
-            scratch.setdefault(op.kind, []).append(graph.tensors[op.scratch[-1]].nbytes)
+    """Bytes the schedule cannot avoid, from the architecture alone: the largest of, per block, the residual
+    stream + the cheaper of K and V for all heads or one head's K and V + every token's context, + the kernel's
+    per-token scratch; the MLP's residual stream + scratch; and the patch embedding's image (or strip) + tokens."""
     tokens = _align(arch.num_tokens * arch.embed_dim)
-    image = _align(arch.image_size**2 * arch.channels)
-    attention = 3 * tokens + max(scratch.get("attention_block", [0]))
+    n, d = arch.num_tokens, arch.embed_dim
+    peak = 0
+    for layer in range(arch.depth):
+        heads, ranks = arch.num_heads[layer], arch.ranks[layer]
+        qkv, proj = ranks.qkv or 0, ranks.proj or 0
+        all_heads = 2 * tokens + attention_block_scratch_bytes(n, d, heads, qkv, proj)
+        per_head = tokens + 2 * _align(n * (d // heads)) + attention_block_heads_scratch_bytes(n, d, heads, qkv, proj)
+        mlp = mlp_block_scratch_bytes(n, d, arch.mlp_hidden(layer), ranks.fc1 or 0, ranks.fc2 or 0)
+        peak = max(peak, tokens + min(all_heads, per_head), tokens + mlp)
     if schedule == "stream":  # the tokens and one strip of patch_size image rows
-        return max(attention, tokens + _align(arch.patch_size * arch.image_size * arch.channels))
+        return max(peak, tokens + _align(arch.patch_size * arch.image_size * arch.channels))
+    image = _align(arch.image_size**2 * arch.channels)
     offset = decomposed_image_offset(arch)
-    embed = tokens + image if offset is None else max(tokens, offset + image) + max(scratch["patch_embed_rows"])
-    return max(attention, embed)
+    row = patch_embed_rows_scratch_bytes(arch.image_size, arch.patch_size, d)
+    return max(peak, tokens + image if offset is None else max(tokens, offset + image) + row)
 
 
 def tflm_arena(arch: ArchConfig) -> int:

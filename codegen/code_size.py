@@ -23,6 +23,9 @@ KERNEL_SYMBOLS: dict[str, tuple[str, ...]] = {
                          "mcf_copy_s8"),
     "attention_block": ("mcf_attention_block_s8", "mcf_attention_block_s8_get_buffer_size", "mcf_attention_row_s8",
                         "mcf_softmax_s8", "mcf_layernorm_s8", "mcf_linear_s8", "mcf_add_s8"),
+    "attention_block_heads": ("mcf_attention_block_heads_s8", "mcf_attention_block_heads_s8_get_buffer_size",
+                              "mcf_attention_row_s8", "mcf_softmax_s8", "mcf_layernorm_s8", "mcf_linear_s8",
+                              "mcf_add_s8"),
     "mlp_block": ("mcf_mlp_block_s8", "mcf_mlp_block_s8_get_buffer_size", "mcf_layernorm_s8", "mcf_linear_s8",
                   "mcf_lut_s8", "mcf_add_s8"),
 }  # fmt: skip
@@ -42,6 +45,8 @@ KERNEL_TEXT_BYTES: dict[str, int] = {  # measured size + ~25% (Cortex-M7, -O2), 
     "mcf_attention_row_s8": 976,
     "mcf_attention_block_s8": 1120,  # with its static helper
     "mcf_attention_block_s8_get_buffer_size": 176,
+    "mcf_attention_block_heads_s8": 1200,  # with its static helpers
+    "mcf_attention_block_heads_s8_get_buffer_size": 192,
     "mcf_mlp_block_s8": 656,  # with its static helper
     "mcf_mlp_block_s8_get_buffer_size": 176,
 }

@@ -86,7 +86,7 @@ def _op_view(graph: Graph, plan: MemoryPlan, op: Op) -> dict[str, Any]:
         if "." in key:
             layer, field = key.split(".")
             layers.setdefault(layer, {"present": True})[field] = value
-    if op.kind == "attention_block":
+    if op.kind in ("attention_block", "attention_block_heads"):
         tokens, channels = shape(op.inputs[0])
         rank = lambda v: shape(v)[0] if v else 0  # noqa: E731
         dims = (tokens, channels, op.attrs["heads"], rank(operands["qkv_v.weight"]), rank(operands["proj_v.weight"]))

@@ -73,6 +73,10 @@ OP_SIGNATURES: dict[str, tuple[str, ...]] = {
     "attention_block": ("x", "$norm.gamma", "$norm.beta", *_linear_roles("qkv_v", True), *_linear_roles("q"),
                         *_linear_roles("k"), *_linear_roles("v"), "$attn.exp_table", *_linear_roles("proj_v", True),
                         *_linear_roles("proj_u")),
+    # The same with K and V one head at a time (less memory when heads > 2; see mcf_attention_block_heads_s8).
+    "attention_block_heads": ("x", "$norm.gamma", "$norm.beta", *_linear_roles("qkv_v", True),
+                              *_linear_roles("q"), *_linear_roles("k"), *_linear_roles("v"), "$attn.exp_table",
+                              *_linear_roles("proj_v", True), *_linear_roles("proj_u")),
     "mlp_block": ("x", "$norm.gamma", "$norm.beta", *_linear_roles("fc1_v", True), *_linear_roles("fc1_u"),
                   "$gelu.table", *_linear_roles("fc2_v", True), *_linear_roles("fc2_u")),
 }  # fmt: skip
@@ -97,6 +101,7 @@ OP_ATTRS: dict[str, tuple[str, ...]] = {
                         *_linear_attrs("proj_v", "proj_u"), *_RES_ATTRS),
     "mlp_block": (*_NORM_ATTRS, *_linear_attrs("fc1_v", "fc1_u", "fc2_v", "fc2_u"), *_RES_ATTRS),
 }  # fmt: skip
+OP_ATTRS["attention_block_heads"] = OP_ATTRS["attention_block"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -247,7 +252,7 @@ def _check_shapes(graph: Graph, op: Op, fail: Any) -> None:
         weight = shape(op.inputs[1])
         if h != p or w_ % p or weight[1] != p * p * c or out != (rows * (w_ // p), weight[0]):
             fail(f"op {op.name}: {rows} strips of {h}x{w_}x{c} with {weight} cannot give {out}")
-    elif op.kind in ("attention_block", "mlp_block"):
+    elif op.kind in ("attention_block", "attention_block_heads", "mlp_block"):
         if len(shape(op.inputs[0])) != 2 or out != shape(op.inputs[0]):
             fail(f"op {op.name}: a fused block maps a [tokens, channels] residual stream to one of the same shape")
         source, target = graph.tensors[op.inputs[0]], graph.tensors[op.output]

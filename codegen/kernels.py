@@ -17,3 +17,11 @@ def attention_scratch_bytes(tokens: int, channels: int, heads: int) -> int:
 def patch_embed_rows_scratch_bytes(width: int, patch: int, out_ch: int) -> int:
     """mcf_patch_embed_rows_s8_get_buffer_size: one patch row of tokens, word aligned."""
     return _align4(width // patch * out_ch)
+
+
+def attention_block_heads_scratch_bytes(tokens: int, channels: int, heads: int, qkv_rank: int = 0,
+                                        proj_rank: int = 0) -> int:  # fmt: skip
+    """mcf_attention_block_heads_s8_get_buffer_size: max(d + qkv_rank + head_dim + tokens, proj_rank + d)."""
+    if tokens <= 0 or channels <= 0 or heads <= 0 or channels % heads or qkv_rank < 0 or proj_rank < 0:
+        raise ValueError(f"invalid attention block dims tokens={tokens} channels={channels} heads={heads}")
+    return _align4(max(channels + qkv_rank + channels // heads + tokens, proj_rank + channels))

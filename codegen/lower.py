@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mcuformer.arch import ArchConfig
 from mcuformer.codegen.ir import OP_ATTRS, Graph, IRError, Op, TensorSpec, verify
-from mcuformer.codegen.kernels import attention_scratch_bytes, patch_embed_rows_scratch_bytes
+from mcuformer.codegen.kernels import (
+    attention_block_heads_scratch_bytes,
+    attention_scratch_bytes,
+    patch_embed_rows_scratch_bytes,
+)
 from mcuformer.quant.fused import AttentionBlockDims, MlpBlockDims
 from mcuformer.quant.qmodel import QAdd, QBlock, QFactored, QLayerNorm, QLinear, QViT
 
@@ -98,10 +102,17 @@ class _Builder:
         self.residual_attrs(block.res1, attrs)
         attrs = {key: attrs[key] for key in OP_ATTRS["attention_block"]}
         dims = AttentionBlockDims.from_block(block, tokens)
-        scratch = (self.scratch(f"{p}_k", tokens * dim), self.scratch(f"{p}_v", tokens * dim),
-                   self.scratch(f"{p}_attn_scratch", dims.scratch_bytes()))  # fmt: skip
         x1 = self.tensor(f"{p}_res1", (tokens, dim), alias_of=x if self.schedule.overwrite_tokens else None)
-        g.add_op(Op(f"{p}_attention_block", "attention_block", operands, x1, attrs, scratch))
+        if self.schedule.kv_per_head:
+            head_dim = dim // attn.heads
+            size = attention_block_heads_scratch_bytes(tokens, dim, attn.heads, dims.qkv_rank, dims.proj_rank)
+            scratch = (self.scratch(f"{p}_k_head", tokens * head_dim), self.scratch(f"{p}_v_head", tokens * head_dim),
+                       self.scratch(f"{p}_context", tokens * dim), self.scratch(f"{p}_attn_scratch", size))  # fmt: skip
+            g.add_op(Op(f"{p}_attention_block", "attention_block_heads", operands, x1, attrs, scratch))
+        else:
+            scratch = (self.scratch(f"{p}_k", tokens * dim), self.scratch(f"{p}_v", tokens * dim),
+                       self.scratch(f"{p}_attn_scratch", dims.scratch_bytes()))  # fmt: skip
+            g.add_op(Op(f"{p}_attention_block", "attention_block", operands, x1, attrs, scratch))
 
         attrs = {}
         operands = (
@@ -171,6 +182,9 @@ class Schedule:
     decompose_patch_embed: bool  # patch rows embedded one at a time over the image rows already consumed
     full_scores: bool = False  # keep the heads x N x N score matrix, as a layer-by-layer interpreter does
     stream_input: bool = False  # the image arrives one patch row at a time (serial): only that strip is held
+    # Fused attention keeps K and V for all heads, or one head's at a time plus every token's context
+    # (smaller when heads > 2); None: whichever gives the smaller plan for the model (the planner decides).
+    kv_per_head: bool | None = None
 
 
 # Runnable schedules; the ablation ladder is naive -> integrated -> blocks -> fused, one technique per step.
@@ -186,9 +200,20 @@ SCHEDULES: dict[str, Schedule] = {
 
 
 def lower(model: QViT, name: str = "model", schedule: str = "fused") -> Graph:
+    """The graph of `model` under a named schedule (SCHEDULES); verified."""
     if schedule not in SCHEDULES:
         raise IRError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
     options = SCHEDULES[schedule]
+    if not options.fuse_blocks or options.kv_per_head is not None:
+        return _lower(model, name, schedule, options)
+    # K and V per head or for all heads: whichever the planner finds smaller (all heads on a tie: less work).
+    from mcuformer.codegen.planner import plan_memory
+
+    graphs = [_lower(model, name, schedule, replace(options, kv_per_head=per_head)) for per_head in (False, True)]
+    return min(graphs, key=lambda graph: plan_memory(graph).arena_bytes)
+
+
+def _lower(model: QViT, name: str, schedule: str, options: Schedule) -> Graph:
     arch = model.arch
     graph = Graph(name)
     b = _Builder(graph, options)
@@ -246,7 +271,8 @@ def lower(model: QViT, name: str = "model", schedule: str = "fused") -> Graph:
     graph.output = b.linear("head", h, model.head)
     graph.meta = {"arch": arch.to_dict(), "logits_scale": model.logits.scale,
                   "logits_zero_point": model.logits.zero_point, "schedule": schedule,
-                  "image_shape": image_shape, "stream_rows": arch.grid if options.stream_input else 0}  # fmt: skip
+                  "image_shape": image_shape, "stream_rows": arch.grid if options.stream_input else 0,
+                  "kv_per_head": bool(options.kv_per_head)}  # fmt: skip
     verify(graph)
     return graph
 

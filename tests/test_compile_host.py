@@ -3,6 +3,7 @@
 import json
 import random
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -123,7 +124,7 @@ def test_every_schedule_is_bit_exact_on_random_architectures(seed, tmp_path):
     from test_codegen_plan import _random_arch
 
     from mcuformer.codegen.emit import write_sources
-    from mcuformer.codegen.lower import SCHEDULES, lower
+    from mcuformer.codegen.lower import SCHEDULES, _lower, lower
     from mcuformer.codegen.planner import plan_memory
     from mcuformer.quant.ptq import quantize_model
 
@@ -134,8 +135,11 @@ def test_every_schedule_is_bit_exact_on_random_architectures(seed, tmp_path):
     images = images.astype(np.uint8)
     qmodel = quantize_model(model, calibrate(model, torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255))
     expected = reference.predict(qmodel, images)
-    for schedule in SCHEDULES:
-        graph = lower(qmodel, "m", schedule)
+    graphs = {schedule: lower(qmodel, "m", schedule) for schedule in SCHEDULES}
+    for per_head in (False, True):  # both attention kernels, whichever the planner would pick
+        graphs[f"kv_per_head={per_head}"] = _lower(qmodel, "m", "fused", replace(SCHEDULES["fused"],
+                                                                                  kv_per_head=per_head))  # fmt: skip
+    for schedule, graph in graphs.items():
         build = tmp_path / schedule
         write_sources(graph, plan_memory(graph), build / "src")
         got = run_host(build_host_runner(build), reference.quantize_pixels(images), arch.num_classes)
@@ -144,22 +148,24 @@ def test_every_schedule_is_bit_exact_on_random_architectures(seed, tmp_path):
 
 def test_host_runs_check_every_scratch_against_the_kernels_own_size(tmp_path):
     """MCF_CHECK_SCRATCH: a plan whose scratch differs from the kernel's _get_buffer_size makes the model fail."""
-    from dataclasses import replace
 
     from mcuformer.arch import PRESETS
-    from mcuformer.codegen.compiler import graph_for_arch
     from mcuformer.codegen.emit import write_sources
+    from mcuformer.codegen.lower import SCHEDULES, _lower
     from mcuformer.codegen.planner import plan_memory
     from mcuformer.errors import McuformerError
+    from mcuformer.quant.placeholder import placeholder_qvit
 
     arch = PRESETS["micro"]
     image = np.zeros((1, arch.image_size, arch.image_size, arch.channels), np.int8)
-    for kind in ("attention_block", "mlp_block", "patch_embed_rows"):
-        graph = graph_for_arch(arch, "m", "fused")
+    kinds = ("mlp_block", "patch_embed_rows")
+    variants = [(False, "attention_block"), (True, "attention_block_heads")] + [(False, k) for k in kinds]
+    for per_head, kind in variants:
+        graph = _lower(placeholder_qvit(arch), "m", "fused", replace(SCHEDULES["fused"], kv_per_head=per_head))
         op = next(op for op in graph.ops if op.kind == kind)
         spec = graph.tensors[op.scratch[-1]]
         graph.tensors[spec.name] = replace(spec, shape=(spec.shape[0] + 4,))  # 4 bytes too many: still refused
-        build = tmp_path / kind
+        build = tmp_path / f"{kind}_{per_head}"
         write_sources(graph, plan_memory(graph), build / "src")
         with pytest.raises(McuformerError, match="mcf_model_run failed"):
             run_host(build_host_runner(build), image, arch.num_classes)

@@ -132,6 +132,24 @@ mcf_status mcf_attention_block_s8(const mcf_attention_block_dims *dims,
                                   const mcf_attention_block_params *params, int8_t *x, int8_t *k_buf,
                                   int8_t *v_buf, void *scratch);
 
+/* Bytes of scratch mcf_attention_block_heads_s8 needs (0 if dims is NULL or invalid, or the size exceeds
+ * int32): max(d + qkv_rank + head_dim + tokens, proj_rank + d) rounded up to a multiple of 4.
+ * Mirror: mcuformer.codegen.kernels.attention_block_heads_scratch_bytes. */
+int32_t mcf_attention_block_heads_s8_get_buffer_size(const mcf_attention_block_dims *dims);
+
+/* mcf_attention_block_s8 with K and V one head at a time, for when that needs less memory (heads > 2):
+ * instead of K and V for all heads ([tokens][channels] each) it keeps one head's, k_head and v_head
+ * ([tokens][head_dim] each), plus the context of every token, context [tokens][channels], because x[t]
+ * may only be overwritten once all heads have read it. For each head: pass 1 computes that head's K and V
+ * for every token, pass 2 each token's q for that head and its slice of the context row; pass 3 then runs
+ * proj and the residual add over x[t]. Same results as mcf_attention_block_s8, bit for bit (each head's
+ * scores, softmax and context depend on that head's channels only). scratch:
+ * mcf_attention_block_heads_s8_get_buffer_size(dims) bytes, any alignment. x, k_head, v_head, context and
+ * scratch must not overlap one another. */
+mcf_status mcf_attention_block_heads_s8(const mcf_attention_block_dims *dims,
+                                        const mcf_attention_block_params *params, int8_t *x, int8_t *k_head,
+                                        int8_t *v_head, int8_t *context, void *scratch);
+
 /* Bytes of scratch mcf_mlp_block_s8 needs (0 if dims is NULL or invalid, or the size exceeds int32).
  * With d = channels, the per-token chain is c = [d (norm2), fc1_rank (if > 0), hidden (fc1, GELU in
  * place), fc2_rank (if > 0), d (fc2)], laid out as for attention: the scratch is max_i (c[i] + c[i + 1]),
