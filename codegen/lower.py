@@ -103,6 +103,7 @@ class _Builder:
         attrs = {key: attrs[key] for key in OP_ATTRS["attention_block"]}
         dims = AttentionBlockDims.from_block(block, tokens)
         x1 = self.tensor(f"{p}_res1", (tokens, dim), alias_of=x if self.schedule.overwrite_tokens else None)
+        scratch: tuple[str, ...]
         if self.schedule.kv_per_head:
             head_dim = dim // attn.heads
             size = attention_block_heads_scratch_bytes(tokens, dim, attn.heads, dims.qkv_rank, dims.proj_rank)
