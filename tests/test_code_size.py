@@ -2,16 +2,19 @@
 
 import subprocess
 
+import pytest
+
 from mcuformer.codegen.code_size import KERNEL_SYMBOLS, KERNEL_TEXT_BYTES
 from mcuformer.codegen.host_build import KERNEL_INCLUDE, kernel_sources
 
 M7_FLAGS = ["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16", "-O2", "-ffunction-sections"]
 
 
-def test_kernel_text_sizes_stay_within_the_estimate(tmp_path):
+@pytest.mark.parametrize("variant", ["portable", "dsp"])
+def test_kernel_text_sizes_stay_within_the_estimate(tmp_path, variant):
     sizes: dict[str, int] = {}
-    for source in kernel_sources():
-        obj = tmp_path / f"{source.stem}.o"
+    for source in kernel_sources(variant):
+        obj = tmp_path / f"{source.parent.name}_{source.stem}.o"
         subprocess.run(["arm-none-eabi-gcc", *M7_FLAGS, f"-I{KERNEL_INCLUDE}", "-c", str(source), "-o", str(obj)],
                        check=True)  # fmt: skip
         nm = subprocess.run(["arm-none-eabi-nm", "-S", str(obj)], check=True, capture_output=True, text=True)
