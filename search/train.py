@@ -68,10 +68,11 @@ def _average_gradients(net: Supernet, world: int) -> None:
     if world == 1:
         return
     for p in net.parameters():
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-        p.grad.div_(world)
+        # Every process trains the same subnets (same seeded sampler), so the same parameters have no gradient
+        # everywhere; they stay None, as in one process (AdamW skips them: no decay, no momentum step).
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad.div_(world)
 
 
 def train_supernet(
