@@ -144,6 +144,22 @@ def cmd_eval(args: argparse.Namespace) -> None:
         raise McuformerError("device logits differ from the int8 reference: this is a bug, please report it")
 
 
+def cmd_peers(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from mcuformer.checkpoint import load_model
+    from mcuformer.peers.compare import compare, peer_table
+    from mcuformer.train import load_for_arch
+
+    model_file = load_model(args.model)
+    dataset = args.dataset or model_file.dataset.name
+    calibration = load_for_arch(dataset, "train", model_file.arch, args.data_dir)
+    test = load_for_arch(dataset, "test", model_file.arch, args.data_dir)
+    row = compare(model_file, calibration.subset(np.arange(min(512, len(calibration.images)))),
+                  test.subset(np.arange(min(args.n, len(test.images)))), args.board)  # fmt: skip
+    print(peer_table([row]))
+
+
 def cmd_flash(args: argparse.Namespace) -> None:
     from mcuformer.boards import load_board
     from mcuformer.device.platformio import PROJECT_DIR, run_pio, write_project
@@ -327,6 +343,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernels", choices=("portable", "dsp"), help="kernel library (default: the board's)")
     p.add_argument("--json", help="output JSON (default build/profile_<board>_<kernels>.json)")
     p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser(
+        "peers",
+        help="the same model in TensorFlow Lite Micro: arena vs our SRAM, .tflite vs our flash, int8 accuracy",
+        description="Convert model.pt to a full-int8 .tflite (the same 512 calibration images), run it in "
+        "tflite-micro's interpreter and compare with our plan and int8 reference (needs mcuformer[peers]).",
+    )
+    p.add_argument("model", help="model.pt written by train or search")
+    p.add_argument("--board", default="stm32f746", help="board whose plan gives our SRAM and flash")
+    p.add_argument("--dataset", help="dataset (default: the one the model was trained on)")
+    p.add_argument("--data-dir")
+    p.add_argument("-n", type=int, default=1000, help="test images both int8 models classify (default 1000)")
+    p.set_defaults(func=cmd_peers)
 
     p = sub.add_parser(
         "flash",

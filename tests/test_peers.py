@@ -18,7 +18,7 @@ def test_keras_rebuild_computes_what_the_torch_model_computes(preset, monkeypatc
     arch = PRESETS[preset]
     torch.manual_seed(0)
     model = VisionTransformer(arch, [0.3] * arch.channels, [0.2] * arch.channels).eval()
-    monkeypatch.setattr("mcuformer.model.F.gelu", lambda x: x * torch.sigmoid(GELU_SIGMOID_SLOPE * x))
+    monkeypatch.setattr("mcuformer.model.F.gelu", lambda x, **_: x * torch.sigmoid(GELU_SIGMOID_SLOPE * x))
     pixels = np.random.default_rng(0).random((1, arch.image_size, arch.image_size, arch.channels), np.float32)
     with torch.no_grad():
         expected = model(torch.from_numpy(pixels).permute(0, 3, 1, 2)).numpy()
@@ -49,3 +49,12 @@ def test_tflm_input_takes_raw_pixels_like_ours(micro_run):
     assert np.array_equal(tflm.quantize_pixels(images), (images.astype(np.int16) - 128).astype(np.int8))
     arena = tflm.arena()
     assert arena.total_bytes == arena.head_bytes + arena.tail_bytes
+
+
+def test_peers_command_prints_the_side_by_side_row(micro_run, capsys):
+    from mcuformer.cli import main
+
+    run, _ = micro_run
+    assert main(["peers", str(run / "model.pt"), "-n", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "TFLM arena B" in out and out.count("\n| micro |") == 1
