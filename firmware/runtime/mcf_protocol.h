@@ -28,17 +28,15 @@
 #define MCF_PROTO_IDLE_MS 50
 
 /* Requests (host -> device). */
-#define MCF_MSG_HELLO 0x01   /* -> version, model hash, sizes, board */
-#define MCF_MSG_INFER 0x02   /* image (MCF_MODEL_INPUT_BYTES int8, HWC) -> logits, argmax, counter */
-#define MCF_MSG_MEMORY 0x03  /* -> stack high water, stack, arena, statics */
-#define MCF_MSG_PROFILE 0x04 /* -> per-op counts of the last inference */
-#define MCF_MSG_EXIT 0x05    /* u32 code -> empty reply, then the device stops (QEMU: semihosting exit) */
-#define MCF_MSG_INFER_ROW                                                                                    \
-    0x06                  /* streaming builds: one strip of MCF_MODEL_STREAM_ROW_BYTES -> u16 rows received, \
-                           * or after the last strip the INFER reply (logits, argmax, counter) */
-#define MCF_MSG_PEEK 0x10 /* debug builds: u32 address -> u32 word read there */
-#define MCF_MSG_POKE 0x11 /* debug builds: u32 address, u32 value -> empty reply after the write */
-#define MCF_MSG_REPLY 0x80 /* reply type = request | MCF_MSG_REPLY */
+#define MCF_MSG_HELLO 0x01     /* -> version, model hash, sizes, board */
+#define MCF_MSG_INFER 0x02     /* image (MCF_MODEL_INPUT_BYTES int8, HWC) -> logits, argmax, counter */
+#define MCF_MSG_MEMORY 0x03    /* -> stack high water, stack, arena, statics */
+#define MCF_MSG_PROFILE 0x04   /* -> per-op counts of the last inference */
+#define MCF_MSG_EXIT 0x05      /* u32 code -> empty reply, then the device stops (QEMU: semihosting exit) */
+#define MCF_MSG_INFER_ROW 0x06 /* streaming: one strip -> u16 rows so far; the last -> the INFER reply */
+#define MCF_MSG_PEEK 0x10      /* debug builds: u32 address -> u32 word read there */
+#define MCF_MSG_POKE 0x11      /* debug builds: u32 address, u32 value -> empty reply after the write */
+#define MCF_MSG_REPLY 0x80     /* reply type = request | MCF_MSG_REPLY */
 /* Device -> host only. */
 #define MCF_MSG_ERROR 0xEE /* u8 code, u8 request type, u16 0, i32 detail */
 #define MCF_MSG_FAULT 0xFA /* unsolicited fault report, then the device halts */
