@@ -86,7 +86,7 @@ def load_for_arch(name: str, split: str, arch: ArchConfig, root: str | Path | No
     return data.resized((arch.image_size, arch.image_size))
 
 
-def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
+def lr_at(step: int, total: int, warmup: int, base: float) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
     progress = (step - warmup) / max(total - warmup, 1)
@@ -141,7 +141,7 @@ def train(
             pixels = augment(pixels_to_tensor(train_set.images[idx.numpy()]), config.random_crop_pad,
                              config.hflip, generator).to(config.device)  # fmt: skip
             for group in optimizer.param_groups:
-                group["lr"] = _lr_at(epoch * steps_per_epoch + step, total_steps, warmup, config.lr)
+                group["lr"] = lr_at(epoch * steps_per_epoch + step, total_steps, warmup, config.lr)
             loss = F.cross_entropy(model(pixels), labels[idx].to(config.device),
                                    label_smoothing=config.label_smoothing)  # fmt: skip
             optimizer.zero_grad(set_to_none=True)

@@ -23,7 +23,7 @@ from mcuformer.quant import reference
 from mcuformer.quant.ptq import Calibration, calibrate, quantize_model
 from mcuformer.search.augment import cutmix, soft_targets
 from mcuformer.search.data import SearchData
-from mcuformer.train import _lr_at, augment, evaluate, pixels_to_tensor
+from mcuformer.train import augment, evaluate, lr_at, pixels_to_tensor
 
 CHECKPOINT = "finetune.pt"
 
@@ -80,7 +80,7 @@ def finetune(
             if config.cutmix > 0 and float(torch.rand((), generator=generator)) < config.cutmix:
                 pixels, targets = cutmix(pixels, targets, generator)
             for group in optimizer.param_groups:
-                group["lr"] = _lr_at(epoch * steps + step, total, warmup, config.lr)
+                group["lr"] = lr_at(epoch * steps + step, total, warmup, config.lr)
             logits = model(pixels.to(device))
             loss = torch.sum(-targets.to(device) * F.log_softmax(logits, dim=1), dim=1).mean()
             optimizer.zero_grad(set_to_none=True)

@@ -27,7 +27,7 @@ from mcuformer.search.data import SearchData, resize_batch
 from mcuformer.search.genome import Genome
 from mcuformer.search.sampler import FitSampler
 from mcuformer.search.supernet import Supernet
-from mcuformer.train import _lr_at, augment, pixels_to_tensor
+from mcuformer.train import augment, lr_at, pixels_to_tensor
 
 CHECKPOINT = "supernet.pt"
 
@@ -130,7 +130,7 @@ def train_supernet(
                 pixels, targets = cutmix(pixels, targets, generator)
             pixels, targets = pixels.to(device), targets.to(device)
             for group in optimizer.param_groups:
-                group["lr"] = _lr_at(epoch * steps_per_epoch + step, total_steps, warmup, config.lr)
+                group["lr"] = lr_at(epoch * steps_per_epoch + step, total_steps, warmup, config.lr)
             optimizer.zero_grad(set_to_none=True)
             subnets = [sandwich.largest, sandwich.smallest] + [sampler.random(rng) for _ in range(config.num_random)]
             teacher: torch.Tensor | None = None
