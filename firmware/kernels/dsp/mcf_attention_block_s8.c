@@ -30,8 +30,7 @@ mcf_status mcf_attention_block_s8(const mcf_attention_block_dims *dims,
     const int32_t size = mcf_attention_block_s8_get_buffer_size(dims); /* 0: invalid dims */
     const int32_t qkv_rank = dims->qkv_rank;
     const int32_t proj_rank = dims->proj_rank;
-    if (size == 0 || (qkv_rank > 0) != (params->qkv_v != NULL) ||
-        (proj_rank > 0) != (params->proj.v != NULL)) {
+    if (size == 0 || !attention_ranks_match(dims, params)) {
         return MCF_ERR_ARG;
     }
     const int32_t tokens = dims->tokens;

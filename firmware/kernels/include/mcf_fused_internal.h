@@ -10,6 +10,13 @@ static inline int8_t *chain_buffer(int8_t *scratch, int32_t size, int32_t index,
     return index % 2 == 0 ? scratch : scratch + (size - length);
 }
 
+/* The attention kernels' parameter check: V factors present exactly where the dims give a rank. */
+static inline int attention_ranks_match(const mcf_attention_block_dims *dims,
+                                        const mcf_attention_block_params *params) {
+    return (dims->qkv_rank > 0) == (params->qkv_v != NULL) &&
+           (dims->proj_rank > 0) == (params->proj.v != NULL);
+}
+
 /* mcf_linear_s8 on one token. */
 static inline mcf_status linear_row(const mcf_linear_layer *layer, int32_t in_ch, int32_t out_ch,
                                     const int8_t *input, int8_t *output) {
