@@ -1,6 +1,7 @@
 /* ops.add with the DSP extension: see mcf_kernels.h (same contract and results as the portable kernel).
  * Each element's (a - a_zp, b - b_zp) is packed into one int16 pair (SXTAB16, then PKHBT/PKHTB) so that one
  * SMLAD with the pair (a_mult, b_mult) and the rounding term as accumulator gives the whole sum. */
+#include "mcf_checks.h"
 #include "mcf_dsp.h"
 #include "mcf_kernels.h"
 #include "mcf_math.h"
@@ -16,9 +17,7 @@ mcf_status mcf_add_s8(const mcf_add_params *params, const int8_t *a, const int8_
     const int32_t b_mult = params->b_mult;
     const int32_t shift = params->shift;
     const int32_t out_zp = params->out_zp;
-    if (!mcf_valid_zp(a_zp) || !mcf_valid_zp(b_zp) || !mcf_valid_zp(out_zp) || a_mult < 0 ||
-        a_mult >= MCF_ADD_MULT_LIMIT || b_mult < 0 || b_mult >= MCF_ADD_MULT_LIMIT || shift < 1 ||
-        shift > MCF_ADD_SHIFT_MAX) {
+    if (!mcf_valid_add_params(params)) {
         return MCF_ERR_ARG;
     }
     const uint32_t a_off = mcf_pack_pair(-a_zp);

@@ -6,6 +6,7 @@
  * bytes: one word of four u_j splits into the pairs (u_j, u_j+2), (u_j+1, u_j+3) that multiply four value
  * rows packed column-wise (PKHBT/PKHTB), two multiply-accumulates per SMLAD. Every sum stays far inside
  * int32. */
+#include "mcf_checks.h"
 #include "mcf_dsp.h"
 #include "mcf_fused.h"
 #include "mcf_math.h"
@@ -57,9 +58,7 @@ mcf_status mcf_attention_row_s8(const mcf_attention_dims *dims, const mcf_attent
     const int32_t out_mult = params->out_mult;
     const int32_t out_shift = params->out_shift;
     const int32_t out_zp = params->out_zp;
-    if (!mcf_valid_zp(q_zp) || !mcf_valid_zp(k_zp) || !mcf_valid_zp(v_zp) || !mcf_valid_zp(score_zp) ||
-        !mcf_valid_zp(out_zp) || !mcf_valid_requant(score_mult, score_shift) ||
-        !mcf_valid_requant(out_mult, out_shift)) {
+    if (!mcf_valid_attention_params(params)) {
         return MCF_ERR_ARG;
     }
     const int32_t head_dim = channels / heads;

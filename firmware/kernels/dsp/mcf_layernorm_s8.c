@@ -5,6 +5,7 @@
  * 30   with inv = 2^40 / sd < 2^31 (SMULL; |centered| < 2^24 always), acc  = sat32(norm * gamma + beta)
  * (SMLAL, then a saturation test on the high word), and the requantization of mcf_dsp_requantize_s8. Any
  * other case takes the portable kernel's 64-bit path. */
+#include "mcf_checks.h"
 #include "mcf_dsp.h"
 #include "mcf_kernels.h"
 #include "mcf_math.h"
@@ -58,8 +59,7 @@ mcf_status mcf_layernorm_s8(const mcf_dims *dims, const mcf_layernorm_params *pa
     const int32_t mult = params->mult;
     const int32_t shift = params->shift;
     const int32_t out_zp = params->out_zp;
-    if (tokens <= 0 || channels <= 0 || !mcf_valid_zp(in_zp) || !mcf_valid_zp(out_zp) ||
-        !mcf_valid_requant(mult, shift) || eps < 0 || eps > MCF_LN_EPS_MAX) {
+    if (tokens <= 0 || channels <= 0 || !mcf_valid_layernorm_params(params)) {
         return MCF_ERR_ARG;
     }
     const int32_t frac_shift = MCF_LN_RECIP_BITS - MCF_LN_NORM_BITS;

@@ -2,6 +2,7 @@
  * kernel). Two horizontally adjacent patches share every weight word and two output channels share every
  * pixel word (mcf_dot_2x2 over each of the patch's rows, which are contiguous in the image and in the
  * weight). */
+#include "mcf_checks.h"
 #include "mcf_dsp.h"
 #include "mcf_kernels.h"
 #include "mcf_math.h"
@@ -18,19 +19,14 @@ mcf_status mcf_patch_embed_s8(const mcf_patch_embed_dims *dims, const mcf_linear
     const int32_t channels = dims->channels;
     const int32_t patch = dims->patch;
     const int32_t out_ch = dims->out_ch;
-    const int32_t in_zp = params->in_zp;
-    const int32_t out_zp = params->out_zp;
     if (height <= 0 || width <= 0 || channels <= 0 || patch <= 0 || out_ch <= 0 || height % patch != 0 ||
-        width % patch != 0 || !mcf_valid_zp(in_zp) || !mcf_valid_zp(out_zp)) {
+        width % patch != 0 || !mcf_valid_linear_params(params) || !mcf_valid_channel_quant(quant, out_ch)) {
         return MCF_ERR_ARG;
     }
+    const int32_t in_zp = params->in_zp;
+    const int32_t out_zp = params->out_zp;
     const int32_t *mult = quant->mult;
     const int32_t *shift = quant->shift;
-    for (int32_t n = 0; n < out_ch; n++) {
-        if (!mcf_valid_requant(mult[n], shift[n])) {
-            return MCF_ERR_ARG;
-        }
-    }
     const uint32_t offset = mcf_pack_pair(-in_zp);
     const int32_t grid_h = height / patch;
     const int32_t grid_w = width / patch;

@@ -1,4 +1,5 @@
 /* ops.add: see mcf_kernels.h. */
+#include "mcf_checks.h"
 #include "mcf_kernels.h"
 #include "mcf_math.h"
 
@@ -13,9 +14,7 @@ mcf_status mcf_add_s8(const mcf_add_params *params, const int8_t *a, const int8_
     const int32_t b_mult = params->b_mult;
     const int32_t shift = params->shift;
     const int32_t out_zp = params->out_zp;
-    if (!mcf_valid_zp(a_zp) || !mcf_valid_zp(b_zp) || !mcf_valid_zp(out_zp) || a_mult < 0 ||
-        a_mult >= MCF_ADD_MULT_LIMIT || b_mult < 0 || b_mult >= MCF_ADD_MULT_LIMIT || shift < 1 ||
-        shift > MCF_ADD_SHIFT_MAX) {
+    if (!mcf_valid_add_params(params)) {
         return MCF_ERR_ARG;
     }
     /* |acc| < 2 * 255 * 2^15 < 2^24: the sum and its rounding term stay in int32. */

@@ -1,4 +1,5 @@
 /* One query row of ops.attention: see mcf_fused.h. */
+#include "mcf_checks.h"
 #include "mcf_fused.h"
 #include "mcf_math.h"
 
@@ -24,9 +25,7 @@ mcf_status mcf_attention_row_s8(const mcf_attention_dims *dims, const mcf_attent
     const int32_t out_mult = params->out_mult;
     const int32_t out_shift = params->out_shift;
     const int32_t out_zp = params->out_zp;
-    if (!mcf_valid_zp(q_zp) || !mcf_valid_zp(k_zp) || !mcf_valid_zp(v_zp) || !mcf_valid_zp(score_zp) ||
-        !mcf_valid_zp(out_zp) || !mcf_valid_requant(score_mult, score_shift) ||
-        !mcf_valid_requant(out_mult, out_shift)) {
+    if (!mcf_valid_attention_params(params)) {
         return MCF_ERR_ARG;
     }
     const int32_t head_dim = channels / heads;

@@ -1,4 +1,5 @@
 /* ops.layernorm: see mcf_kernels.h. */
+#include "mcf_checks.h"
 #include "mcf_kernels.h"
 #include "mcf_math.h"
 
@@ -14,8 +15,7 @@ mcf_status mcf_layernorm_s8(const mcf_dims *dims, const mcf_layernorm_params *pa
     const int32_t mult = params->mult;
     const int32_t shift = params->shift;
     const int32_t out_zp = params->out_zp;
-    if (tokens <= 0 || channels <= 0 || !mcf_valid_zp(in_zp) || !mcf_valid_zp(out_zp) ||
-        !mcf_valid_requant(mult, shift) || eps < 0 || eps > MCF_LN_EPS_MAX) {
+    if (tokens <= 0 || channels <= 0 || !mcf_valid_layernorm_params(params)) {
         return MCF_ERR_ARG;
     }
     const int32_t frac_shift = MCF_LN_RECIP_BITS - MCF_LN_NORM_BITS;

@@ -1,4 +1,5 @@
 /* ops.linear: see mcf_kernels.h. */
+#include "mcf_checks.h"
 #include "mcf_kernels.h"
 #include "mcf_math.h"
 
@@ -12,18 +13,14 @@ mcf_status mcf_linear_s8(const mcf_linear_dims *dims, const mcf_linear_params *p
     const int32_t tokens = dims->tokens;
     const int32_t in_ch = dims->in_ch;
     const int32_t out_ch = dims->out_ch;
-    const int32_t in_zp = params->in_zp;
-    const int32_t out_zp = params->out_zp;
-    if (tokens <= 0 || in_ch <= 0 || out_ch <= 0 || !mcf_valid_zp(in_zp) || !mcf_valid_zp(out_zp)) {
+    if (tokens <= 0 || in_ch <= 0 || out_ch <= 0 || !mcf_valid_linear_params(params) ||
+        !mcf_valid_channel_quant(quant, out_ch)) {
         return MCF_ERR_ARG;
     }
+    const int32_t in_zp = params->in_zp;
+    const int32_t out_zp = params->out_zp;
     const int32_t *mult = quant->mult;
     const int32_t *shift = quant->shift;
-    for (int32_t n = 0; n < out_ch; n++) {
-        if (!mcf_valid_requant(mult[n], shift[n])) {
-            return MCF_ERR_ARG;
-        }
-    }
 
     for (int32_t t = 0; t < tokens; t++) {
         const int8_t *x = input + t * in_ch;

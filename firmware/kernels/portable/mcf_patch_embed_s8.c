@@ -1,4 +1,5 @@
 /* ops.patch_embed: see mcf_kernels.h. */
+#include "mcf_checks.h"
 #include "mcf_kernels.h"
 #include "mcf_math.h"
 
@@ -14,19 +15,14 @@ mcf_status mcf_patch_embed_s8(const mcf_patch_embed_dims *dims, const mcf_linear
     const int32_t channels = dims->channels;
     const int32_t patch = dims->patch;
     const int32_t out_ch = dims->out_ch;
-    const int32_t in_zp = params->in_zp;
-    const int32_t out_zp = params->out_zp;
     if (height <= 0 || width <= 0 || channels <= 0 || patch <= 0 || out_ch <= 0 || height % patch != 0 ||
-        width % patch != 0 || !mcf_valid_zp(in_zp) || !mcf_valid_zp(out_zp)) {
+        width % patch != 0 || !mcf_valid_linear_params(params) || !mcf_valid_channel_quant(quant, out_ch)) {
         return MCF_ERR_ARG;
     }
+    const int32_t in_zp = params->in_zp;
+    const int32_t out_zp = params->out_zp;
     const int32_t *mult = quant->mult;
     const int32_t *shift = quant->shift;
-    for (int32_t n = 0; n < out_ch; n++) {
-        if (!mcf_valid_requant(mult[n], shift[n])) {
-            return MCF_ERR_ARG;
-        }
-    }
 
     const int32_t grid_h = height / patch;
     const int32_t grid_w = width / patch;
