@@ -21,6 +21,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from kernel_ctypes import (
+    ATTENTION_FIELDS,
+    AddParams,
+    AttentionDims,
+    AttentionParams,
+    ChannelQuant,
+    LayerNormParams,
+    LinearParams,
+    P,
+    guarded,
+    int_fields,
+    ptr,
+)
 
 from mcuformer.arch import PRESETS, ArchConfig, LayerRanks
 from mcuformer.codegen.host_build import KERNEL_INCLUDE, compile_host, kernel_sources
@@ -44,25 +57,9 @@ WARN_FLAGS = ["-Wall", "-Wextra", "-Werror"]
 CHANNELS = (8, 12, 16, 24, 48)
 BLOCK_CASES = 150  # random blocks through ctypes
 SANITIZED_CASES = 12  # random blocks through the sanitized executable
-GUARD = 16
 ERR_ARG = -1
 
 # ----------------------------------------------------------------------------------------- ctypes binding
-
-P = ctypes.c_void_p
-I32 = ctypes.c_int32
-
-
-def _int_fields(*names: str) -> list[tuple[str, type[ctypes.c_int32]]]:
-    return [(n, ctypes.c_int32) for n in names]
-
-
-class LinearParams(ctypes.Structure):
-    _fields_ = _int_fields("in_zp", "out_zp")
-
-
-class ChannelQuant(ctypes.Structure):
-    _fields_ = [("mult", P), ("shift", P)]
 
 
 class LinearLayer(ctypes.Structure):
@@ -73,31 +70,12 @@ class FactoredLinear(ctypes.Structure):
     _fields_ = [("v", P), ("u", LinearLayer)]
 
 
-class LayerNormParams(ctypes.Structure):
-    _fields_ = [("in_zp", ctypes.c_int32), ("eps", ctypes.c_int64), *_int_fields("mult", "shift", "out_zp")]
-
-
 class LayerNormLayer(ctypes.Structure):
     _fields_ = [("params", LayerNormParams), ("gamma", P), ("beta", P)]
 
 
-ATTENTION_FIELDS = ("q_zp", "k_zp", "v_zp", "score_mult", "score_shift", "score_zp", "out_mult", "out_shift", "out_zp")
-
-
-class AttentionParams(ctypes.Structure):
-    _fields_ = _int_fields(*ATTENTION_FIELDS)
-
-
-class AttentionDims(ctypes.Structure):
-    _fields_ = _int_fields("tokens", "channels", "heads")
-
-
-class AddParams(ctypes.Structure):
-    _fields_ = _int_fields("a_zp", "b_zp", "a_mult", "b_mult", "shift", "out_zp")
-
-
 class AttentionBlockDims(ctypes.Structure):
-    _fields_ = _int_fields("tokens", "channels", "heads", "qkv_rank", "proj_rank")
+    _fields_ = int_fields("tokens", "channels", "heads", "qkv_rank", "proj_rank")
 
 
 class AttentionBlockParams(ctypes.Structure):
@@ -115,7 +93,7 @@ class AttentionBlockParams(ctypes.Structure):
 
 
 class MlpBlockDims(ctypes.Structure):
-    _fields_ = _int_fields("tokens", "channels", "hidden", "fc1_rank", "fc2_rank")
+    _fields_ = int_fields("tokens", "channels", "hidden", "fc1_rank", "fc2_rank")
 
 
 class MlpBlockParams(ctypes.Structure):
@@ -148,33 +126,6 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
         fn.argtypes = argtypes
         fn.restype = ctypes.c_int32
     return library
-
-
-def ptr(array: np.ndarray | None) -> int | None:
-    return None if array is None else array.ctypes.data
-
-
-@dataclass
-class Guarded:
-    """A flat array with GUARD random bytes on each side; `data` is the view handed to C."""
-
-    full: np.ndarray
-    guards: np.ndarray
-
-    @property
-    def data(self) -> np.ndarray:
-        return self.full[GUARD : len(self.full) - GUARD]
-
-    def check_guards(self, what: str) -> None:
-        current = np.concatenate([self.full[:GUARD], self.full[len(self.full) - GUARD :]])
-        assert np.array_equal(current, self.guards), f"kernel wrote outside {what}"
-
-
-def guarded(values: np.ndarray, rng: np.random.Generator) -> Guarded:
-    flat = np.ascontiguousarray(values, dtype=np.int8).reshape(-1)
-    full = rng.integers(-128, 127, len(flat) + 2 * GUARD, dtype=np.int8, endpoint=True)
-    full[GUARD : GUARD + len(flat)] = flat
-    return Guarded(full, np.concatenate([full[:GUARD], full[GUARD + len(flat) :]]))
 
 
 @dataclass

@@ -22,6 +22,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from kernel_ctypes import (
+    I32,
+    AddParams,
+    AttentionDims,
+    AttentionParams,
+    ChannelQuant,
+    Dims,
+    LayerNormParams,
+    LinearDims,
+    LinearParams,
+    P,
+    PatchEmbedDims,
+    PoolParams,
+    guarded,
+    ptr,
+)
 
 from mcuformer.codegen.host_build import KERNEL_INCLUDE, compile_host, kernel_sources
 from mcuformer.errors import McuformerError
@@ -32,7 +48,6 @@ DRIVER_SOURCE = KERNELS_DIR / "test" / "mcf_kernel_driver.c"
 ARM_FLAGS = ["-std=c99", "-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16", "-O2"]
 CASES = 100  # random cases per kernel through ctypes
 SANITIZED_CASES = 25  # random cases per kernel through the sanitized driver
-GUARD = 16  # guard elements on each side of every array handed to the library
 OPS = ("linear", "patch_embed", "add", "lut", "layernorm", "softmax", "attention", "mean_pool", "copy")
 DRIVER_OPS = {name: i for i, name in enumerate((*OPS, "isqrt64"))}
 INT32_MAX = 2**31 - 1
@@ -41,57 +56,6 @@ INT32_MAX = 2**31 - 1
 # ----------------------------------------------------------------------------------------- ctypes binding
 
 
-class LinearDims(ctypes.Structure):
-    _fields_ = [("tokens", ctypes.c_int32), ("in_ch", ctypes.c_int32), ("out_ch", ctypes.c_int32)]
-
-
-class LinearParams(ctypes.Structure):
-    _fields_ = [("in_zp", ctypes.c_int32), ("out_zp", ctypes.c_int32)]
-
-
-class ChannelQuant(ctypes.Structure):
-    _fields_ = [("mult", ctypes.c_void_p), ("shift", ctypes.c_void_p)]
-
-
-class PatchEmbedDims(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_int32) for n in ("height", "width", "channels", "patch", "out_ch")]
-
-
-class AddParams(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_int32) for n in ("a_zp", "b_zp", "a_mult", "b_mult", "shift", "out_zp")]
-
-
-class Dims(ctypes.Structure):
-    _fields_ = [("tokens", ctypes.c_int32), ("channels", ctypes.c_int32)]
-
-
-class LayerNormParams(ctypes.Structure):
-    _fields_ = [
-        ("in_zp", ctypes.c_int32),
-        ("eps", ctypes.c_int64),
-        ("mult", ctypes.c_int32),
-        ("shift", ctypes.c_int32),
-        ("out_zp", ctypes.c_int32),
-    ]
-
-
-class AttentionDims(ctypes.Structure):
-    _fields_ = [("tokens", ctypes.c_int32), ("channels", ctypes.c_int32), ("heads", ctypes.c_int32)]
-
-
-ATTENTION_FIELDS = ("q_zp", "k_zp", "v_zp", "score_mult", "score_shift", "score_zp", "out_mult", "out_shift", "out_zp")
-
-
-class AttentionParams(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_int32) for n in ATTENTION_FIELDS]
-
-
-class PoolParams(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_int32) for n in ("in_zp", "mult", "shift", "out_zp")]
-
-
-P = ctypes.c_void_p
-I32 = ctypes.c_int32
 SIGNATURES: dict[str, list[object]] = {
     "mcf_linear_s8": [P, P, P, P, P, P, P],
     "mcf_patch_embed_s8": [P, P, P, P, P, P, P],
@@ -121,10 +85,6 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
 def driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
     exe = tmp_path_factory.mktemp("driver") / "mcf_kernel_driver_san"
     return compile_host([*kernel_sources(), DRIVER_SOURCE], exe, include_dirs=[KERNEL_INCLUDE], sanitize=True)
-
-
-def ptr(array: np.ndarray | None) -> int | None:
-    return None if array is None else array.ctypes.data
 
 
 def invoke(lib: ctypes.CDLL, op: str, s: list[int], a: Sequence[np.ndarray | None], out: np.ndarray | None) -> int:
@@ -174,30 +134,6 @@ class Case:
     expected: np.ndarray
     alias: int = -1  # the output is arrays[alias] (in-place call)
     label: str = field(default="")
-
-
-@dataclass
-class Guarded:
-    """An array with GUARD random elements on each side; `data` is the view handed to C."""
-
-    full: np.ndarray
-    guards: np.ndarray
-
-    @property
-    def data(self) -> np.ndarray:
-        return self.full[GUARD : len(self.full) - GUARD]
-
-    def check_guards(self) -> None:
-        current = np.concatenate([self.full[:GUARD], self.full[len(self.full) - GUARD :]])
-        assert np.array_equal(current, self.guards), "kernel wrote outside its array"
-
-
-def guarded(values: np.ndarray, rng: np.random.Generator) -> Guarded:
-    flat = np.ascontiguousarray(values).reshape(-1)
-    info = np.iinfo(flat.dtype)
-    full = rng.integers(info.min, info.max, len(flat) + 2 * GUARD, dtype=flat.dtype, endpoint=True)
-    full[GUARD : GUARD + len(flat)] = flat
-    return Guarded(full, np.concatenate([full[:GUARD], full[GUARD + len(flat) :]]))
 
 
 def i8(rng: np.random.Generator, *shape: int) -> np.ndarray:
