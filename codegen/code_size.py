@@ -1,7 +1,8 @@
 """Flash taken by code, estimated without building: the kernels a graph uses plus a cost per kernel call.
 
-KERNEL_TEXT_BYTES are upper bounds of each kernel's .text in either variant (portable, dsp) for a Cortex-M7 (gcc 12,
--O2 -mthumb); tests/test_code_size.py rebuilds the kernels and fails if any bound is exceeded.
+KERNEL_TEXT_BYTES are upper bounds of each kernel's .text, static helpers included, in either variant (portable, dsp)
+for a Cortex-M7 (gcc 12, -O2 -mthumb); tests/test_code_size.py rebuilds the kernels and fails if any bound is
+exceeded.
 """
 
 from __future__ import annotations
@@ -43,11 +44,11 @@ KERNEL_TEXT_BYTES: dict[str, int] = {  # largest variant (portable, dsp) + ~25% 
     "mcf_patch_embed_rows_s8": 256,
     "mcf_patch_embed_rows_s8_get_buffer_size": 96,
     "mcf_attention_row_s8": 2672,
-    "mcf_attention_block_s8": 4080,  # with its static helpers (dsp: 4-token blocks and the one-token path)
+    "mcf_attention_block_s8": 5840,  # with its static helpers (dsp: 4-token blocks and the one-token path)
     "mcf_attention_block_s8_get_buffer_size": 272,
-    "mcf_attention_block_heads_s8": 1200,  # with its static helpers
-    "mcf_attention_block_heads_s8_get_buffer_size": 192,
-    "mcf_mlp_block_s8": 1728,  # with its static helpers
+    "mcf_attention_block_heads_s8": 10432,  # with its static helpers (dsp: 4-token blocks, 4 queries at a time)
+    "mcf_attention_block_heads_s8_get_buffer_size": 304,
+    "mcf_mlp_block_s8": 3376,  # with its static helpers (dsp: 4-token blocks and the one-token path)
     "mcf_mlp_block_s8_get_buffer_size": 256,
 }
 CALL_BYTES = 40  # one call in mcf_model_run: argument set-up, branch, status check

@@ -30,6 +30,7 @@ def _align4(n: int) -> int:
 # mcf_fused.h: sequences of at least BLOCK_MIN_TOKENS tokens get a scratch for the DSP kernels' 4-token blocks,
 # BLOCK_ROW_BYTES per value of the widest row (4 tokens x (int16 + int8)); shorter ones the one-token chain.
 BLOCK_MIN_TOKENS = 16
+BLOCK_TOKENS = 4  # MCF_FUSED_BLOCK_TOKENS
 BLOCK_ROW_BYTES = 12
 
 

@@ -4,23 +4,6 @@
 #include "mcf_fused_dsp.h"
 #include "mcf_fused_internal.h"
 
-/* norm1 and, with a low-rank qkv, its V factor for `count` tokens of x: the input of q, k and v, in the area
- * (rows of *width bytes on return). */
-static void qkv_input4(const mcf_attention_block_params *params, int32_t channels, int32_t qkv_rank,
-                       const int8_t *xb, int32_t count, const mcf_dsp_scratch *s, int32_t *width) {
-    const mcf_dims row = {1, channels};
-    const mcf_layernorm_layer *norm = &params->norm;
-    for (int32_t t = 0; t < count; t++) { /* cannot fail: every parameter was checked */
-        (void)mcf_layernorm_s8(&row, &norm->params, xb + t * channels, norm->gamma, norm->beta,
-                               s->area + t * channels);
-    }
-    *width = channels;
-    if (params->qkv_v != NULL) {
-        mcf_dsp_layer4(params->qkv_v, channels, qkv_rank, s->area, count, s->x16, s->area, qkv_rank);
-        *width = qkv_rank;
-    }
-}
-
 mcf_status mcf_attention_block_s8(const mcf_attention_block_dims *dims,
                                   const mcf_attention_block_params *params, int8_t *x, int8_t *k_buf,
                                   int8_t *v_buf, void *scratch) {
@@ -38,16 +21,7 @@ mcf_status mcf_attention_block_s8(const mcf_attention_block_dims *dims,
         return attention_block_per_token(dims, params, x, k_buf, v_buf, scratch, size);
     }
     const int32_t channels = dims->channels;
-    const mcf_attention_params *att = &params->attention;
-    if (!mcf_dsp_valid_norm(&params->norm) ||
-        (params->qkv_v != NULL && !mcf_dsp_valid_layer(params->qkv_v, qkv_rank)) ||
-        !mcf_dsp_valid_layer(&params->q, channels) || !mcf_dsp_valid_layer(&params->k, channels) ||
-        !mcf_dsp_valid_layer(&params->v, channels) || params->exp_table == NULL || !mcf_valid_zp(att->q_zp) ||
-        !mcf_valid_zp(att->k_zp) || !mcf_valid_zp(att->v_zp) || !mcf_valid_zp(att->score_zp) ||
-        !mcf_valid_zp(att->out_zp) || !mcf_valid_requant(att->score_mult, att->score_shift) ||
-        !mcf_valid_requant(att->out_mult, att->out_shift) ||
-        !mcf_dsp_valid_factored(&params->proj, proj_rank, channels) ||
-        !mcf_dsp_valid_add(&params->residual)) {
+    if (!mcf_dsp_valid_attention_block(dims, params)) {
         return MCF_ERR_ARG;
     }
     int32_t width = channels;
@@ -60,7 +34,7 @@ mcf_status mcf_attention_block_s8(const mcf_attention_block_dims *dims,
     for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) {
         const int32_t count = tokens - t0 < MCF_DSP_BLOCK ? tokens - t0 : MCF_DSP_BLOCK;
         int32_t in_ch = channels;
-        qkv_input4(params, channels, qkv_rank, x + t0 * channels, count, &s, &in_ch);
+        mcf_dsp_qkv_input4(params, channels, qkv_rank, x + t0 * channels, count, &s, &in_ch);
         mcf_dsp_layer4(&params->k, in_ch, channels, s.area, count, s.x16, k_buf + t0 * channels, channels);
         mcf_dsp_layer4(&params->v, in_ch, channels, s.area, count, s.x16, v_buf + t0 * channels, channels);
     }
@@ -73,12 +47,12 @@ mcf_status mcf_attention_block_s8(const mcf_attention_block_dims *dims,
         const int32_t count = tokens - t0 < MCF_DSP_BLOCK ? tokens - t0 : MCF_DSP_BLOCK;
         int8_t *xb = x + t0 * channels;
         int32_t in_ch = channels;
-        qkv_input4(params, channels, qkv_rank, xb, count, &s, &in_ch);
+        mcf_dsp_qkv_input4(params, channels, qkv_rank, xb, count, &s, &in_ch);
         mcf_dsp_layer4(&params->q, in_ch, channels, s.area, count, s.x16, s.area, channels);
         for (int32_t t = 0; t < count; t++) {
             int8_t *row = s.area + t * channels;
-            (void)mcf_attention_row_s8(&attention_dims, att, row, k_buf, v_buf, params->exp_table, row,
-                                       scores);
+            (void)mcf_attention_row_s8(&attention_dims, &params->attention, row, k_buf, v_buf,
+                                       params->exp_table, row, scores);
         }
         mcf_dsp_factored4(&params->proj, channels, proj_rank, channels, s.area, count, s.x16);
         for (int32_t t = 0; t < count; t++) {

@@ -368,19 +368,35 @@ static inline void mcf_dsp_dot4(const uint32_t *x16, const int8_t *w, int32_t gr
     acc[3] = a3;
 }
 
-/* One quantized linear layer on a block of tokens: out[t][n] for t < count (rows out_stride bytes apart),
- * from x16 (mcf_dsp_widen4 of the input with the layer's in_zp).
+/* acc[t] += sum_k x16(token t)[k] * w[k] over k < length for the four tokens of a block: mcf_dsp_dot4 over
+ * the groups of four, then the length % 4 leftover values (stored after the groups, token by token). */
+static inline void mcf_dsp_dot4_row(const uint32_t *x16, int32_t length, const int8_t *w, int32_t acc[4]) {
+    const int32_t groups = length >> 2;
+    const int32_t tail = length & 3;
+    mcf_dsp_dot4(x16, w, groups, acc);
+    const int16_t *rest = (const int16_t *)(x16 + 8 * groups);
+    const int8_t *wt = w + 4 * groups;
+    for (int32_t r = 0; r < tail; r++) {
+        const int32_t wv = wt[r];
+        acc[0] += rest[r] * wv;
+        acc[1] += rest[tail + r] * wv;
+        acc[2] += rest[2 * tail + r] * wv;
+        acc[3] += rest[3 * tail + r] * wv;
+    }
+}
+
+/* One quantized linear layer on a block of tokens: out[t * token_stride + n * channel_stride] for t < count,
+ * from x16 (mcf_dsp_widen4 of the input with the layer's in_zp). A channel stride other than 1 writes the
+ * output transposed (channel-major), as the per-head attention kernel keeps V.
  *
  * Requantization fast path, exact: when |bias| < 2^30 and in_ch < 32896 the accumulator starts at the bias
  * and stays within int32 (|dot| <= 255 * 128 * in_ch < 2^30); when also shift is in [-24, -2], with r =
  * -shift - 2, requant_s8(acc) == ssat8((((acc * mult) >> 32) + 2^r + out_zp * 2^(r + 1)) >> (r + 1)) (floor
  * shifts compose; the sum stays inside int32). Otherwise mcf_dsp_requantize_s8 (exact in all cases). */
-static inline void mcf_dsp_linear4(const uint32_t *x16, int32_t in_ch, const mcf_linear_params *params,
-                                   const mcf_channel_quant *quant, const int8_t *weight, const int32_t *bias,
-                                   int32_t out_ch, int8_t *out, int32_t out_stride, int32_t count) {
-    const int32_t groups = in_ch >> 2;
-    const int32_t tail = in_ch & 3;
-    const int16_t *rest = (const int16_t *)(x16 + 8 * groups);
+static inline void mcf_dsp_linear4_strided(const uint32_t *x16, int32_t in_ch, const mcf_linear_params *params,
+                                           const mcf_channel_quant *quant, const int8_t *weight,
+                                           const int32_t *bias, int32_t out_ch, int8_t *out,
+                                           int32_t token_stride, int32_t channel_stride, int32_t count) {
     const int32_t out_zp = params->out_zp;
     const int short_rows = in_ch < 32896;
     const int8_t *w = weight;
@@ -389,28 +405,64 @@ static inline void mcf_dsp_linear4(const uint32_t *x16, int32_t in_ch, const mcf
         const int fast = short_rows && b > -(1 << 30) && b < (1 << 30) && s <= -2 && s >= -24;
         const int32_t start = fast ? b : 0;
         int32_t acc[4] = {start, start, start, start};
-        mcf_dsp_dot4(x16, w, groups, acc);
-        const int8_t *wt = w + 4 * groups;
-        for (int32_t r = 0; r < tail; r++) {
-            const int32_t wv = wt[r];
-            acc[0] += rest[r] * wv;
-            acc[1] += rest[tail + r] * wv;
-            acc[2] += rest[2 * tail + r] * wv;
-            acc[3] += rest[3 * tail + r] * wv;
-        }
-        int8_t *o = out + n;
+        mcf_dsp_dot4_row(x16, in_ch, w, acc);
+        int8_t *o = out + n * channel_stride;
         if (fast) {
             const int32_t down = -s - 1;
             const int32_t add = (1 << (down - 1)) + (int32_t)((uint32_t)out_zp << down);
-            for (int32_t t = 0; t < count; t++, o += out_stride) {
+            for (int32_t t = 0; t < count; t++, o += token_stride) {
                 *o = mcf_dsp_sat8((mcf_smmul(acc[t], m) + add) >> down);
             }
         } else {
-            for (int32_t t = 0; t < count; t++, o += out_stride) {
+            for (int32_t t = 0; t < count; t++, o += token_stride) {
                 *o = mcf_dsp_requantize_s8(acc[t], b, m, s, out_zp);
             }
         }
     }
 }
+
+/* mcf_dsp_linear4_strided with rows of out out_stride bytes apart (channels consecutive). */
+static inline void mcf_dsp_linear4(const uint32_t *x16, int32_t in_ch, const mcf_linear_params *params,
+                                   const mcf_channel_quant *quant, const int8_t *weight, const int32_t *bias,
+                                   int32_t out_ch, int8_t *out, int32_t out_stride, int32_t count) {
+    mcf_dsp_linear4_strided(x16, in_ch, params, quant, weight, bias, out_ch, out, out_stride, 1, count);
+}
+
+/* ------------------------------------------------------------------ multiplies of the LayerNorm kernel */
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+/* acc + a.bottom * b.bottom and acc + a.top * b.bottom, int16 halves (SMLABB, SMLATB; modulo 2^32). */
+static inline int32_t mcf_smlabb(uint32_t a, uint32_t b, int32_t acc) {
+    return __smlabb((int32_t)a, (int32_t)b, acc);
+}
+static inline int32_t mcf_smlatb(uint32_t a, uint32_t b, int32_t acc) {
+    return __smlatb((int32_t)a, (int32_t)b, acc);
+}
+/* (a * b + 2^31) >> 32, the rounded high word of the 64-bit product (SMMULR). */
+static inline int32_t mcf_smmulr(int32_t a, int32_t b) {
+    int32_t r;
+    __asm("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+/* acc + ((a * b) >> 32), modulo 2^32 (SMMLA). */
+static inline int32_t mcf_smmla(int32_t a, int32_t b, int32_t acc) {
+    int32_t r;
+    __asm("smmla %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
+#else
+static inline int32_t mcf_smlabb(uint32_t a, uint32_t b, int32_t acc) {
+    return (int32_t)((uint32_t)acc + (uint32_t)((int16_t)(a & 0xFFFFu) * (int16_t)(b & 0xFFFFu)));
+}
+static inline int32_t mcf_smlatb(uint32_t a, uint32_t b, int32_t acc) {
+    return (int32_t)((uint32_t)acc + (uint32_t)((int16_t)(a >> 16) * (int16_t)(b & 0xFFFFu)));
+}
+static inline int32_t mcf_smmulr(int32_t a, int32_t b) {
+    return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
+}
+static inline int32_t mcf_smmla(int32_t a, int32_t b, int32_t acc) {
+    return (int32_t)((uint32_t)acc + (uint32_t)(((int64_t)a * b) >> 32));
+}
+#endif
 
 #endif /* MCF_DSP_H */

@@ -133,7 +133,9 @@ mcf_status mcf_attention_block_s8(const mcf_attention_block_dims *dims,
                                   int8_t *v_buf, void *scratch);
 
 /* Bytes of scratch mcf_attention_block_heads_s8 needs (0 if dims is NULL or invalid, or the size exceeds
- * int32): max(d + qkv_rank + head_dim + tokens, proj_rank + d) rounded up to a multiple of 4.
+ * int32): max(d + qkv_rank + head_dim + tokens, proj_rank + d) rounded up to a multiple of 4 (one token at a
+ * time). From MCF_FUSED_BLOCK_MIN_TOKENS tokens on, the size of the DSP kernel's 4-token blocks instead, with
+ * width = max(d, qkv_rank, proj_rank): 3 + 8 * max(width, tokens) + 4 * (width + tokens), rounded up.
  * Mirror: mcuformer.codegen.kernels.attention_block_heads_scratch_bytes. */
 int32_t mcf_attention_block_heads_s8_get_buffer_size(const mcf_attention_block_dims *dims);
 
@@ -145,7 +147,8 @@ int32_t mcf_attention_block_heads_s8_get_buffer_size(const mcf_attention_block_d
  * proj and the residual add over x[t]. Same results as mcf_attention_block_s8, bit for bit (each head's
  * scores, softmax and context depend on that head's channels only). scratch:
  * mcf_attention_block_heads_s8_get_buffer_size(dims) bytes, any alignment. x, k_head, v_head, context and
- * scratch must not overlap one another. */
+ * scratch must not overlap one another. Only x is an output: what k_head, v_head and context hold on return
+ * (and in which layout) is the kernel variant's own. */
 mcf_status mcf_attention_block_heads_s8(const mcf_attention_block_dims *dims,
                                         const mcf_attention_block_params *params, int8_t *x, int8_t *k_head,
                                         int8_t *v_head, int8_t *context, void *scratch);

@@ -48,6 +48,25 @@ static inline int mcf_dsp_valid_factored(const mcf_factored_linear *layer, int32
            mcf_dsp_valid_layer(&layer->u, out_ch);
 }
 
+/* The parameters the DSP attention kernels use, checked before x is touched (the portable kernels' sub-kernel
+ * checks, all at once). */
+static inline int mcf_dsp_valid_attention_block(const mcf_attention_block_dims *dims,
+                                                const mcf_attention_block_params *params) {
+    const int32_t channels = dims->channels;
+    const int32_t qkv_rank = dims->qkv_rank;
+    const int32_t proj_rank = dims->proj_rank;
+    const mcf_attention_params *att = &params->attention;
+    return mcf_dsp_valid_norm(&params->norm) &&
+           (params->qkv_v == NULL || mcf_dsp_valid_layer(params->qkv_v, qkv_rank)) &&
+           mcf_dsp_valid_layer(&params->q, channels) && mcf_dsp_valid_layer(&params->k, channels) &&
+           mcf_dsp_valid_layer(&params->v, channels) && params->exp_table != NULL &&
+           mcf_valid_zp(att->q_zp) && mcf_valid_zp(att->k_zp) && mcf_valid_zp(att->v_zp) &&
+           mcf_valid_zp(att->score_zp) && mcf_valid_zp(att->out_zp) &&
+           mcf_valid_requant(att->score_mult, att->score_shift) &&
+           mcf_valid_requant(att->out_mult, att->out_shift) &&
+           mcf_dsp_valid_factored(&params->proj, proj_rank, channels) && mcf_dsp_valid_add(&params->residual);
+}
+
 /* The scratch areas: x16 word aligned at the start, the int8 area after it. */
 typedef struct {
     uint32_t *x16;
@@ -79,6 +98,24 @@ static inline void mcf_dsp_factored4(const mcf_factored_linear *layer, int32_t i
         in_ch = rank;
     }
     mcf_dsp_layer4(&layer->u, in_ch, out_ch, area, count, x16, area, out_ch);
+}
+
+/* norm1 and, with a low-rank qkv, its V factor for `count` tokens of x: the input of q, k and v, in the area
+ * (rows of *width bytes on return). */
+static inline void mcf_dsp_qkv_input4(const mcf_attention_block_params *params, int32_t channels,
+                                      int32_t qkv_rank, const int8_t *xb, int32_t count,
+                                      const mcf_dsp_scratch *s, int32_t *width) {
+    const mcf_dims row = {1, channels};
+    const mcf_layernorm_layer *norm = &params->norm;
+    for (int32_t t = 0; t < count; t++) { /* cannot fail: every parameter was checked */
+        (void)mcf_layernorm_s8(&row, &norm->params, xb + t * channels, norm->gamma, norm->beta,
+                               s->area + t * channels);
+    }
+    *width = channels;
+    if (params->qkv_v != NULL) {
+        mcf_dsp_layer4(params->qkv_v, channels, qkv_rank, s->area, count, s->x16, s->area, qkv_rank);
+        *width = qkv_rank;
+    }
 }
 
 #endif /* MCF_FUSED_DSP_H */

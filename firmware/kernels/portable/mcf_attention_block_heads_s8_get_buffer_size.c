@@ -6,10 +6,23 @@ int32_t mcf_attention_block_heads_s8_get_buffer_size(const mcf_attention_block_d
         dims->channels % dims->heads != 0 || dims->qkv_rank < 0 || dims->proj_rank < 0) {
         return 0;
     }
-    /* Passes 1-2: d + qkv_rank + head_dim + tokens; pass 3: proj_rank + d. In 64 bits: no overflow. */
+    /* In 64 bits: no overflow. */
     const int64_t d = dims->channels;
-    const int64_t heads_part = d + dims->qkv_rank + d / dims->heads + dims->tokens;
-    const int64_t proj_part = dims->proj_rank + d;
-    const int64_t need = heads_part > proj_part ? heads_part : proj_part;
+    const int64_t tokens = dims->tokens;
+    int64_t need;
+    if (tokens >= MCF_FUSED_BLOCK_MIN_TOKENS) {
+        /* Blocks of 4 tokens (mcf_fused_dsp.h): word alignment, the widened input of a linear or of the
+         * attention products (8 bytes per value of the widest row or of a score row), 4 int8 rows, 4 score
+         * rows. */
+        int64_t width = dims->qkv_rank > d ? dims->qkv_rank : d;
+        width = dims->proj_rank > width ? dims->proj_rank : width;
+        const int64_t widened = width > tokens ? width : tokens;
+        need = 3 + 8 * widened + MCF_FUSED_BLOCK_TOKENS * (width + tokens);
+    } else {
+        /* One token at a time: d + qkv_rank + head_dim + tokens (heads), proj_rank + d (proj). */
+        const int64_t heads_part = d + dims->qkv_rank + d / dims->heads + tokens;
+        const int64_t proj_part = dims->proj_rank + d;
+        need = heads_part > proj_part ? heads_part : proj_part;
+    }
     return need > INT32_MAX - 3 ? 0 : (int32_t)((need + 3) / 4 * 4);
 }

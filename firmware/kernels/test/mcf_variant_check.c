@@ -34,6 +34,9 @@ mcf_status ref_mcf_softmax_s8(const int8_t *, const int32_t *, int8_t *, int32_t
 mcf_status ref_mcf_mlp_block_s8(const mcf_mlp_block_dims *, const mcf_mlp_block_params *, int8_t *, void *);
 mcf_status ref_mcf_attention_block_s8(const mcf_attention_block_dims *, const mcf_attention_block_params *,
                                       int8_t *, int8_t *, int8_t *, void *);
+mcf_status ref_mcf_attention_block_heads_s8(const mcf_attention_block_dims *,
+                                            const mcf_attention_block_params *, int8_t *, int8_t *, int8_t *,
+                                            int8_t *, void *);
 
 /* ------------------------------------------------------------------------------- bare-metal plumbing */
 
@@ -408,53 +411,74 @@ static void check_mlp_block(int cases) {
     checked("mlp_block", cases);
 }
 
-static void check_attention_block(int cases) {
+/* Random parameters of an attention block (heads <= 3, head sizes and ranks up to 13, often 16-30 tokens so
+ * that the DSP kernels take their 4-token blocks); x (out_ref = out_var) random too. */
+static mcf_attention_block_dims rnd_attention_block(mcf_attention_block_params *params) {
     static mcf_linear_layer qkv_v, proj_v;
+    const int32_t heads = rnd_range(1, 3);
+    const int32_t channels = heads * rnd_size(12);
+    const int32_t tokens = chance(60) ? rnd_range(16, 30) : rnd_size(15);
+    const mcf_attention_block_dims dims = {tokens, channels, heads, rnd_rank(), rnd_rank()};
+    memset(params, 0, sizeof *params);
+    rnd_norm(&params->norm, channels);
+    const int32_t in_ch = dims.qkv_rank ? dims.qkv_rank : channels;
+    if (dims.qkv_rank) {
+        rnd_layer(&qkv_v, weight_c, bias_c, mult_c, shift_c, channels, dims.qkv_rank);
+        params->qkv_v = &qkv_v;
+    }
+    rnd_layer(&params->q, weight_a, bias_a, mult_a, shift_a, in_ch, channels);
+    rnd_layer(&params->k, weight_a + 4096, bias_a + 128, mult_a + 128, shift_a + 128, in_ch, channels);
+    rnd_layer(&params->v, weight_a + 8192, bias_a + 256, mult_a + 256, shift_a + 256, in_ch, channels);
+    if (chance(50)) { /* usually q, k and v read one tensor with one zero point */
+        params->k.params.in_zp = params->v.params.in_zp = params->q.params.in_zp;
+    }
+    rnd_attention_params(&params->attention);
+    params->attention.score_shift = rnd_range(-12, -4);
+    params->attention.out_shift = rnd_range(-16, -6);
+    rnd_exp_table();
+    params->exp_table = exp_table;
+    if (dims.proj_rank) {
+        rnd_layer(&proj_v, weight_d, bias_d, mult_d, shift_d, channels, dims.proj_rank);
+        params->proj.v = &proj_v;
+    }
+    rnd_layer(&params->proj.u, weight_b, bias_b, mult_b, shift_b, dims.proj_rank ? dims.proj_rank : channels,
+              channels);
+    params->residual = rnd_add();
+    const int32_t n_out = dims.tokens * channels;
+    clear_outputs(n_out);
+    rnd_bytes(out_ref, n_out);
+    memcpy(out_var, out_ref, (size_t)n_out);
+    return dims;
+}
+
+static void check_attention_block(int cases) {
     for (int i = 0; i < cases; i++) {
-        const int32_t heads = rnd_range(1, 3);
-        const int32_t channels = heads * rnd_size(12);
-        const int32_t tokens = chance(60) ? rnd_range(16, 30) : rnd_size(15);
-        const mcf_attention_block_dims dims = {tokens, channels, heads, rnd_rank(), rnd_rank()};
         mcf_attention_block_params params;
-        memset(&params, 0, sizeof params);
-        rnd_norm(&params.norm, channels);
-        const int32_t in_ch = dims.qkv_rank ? dims.qkv_rank : channels;
-        if (dims.qkv_rank) {
-            rnd_layer(&qkv_v, weight_c, bias_c, mult_c, shift_c, channels, dims.qkv_rank);
-            params.qkv_v = &qkv_v;
-        }
-        rnd_layer(&params.q, weight_a, bias_a, mult_a, shift_a, in_ch, channels);
-        rnd_layer(&params.k, weight_a + 4096, bias_a + 128, mult_a + 128, shift_a + 128, in_ch, channels);
-        rnd_layer(&params.v, weight_a + 8192, bias_a + 256, mult_a + 256, shift_a + 256, in_ch, channels);
-        if (chance(50)) { /* usually q, k and v read one tensor with one zero point */
-            params.k.params.in_zp = params.v.params.in_zp = params.q.params.in_zp;
-        }
-        rnd_attention_params(&params.attention);
-        params.attention.score_shift = rnd_range(-12, -4);
-        params.attention.out_shift = rnd_range(-16, -6);
-        rnd_exp_table();
-        params.exp_table = exp_table;
-        if (dims.proj_rank) {
-            rnd_layer(&proj_v, weight_d, bias_d, mult_d, shift_d, channels, dims.proj_rank);
-            params.proj.v = &proj_v;
-        }
-        rnd_layer(&params.proj.u, weight_b, bias_b, mult_b, shift_b,
-                  dims.proj_rank ? dims.proj_rank : channels, channels);
-        params.residual = rnd_add();
-        const int32_t n_out = dims.tokens * channels;
-        clear_outputs(n_out);
-        rnd_bytes(out_ref, n_out);
-        memcpy(out_var, out_ref, (size_t)n_out);
+        const mcf_attention_block_dims dims = rnd_attention_block(&params);
         const mcf_status r =
             ref_mcf_attention_block_s8(&dims, &params, out_ref, kv_ref[0], kv_ref[1], scratch_ref);
         const mcf_status v =
             mcf_attention_block_s8(&dims, &params, out_var, kv_var[0], kv_var[1], scratch_var + i % 4);
-        compare("attention_block", i, r, v, n_out);
+        compare("attention_block", i, r, v, dims.tokens * dims.channels);
         if (memcmp(kv_ref, kv_var, sizeof kv_ref) != 0) {
             compare("attention_block_kv", i, MCF_OK, MCF_ERR_ARG, 0);
         }
     }
     checked("attention_block", cases);
+}
+
+/* x only: what k_head, v_head and the context buffer hold afterwards is each variant's own. */
+static void check_attention_block_heads(int cases) {
+    for (int i = 0; i < cases; i++) {
+        mcf_attention_block_params params;
+        const mcf_attention_block_dims dims = rnd_attention_block(&params);
+        const mcf_status r = ref_mcf_attention_block_heads_s8(&dims, &params, out_ref, kv_ref[0], kv_ref[1],
+                                                              in_c, scratch_ref);
+        const mcf_status v = mcf_attention_block_heads_s8(&dims, &params, out_var, kv_var[0], kv_var[1], in_b,
+                                                          scratch_var + i % 4);
+        compare("attention_block_heads", i, r, v, dims.tokens * dims.channels);
+    }
+    checked("attention_block_heads", cases);
 }
 
 static void check_row_ops(int cases) {
@@ -704,6 +728,13 @@ static void bench_blocks(int32_t tokens, int32_t channels, int32_t heads, int32_
     shape3(shape, tokens, channels, heads);
     const int64_t macs = 4 * (int64_t)tokens * channels * channels + 2 * (int64_t)tokens * tokens * channels;
     bench_line("attention_block", shape, macs, ref, var, 1);
+    start = ticks();
+    (void)ref_mcf_attention_block_heads_s8(&att_dims, &att, out_ref, kv_ref[0], kv_ref[1], in_c, scratch_ref);
+    ref = ticks() - start;
+    start = ticks();
+    (void)mcf_attention_block_heads_s8(&att_dims, &att, out_ref, kv_var[0], kv_var[1], in_b, scratch_var);
+    var = ticks() - start;
+    bench_line("attention_block_heads", shape, macs, ref, var, 1);
 }
 
 /* Element-wise and row ops: "MACs" is the element count, so the per-MAC columns read as per element. */
@@ -766,6 +797,7 @@ int main(void) {
     check_row_ops(300);
     check_mlp_block(120);
     check_attention_block(120);
+    check_attention_block_heads(120);
 
     static const int32_t linear_shapes[][3] = {{1, 48, 48},   {2, 48, 48},   {50, 48, 48},  {50, 48, 192},
                                                {50, 192, 48}, {50, 48, 16},  {50, 16, 48},  {1, 64, 256},
