@@ -42,11 +42,101 @@ static void head_projections(const mcf_attention_block_params *params, int32_t t
                     context + t0 * channels + first, channels, count);
 }
 
+/* Largest exp_table entry for which softmax_u16 takes its 32-bit path (see there). */
+#define SMALL_EXP_ENTRY ((1 << 22) - 1)
+#define SMALL_EXP_TOKENS 1024
+
+/* The softmax of one score row written as u = p + 128 in [0, 255] straight into x16 for token t of the block
+ * (the layout of mcf_dsp_widen4); returns sum_j u_j. With small table entries (`small_table`: every entry <=
+ * SMALL_EXP_ENTRY, and tokens <= SMALL_EXP_TOKENS) each step is 32-bit and exact:
+ *   sum = sum_j e_j < 2^10 * 2^22 = 2^32: one 32-bit division for inv = 2^31 / sum (0 when sum is 0);
+ *   (e * inv + 2^22) >> 23 == (e * 2^9 * inv + 2^31) >> 32 == SMMULR(e << 9, inv), with e << 9 < 2^31 and
+ *   inv < 2^31 unless sum == 1 (that row takes mcf_softmax_s8);
+ *   u = min(that, 255), USAT (the value is >= 0).
+ * Otherwise mcf_softmax_s8 writes p over the row and u = p + 128. */
+static int32_t softmax_u16(int8_t *row, int32_t tokens, const int32_t *exp_table, int small_table,
+                           uint32_t *x16, int32_t t) {
+    const int32_t groups = tokens >> 2;
+    const int32_t tail = tokens & 3;
+    int16_t *lanes = (int16_t *)x16 + 4 * t; /* key 4g + r at lanes[16g + 2 (r & 1) + (r >> 1)] */
+    int16_t *rest = (int16_t *)(x16 + 8 * groups) + t * tail;
+    const int32_t *table = exp_table + mcf_dsp_row_max(row, tokens); /* table[-s] == exp_table[max - s] */
+    uint32_t sum = 0;
+    if (small_table) {
+        for (int32_t j = 0; j < tokens; j++) {
+            sum += (uint32_t)table[-row[j]];
+        }
+    }
+    int32_t u_sum = 0;
+    if (small_table && sum != 1) {
+        const int32_t inv = sum == 0 ? 0 : (int32_t)(0x80000000u / sum);
+        for (int32_t g = 0; g < groups; g++, row += 4, lanes += 16) {
+            const int32_t u0 = mcf_usat8(mcf_smmulr(table[-row[0]] << 9, inv));
+            const int32_t u1 = mcf_usat8(mcf_smmulr(table[-row[1]] << 9, inv));
+            const int32_t u2 = mcf_usat8(mcf_smmulr(table[-row[2]] << 9, inv));
+            const int32_t u3 = mcf_usat8(mcf_smmulr(table[-row[3]] << 9, inv));
+            lanes[0] = (int16_t)u0;
+            lanes[1] = (int16_t)u2;
+            lanes[2] = (int16_t)u1;
+            lanes[3] = (int16_t)u3;
+            u_sum += u0 + u1 + u2 + u3;
+        }
+        for (int32_t r = 0; r < tail; r++) {
+            const int32_t u = mcf_usat8(mcf_smmulr(table[-row[r]] << 9, inv));
+            rest[r] = (int16_t)u;
+            u_sum += u;
+        }
+        return u_sum;
+    }
+    (void)mcf_softmax_s8(row, exp_table, row, tokens); /* cannot fail: every argument is valid */
+    for (int32_t g = 0; g < groups; g++, row += 4, lanes += 16) {
+        lanes[0] = (int16_t)(row[0] + 128);
+        lanes[1] = (int16_t)(row[2] + 128);
+        lanes[2] = (int16_t)(row[1] + 128);
+        lanes[3] = (int16_t)(row[3] + 128);
+        u_sum += row[0] + row[1] + row[2] + row[3] + 4 * 128;
+    }
+    for (int32_t r = 0; r < tail; r++) {
+        rest[r] = (int16_t)(row[r] + 128);
+        u_sum += row[r] + 128;
+    }
+    return u_sum;
+}
+
+/* Token t's lanes of a u16 block (layout of mcf_dsp_widen4) set to zero: a block of fewer than four queries.
+ */
+static void zero_u16(uint32_t *x16, int32_t tokens, int32_t t) {
+    const int32_t groups = tokens >> 2;
+    const int32_t tail = tokens & 3;
+    for (int32_t g = 0; g < groups; g++) {
+        x16[8 * g + 2 * t] = 0;
+        x16[8 * g + 2 * t + 1] = 0;
+    }
+    int16_t *rest = (int16_t *)(x16 + 8 * groups) + t * tail;
+    for (int32_t r = 0; r < tail; r++) {
+        rest[r] = 0;
+    }
+}
+
+/* Whether softmax_u16 may take its 32-bit path for this table and sequence length. */
+static int small_exp_table(const int32_t *exp_table, int32_t tokens) {
+    if (tokens > SMALL_EXP_TOKENS) {
+        return 0;
+    }
+    for (int32_t i = 0; i < 256; i++) {
+        if (exp_table[i] > SMALL_EXP_ENTRY) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* Pass 2 for one head and one block of queries: the context of `count` queries over their q, in place (the
  * head's columns of their context rows). */
 static void head_attention(const mcf_attention_params *att, const int32_t *exp_table, int32_t tokens,
                            int32_t channels, int32_t head_dim, const int8_t *k_head, const int8_t *v_head,
-                           int8_t *q_rows, int32_t count, const mcf_dsp_scratch *s, int8_t *scores) {
+                           int8_t *q_rows, int32_t count, const mcf_dsp_scratch *s, int8_t *scores,
+                           int small_table) {
     const mcf_dsp_requant score_q = mcf_dsp_requant_make(att->score_mult, att->score_shift, att->score_zp);
     const mcf_dsp_requant out_q = mcf_dsp_requant_make(att->out_mult, att->out_shift, att->out_zp);
     int32_t k_fix[MCF_DSP_BLOCK] = {0, 0, 0, 0};
@@ -69,18 +159,15 @@ static void head_attention(const mcf_attention_params *att, const int32_t *exp_t
             scores[t * tokens + j] = mcf_dsp_requant_apply(&score_q, acc[t]);
         }
     }
-    for (int32_t t = 0; t < count; t++) { /* cannot fail: every argument is valid */
-        int8_t *row = scores + t * tokens;
-        (void)mcf_softmax_s8(row, exp_table, row, tokens);
-        int32_t u_sum = 0;
-        for (int32_t j = 0; j < tokens; j++) {
-            u_sum += row[j] + 128;
+    /* Context: x16 holds u = p + 128 (rows count..3 zero); V's column c is weight row c. */
+    for (int32_t t = 0; t < MCF_DSP_BLOCK; t++) {
+        if (t < count) {
+            v_fix[t] =
+                -att->v_zp * softmax_u16(scores + t * tokens, tokens, exp_table, small_table, s->x16, t);
+        } else {
+            zero_u16(s->x16, tokens, t);
         }
-        v_fix[t] = -att->v_zp * u_sum;
     }
-
-    /* Context: x16 holds u = p + 128 (p widened with zero point -128); V's column c is weight row c. */
-    mcf_dsp_widen4(scores, tokens, count, tokens, -128, s->x16);
     const int8_t *v_col = v_head;
     for (int32_t c = 0; c < head_dim; c++, v_col += tokens) {
         int32_t acc[MCF_DSP_BLOCK] = {v_fix[0], v_fix[1], v_fix[2], v_fix[3]};
@@ -118,6 +205,7 @@ mcf_status mcf_attention_block_heads_s8(const mcf_attention_block_dims *dims,
     width = proj_rank > width ? proj_rank : width;
     const mcf_dsp_scratch s = mcf_dsp_scratch_layout(scratch, width > tokens ? width : tokens);
     int8_t *scores = s.area + MCF_DSP_BLOCK * width;
+    const int small_table = small_exp_table(params->exp_table, tokens);
 
     for (int32_t head = 0; head < dims->heads; head++) {
         const int32_t first = head * head_dim;
@@ -129,7 +217,7 @@ mcf_status mcf_attention_block_heads_s8(const mcf_attention_block_dims *dims,
         for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) { /* pass 2 */
             const int32_t count = tokens - t0 < MCF_DSP_BLOCK ? tokens - t0 : MCF_DSP_BLOCK;
             head_attention(&params->attention, params->exp_table, tokens, channels, head_dim, k_head, v_head,
-                           context + t0 * channels + first, count, &s, scores);
+                           context + t0 * channels + first, count, &s, scores, small_table);
         }
     }
 

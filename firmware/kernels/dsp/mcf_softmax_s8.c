@@ -1,38 +1,15 @@
 /* ops.softmax with the DSP extension: see mcf_kernels.h (same contract and results as the portable kernel).
- * The maximum is taken four bytes at a time (SSUB8 sets the lanes' GE flags, SEL keeps the larger bytes); the
- * output multiply is one UMULL (e and inv are non-negative, e * inv < 2^63 as in the portable kernel). */
+ * The maximum is mcf_dsp_row_max (four bytes at a time); the output multiply is one UMULL (e and inv are
+ * non-negative, e * inv < 2^63 as in the portable kernel). */
 #include "mcf_dsp.h"
 #include "mcf_kernels.h"
 #include "mcf_math.h"
-
-static int32_t row_max(const int8_t *input, int32_t length) {
-    int32_t i = 0;
-    int32_t max = input[0];
-#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32
-    if (length >= 8) {
-        uint32_t lanes = mcf_read4(input);
-        for (i = 4; i + 4 <= length; i += 4) {
-            const uint32_t w = mcf_read4(input + i);
-            (void)__ssub8((int8x4_t)w, (int8x4_t)lanes); /* GE[k] set where w's byte k >= lanes' byte k */
-            lanes = (uint32_t)__sel((int8x4_t)w, (int8x4_t)lanes);
-        }
-        for (int32_t k = 0; k < 4; k++) {
-            const int32_t v = (int8_t)(lanes >> (8 * k));
-            max = v > max ? v : max;
-        }
-    }
-#endif
-    for (; i < length; i++) {
-        max = input[i] > max ? input[i] : max;
-    }
-    return max;
-}
 
 mcf_status mcf_softmax_s8(const int8_t *input, const int32_t *exp_table, int8_t *output, int32_t length) {
     if (input == NULL || exp_table == NULL || output == NULL || length <= 0) {
         return MCF_ERR_ARG;
     }
-    const int32_t max = row_max(input, length);
+    const int32_t max = mcf_dsp_row_max(input, length);
     const int32_t *table = exp_table + max; /* table[-x] == exp_table[max - x], index in [0, 255] */
     /* The sum in 64 bits from non-negative int32 entries: ADDS/ADC, four entries per loaded word. */
     uint64_t sum = 0;

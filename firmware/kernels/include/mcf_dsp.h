@@ -135,6 +135,15 @@ static inline int8_t mcf_dsp_sat8(int32_t value) {
 #endif
 }
 
+/* Clamp to [0, 255] (USAT on the core). */
+static inline int32_t mcf_usat8(int32_t value) {
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+    return (int32_t)__usat(value, 8);
+#else
+    return value < 0 ? 0 : (value > 255 ? 255 : value);
+#endif
+}
+
 /* mcf_requantize_s8(dot + bias, mult, shift, out_zp), exactly, with a fast path for the usual case of a
  * scale below 1/2 (shift <= -2) and dot + bias within int32: with total = 31 - shift >= 33,
  *   (p + 2^(total - 1)) >> total == ((p >> (total - 1)) + 1) >> 1       (floor shifts compose)
@@ -267,6 +276,31 @@ static inline int32_t mcf_dot_1x1(const int8_t *x, const int8_t *w, int32_t leng
         acc += (x[k] - zp) * w[k];
     }
     return acc;
+}
+
+/* The largest of length (> 0) int8 values, four bytes at a time: SSUB8 sets the lanes' GE flags, SEL keeps the
+ * larger bytes. */
+static inline int32_t mcf_dsp_row_max(const int8_t *input, int32_t length) {
+    int32_t i = 0;
+    int32_t max = input[0];
+#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32
+    if (length >= 8) {
+        uint32_t lanes = mcf_read4(input);
+        for (i = 4; i + 4 <= length; i += 4) {
+            const uint32_t w = mcf_read4(input + i);
+            (void)__ssub8((int8x4_t)w, (int8x4_t)lanes); /* GE[k] set where w's byte k >= lanes' byte k */
+            lanes = (uint32_t)__sel((int8x4_t)w, (int8x4_t)lanes);
+        }
+        for (int32_t k = 0; k < 4; k++) {
+            const int32_t v = (int8_t)(lanes >> (8 * k));
+            max = v > max ? v : max;
+        }
+    }
+#endif
+    for (; i < length; i++) {
+        max = input[i] > max ? input[i] : max;
+    }
+    return max;
 }
 
 /* ------------------------------------------------------------------ token blocks of the fused kernels */

@@ -147,8 +147,8 @@ int32_t mcf_attention_block_heads_s8_get_buffer_size(const mcf_attention_block_d
  * proj and the residual add over x[t]. Same results as mcf_attention_block_s8, bit for bit (each head's
  * scores, softmax and context depend on that head's channels only). scratch:
  * mcf_attention_block_heads_s8_get_buffer_size(dims) bytes, any alignment. x, k_head, v_head, context and
- * scratch must not overlap one another. Only x is an output: what k_head, v_head and context hold on return
- * (and in which layout) is the kernel variant's own. */
+ * scratch must not overlap one another. On return context holds every token's context row (proj's input);
+ * what k_head and v_head hold (and in which layout) is the kernel variant's own. */
 mcf_status mcf_attention_block_heads_s8(const mcf_attention_block_dims *dims,
                                         const mcf_attention_block_params *params, int8_t *x, int8_t *k_head,
                                         int8_t *v_head, int8_t *context, void *scratch);

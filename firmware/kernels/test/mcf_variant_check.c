@@ -282,10 +282,17 @@ static void check_patch_embed(int cases) {
     checked("patch_embed", cases);
 }
 
+/* Softmax tables: all zero, all 2^15, entries up to 2^31 - 1 (past the DSP kernels' 32-bit paths), a lone 1
+ * at index 0 (sums of 1), or (most often) random Q15 values decaying with the index. */
 static void rnd_exp_table(void) {
-    const int kind = rnd_range(0, 4);
+    const int kind = rnd_range(0, 7);
     for (int i = 0; i < 256; i++) {
-        exp_table[i] = kind == 0 ? 0 : (kind == 1 ? 32768 : (int32_t)(rnd() % 32769u) >> (i / 32));
+        const int32_t q15 = (int32_t)(rnd() % 32769u) >> (i / 32);
+        exp_table[i] = kind == 0   ? 0
+                       : kind == 1 ? 32768
+                       : kind == 2 ? (int32_t)(rnd() >> 1)
+                       : kind == 3 ? (i == 0)
+                                   : q15;
     }
 }
 
@@ -467,7 +474,7 @@ static void check_attention_block(int cases) {
     checked("attention_block", cases);
 }
 
-/* x only: what k_head, v_head and the context buffer hold afterwards is each variant's own. */
+/* x, and the context rows (proj's input); k_head and v_head hold each variant's own layout afterwards. */
 static void check_attention_block_heads(int cases) {
     for (int i = 0; i < cases; i++) {
         mcf_attention_block_params params;
@@ -477,6 +484,9 @@ static void check_attention_block_heads(int cases) {
         const mcf_status v = mcf_attention_block_heads_s8(&dims, &params, out_var, kv_var[0], kv_var[1], in_b,
                                                           scratch_var + i % 4);
         compare("attention_block_heads", i, r, v, dims.tokens * dims.channels);
+        if (r == MCF_OK && memcmp(in_c, in_b, (size_t)(dims.tokens * dims.channels)) != 0) {
+            compare("attention_block_heads_context", i, MCF_OK, MCF_ERR_ARG, 0);
+        }
     }
     checked("attention_block_heads", cases);
 }
