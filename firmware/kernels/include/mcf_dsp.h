@@ -278,8 +278,8 @@ static inline int32_t mcf_dot_1x1(const int8_t *x, const int8_t *w, int32_t leng
     return acc;
 }
 
-/* The largest of length (> 0) int8 values, four bytes at a time: SSUB8 sets the lanes' GE flags, SEL keeps the
- * larger bytes. */
+/* The largest of length (> 0) int8 values, four bytes at a time: SSUB8 sets the lanes' GE flags, SEL keeps
+ * the larger bytes. */
 static inline int32_t mcf_dsp_row_max(const int8_t *input, int32_t length) {
     int32_t i = 0;
     int32_t max = input[0];
@@ -427,10 +427,11 @@ static inline void mcf_dsp_dot4_row(const uint32_t *x16, int32_t length, const i
  * and stays within int32 (|dot| <= 255 * 128 * in_ch < 2^30); when also shift is in [-24, -2], with r =
  * -shift - 2, requant_s8(acc) == ssat8((((acc * mult) >> 32) + 2^r + out_zp * 2^(r + 1)) >> (r + 1)) (floor
  * shifts compose; the sum stays inside int32). Otherwise mcf_dsp_requantize_s8 (exact in all cases). */
-static inline void mcf_dsp_linear4_strided(const uint32_t *x16, int32_t in_ch, const mcf_linear_params *params,
-                                           const mcf_channel_quant *quant, const int8_t *weight,
-                                           const int32_t *bias, int32_t out_ch, int8_t *out,
-                                           int32_t token_stride, int32_t channel_stride, int32_t count) {
+static inline void mcf_dsp_linear4_strided(const uint32_t *x16, int32_t in_ch,
+                                           const mcf_linear_params *params, const mcf_channel_quant *quant,
+                                           const int8_t *weight, const int32_t *bias, int32_t out_ch,
+                                           int8_t *out, int32_t token_stride, int32_t channel_stride,
+                                           int32_t count) {
     const int32_t out_zp = params->out_zp;
     const int short_rows = in_ch < 32896;
     const int8_t *w = weight;
