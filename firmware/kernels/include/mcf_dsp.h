@@ -339,19 +339,19 @@ static inline void mcf_dsp_widen4(const int8_t *rows, int32_t stride, int32_t co
  * words (two tokens each) and 8 SMLADs: 16 MACs in 13 instructions; with the loop (four groups per pass),
  * 64 MACs in 54. Inline assembly on the core: LDM fills registers in ascending order, so the four x16
  * operands are pinned to r8-r11 (GCC would otherwise load the words one by one and spill). */
-#define MCF_DOT4_GROUP                                                                                         \
-    "ldr %[wo], [%[pw]], #4\n\t"                                                                               \
-    "sxtb16 %[we], %[wo]\n\t"                                                                                  \
-    "sxtb16 %[wo], %[wo], ror #8\n\t"                                                                          \
-    "ldmia %[px]!, {%[xa], %[xb], %[xc], %[xd]}\n\t"                                                           \
-    "smlad %[a0], %[xa], %[we], %[a0]\n\t"                                                                     \
-    "smlad %[a0], %[xb], %[wo], %[a0]\n\t"                                                                     \
-    "smlad %[a1], %[xc], %[we], %[a1]\n\t"                                                                     \
-    "smlad %[a1], %[xd], %[wo], %[a1]\n\t"                                                                     \
-    "ldmia %[px]!, {%[xa], %[xb], %[xc], %[xd]}\n\t"                                                           \
-    "smlad %[a2], %[xa], %[we], %[a2]\n\t"                                                                     \
-    "smlad %[a2], %[xb], %[wo], %[a2]\n\t"                                                                     \
-    "smlad %[a3], %[xc], %[we], %[a3]\n\t"                                                                     \
+#define MCF_DOT4_GROUP                               \
+    "ldr %[wo], [%[pw]], #4\n\t"                     \
+    "sxtb16 %[we], %[wo]\n\t"                        \
+    "sxtb16 %[wo], %[wo], ror #8\n\t"                \
+    "ldmia %[px]!, {%[xa], %[xb], %[xc], %[xd]}\n\t" \
+    "smlad %[a0], %[xa], %[we], %[a0]\n\t"           \
+    "smlad %[a0], %[xb], %[wo], %[a0]\n\t"           \
+    "smlad %[a1], %[xc], %[we], %[a1]\n\t"           \
+    "smlad %[a1], %[xd], %[wo], %[a1]\n\t"           \
+    "ldmia %[px]!, {%[xa], %[xb], %[xc], %[xd]}\n\t" \
+    "smlad %[a2], %[xa], %[we], %[a2]\n\t"           \
+    "smlad %[a2], %[xb], %[wo], %[a2]\n\t"           \
+    "smlad %[a3], %[xc], %[we], %[a3]\n\t"           \
     "smlad %[a3], %[xd], %[wo], %[a3]\n\t"
 
 static inline void mcf_dsp_dot4(const uint32_t *x16, const int8_t *w, int32_t groups, int32_t acc[4]) {
@@ -365,17 +365,19 @@ static inline void mcf_dsp_dot4(const uint32_t *x16, const int8_t *w, int32_t gr
         register uint32_t xc __asm("r10");
         register uint32_t xd __asm("r11");
         uint32_t wo, we;
-        __asm("cmp %[px], %[end]\n\t"
-              "beq 2f\n"
-              "1:\n\t" MCF_DOT4_GROUP MCF_DOT4_GROUP MCF_DOT4_GROUP MCF_DOT4_GROUP "cmp %[px], %[end]\n\t"
-              "bne 1b\n"
-              "2:\n\t"
-              "tst %[groups], #2\n\t"
-              "beq 3f\n\t" MCF_DOT4_GROUP MCF_DOT4_GROUP "3:"
-              : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [px] "+r"(px), [pw] "+r"(w),
-                [wo] "=&r"(wo), [we] "=&r"(we), [xa] "=&r"(xa), [xb] "=&r"(xb), [xc] "=&r"(xc), [xd] "=&r"(xd)
-              : [end] "r"(end), [groups] "r"(groups)
-              : "cc", "memory");
+        __asm(
+            "cmp %[px], %[end]\n\t"
+            "beq 2f\n"
+            "1:\n\t" MCF_DOT4_GROUP MCF_DOT4_GROUP MCF_DOT4_GROUP MCF_DOT4_GROUP
+            "cmp %[px], %[end]\n\t"
+            "bne 1b\n"
+            "2:\n\t"
+            "tst %[groups], #2\n\t"
+            "beq 3f\n\t" MCF_DOT4_GROUP MCF_DOT4_GROUP "3:"
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [px] "+r"(px), [pw] "+r"(w),
+              [wo] "=&r"(wo), [we] "=&r"(we), [xa] "=&r"(xa), [xb] "=&r"(xb), [xc] "=&r"(xc), [xd] "=&r"(xd)
+            : [end] "r"(end), [groups] "r"(groups)
+            : "cc", "memory");
         groups &= 1;
     }
 #endif
