@@ -155,9 +155,7 @@ static void head_attention(const mcf_attention_params *att, const int32_t *exp_t
     for (int32_t j = 0; j < tokens; j++, key += head_dim) {
         int32_t acc[MCF_DSP_BLOCK] = {k_fix[0], k_fix[1], k_fix[2], k_fix[3]};
         mcf_dsp_dot4_row(s->x16, head_dim, key, acc);
-        for (int32_t t = 0; t < count; t++) {
-            scores[t * tokens + j] = mcf_dsp_requant_apply(&score_q, acc[t]);
-        }
+        mcf_dsp_requant_store4(&score_q, acc, scores + j, tokens, count);
     }
     /* Context: x16 holds u = p + 128 (rows count..3 zero); V's column c is weight row c. */
     for (int32_t t = 0; t < MCF_DSP_BLOCK; t++) {
@@ -172,9 +170,7 @@ static void head_attention(const mcf_attention_params *att, const int32_t *exp_t
     for (int32_t c = 0; c < head_dim; c++, v_col += tokens) {
         int32_t acc[MCF_DSP_BLOCK] = {v_fix[0], v_fix[1], v_fix[2], v_fix[3]};
         mcf_dsp_dot4_row(s->x16, tokens, v_col, acc);
-        for (int32_t t = 0; t < count; t++) {
-            q_rows[t * channels + c] = mcf_dsp_requant_apply(&out_q, acc[t]);
-        }
+        mcf_dsp_requant_store4(&out_q, acc, q_rows + c, channels, count);
     }
 }
 

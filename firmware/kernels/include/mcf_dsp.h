@@ -185,6 +185,22 @@ static inline int8_t mcf_dsp_requant_apply(const mcf_dsp_requant *q, int32_t acc
     return mcf_requantize_s8(acc, q->mult, q->shift, q->out_zp);
 }
 
+/* out[t * stride] = the requantization of acc[t] for t < count (<= 4): straight-line for a full block on the
+ * fast path. */
+static inline void mcf_dsp_requant_store4(const mcf_dsp_requant *q, const int32_t acc[4], int8_t *out,
+                                          int32_t stride, int32_t count) {
+    if (count == 4 && q->down > 0) {
+        out[0] = mcf_dsp_sat8((mcf_smmul(acc[0], q->mult) + q->add) >> q->down);
+        out[stride] = mcf_dsp_sat8((mcf_smmul(acc[1], q->mult) + q->add) >> q->down);
+        out[2 * stride] = mcf_dsp_sat8((mcf_smmul(acc[2], q->mult) + q->add) >> q->down);
+        out[3 * stride] = mcf_dsp_sat8((mcf_smmul(acc[3], q->mult) + q->add) >> q->down);
+        return;
+    }
+    for (int32_t t = 0; t < count; t++) {
+        out[t * stride] = mcf_dsp_requant_apply(q, acc[t]);
+    }
+}
+
 /* Four int8 values as one word (unaligned load). */
 static inline uint32_t mcf_read4(const int8_t *p) {
     uint32_t w;
