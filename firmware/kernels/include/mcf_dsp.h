@@ -484,13 +484,6 @@ static inline void mcf_dsp_linear4(const uint32_t *x16, int32_t in_ch, const mcf
 /* ------------------------------------------------------------------ multiplies of the LayerNorm kernel */
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-/* acc + a.bottom * b.bottom and acc + a.top * b.bottom, int16 halves (SMLABB, SMLATB; modulo 2^32). */
-static inline int32_t mcf_smlabb(uint32_t a, uint32_t b, int32_t acc) {
-    return __smlabb((int32_t)a, (int32_t)b, acc);
-}
-static inline int32_t mcf_smlatb(uint32_t a, uint32_t b, int32_t acc) {
-    return __smlatb((int32_t)a, (int32_t)b, acc);
-}
 /* (a * b + 2^31) >> 32, the rounded high word of the 64-bit product (SMMULR). */
 static inline int32_t mcf_smmulr(int32_t a, int32_t b) {
     int32_t r;
@@ -504,12 +497,6 @@ static inline int32_t mcf_smmla(int32_t a, int32_t b, int32_t acc) {
     return r;
 }
 #else
-static inline int32_t mcf_smlabb(uint32_t a, uint32_t b, int32_t acc) {
-    return (int32_t)((uint32_t)acc + (uint32_t)((int16_t)(a & 0xFFFFu) * (int16_t)(b & 0xFFFFu)));
-}
-static inline int32_t mcf_smlatb(uint32_t a, uint32_t b, int32_t acc) {
-    return (int32_t)((uint32_t)acc + (uint32_t)((int16_t)(a >> 16) * (int16_t)(b & 0xFFFFu)));
-}
 static inline int32_t mcf_smmulr(int32_t a, int32_t b) {
     return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
 }

@@ -202,7 +202,7 @@ static int8_t out_ref[MAX_BYTES + GUARD], out_var[MAX_BYTES + GUARD];
 static int8_t scratch_ref[MAX_BYTES], scratch_var[MAX_BYTES];
 static int32_t bias_a[512], bias_b[512], mult_a[512], shift_a[512], mult_b[512], shift_b[512];
 static int32_t exp_table[256];
-static int32_t gamma_a[512], beta_a[512];
+static int32_t gamma_a[8208], beta_a[8208]; /* LayerNorm rows up to 8,200 channels */
 static int8_t gelu_table[256];
 static int mismatches;
 
@@ -495,7 +495,11 @@ static void check_row_ops(int cases) {
     for (int i = 0; i < cases; i++) {
         /* layernorm: constant or nearly constant rows (tiny variance: the 64-bit path), extreme eps and
          * gammas */
-        const mcf_dims dims = {rnd_size(5), chance(10) ? rnd_range(200, 1000) : rnd_size(70)};
+        mcf_dims dims = {rnd_size(5), chance(10) ? rnd_range(200, 1000) : rnd_size(70)};
+        if (chance(2)) { /* around the DSP LayerNorm's 4D < 2^15 limit of its packed fast path */
+            dims.tokens = 1;
+            dims.channels = rnd_range(8185, 8200);
+        }
         mcf_layernorm_layer norm;
         rnd_norm(&norm, dims.channels);
         const int kind = rnd_range(0, 5);
@@ -513,6 +517,23 @@ static void check_row_ops(int cases) {
             for (int32_t c = 0; c < dims.channels; c++) {
                 gamma_a[c] = (int32_t)rnd();
                 beta_a[c] = (int32_t)rnd();
+            }
+        }
+        if (kind == 3) {      /* gammas and betas at the edge of the DSP kernel's no-saturation test */
+            int32_t root = 1; /* ceil(sqrt(channels)) */
+            while (root * root < dims.channels) {
+                root++;
+            }
+            const int32_t g_max = INT32_MAX / (rnd_range(1024, 4096) * root);
+            const int32_t b_max = chance(50) ? (1 << 20) : INT32_MAX / 2;
+            for (int32_t c = 0; c < dims.channels; c++) {
+                gamma_a[c] = chance(50) ? g_max : -g_max;
+                beta_a[c] = chance(50) ? b_max : -b_max;
+            }
+            memset(in_a, (int)rnd_zp(), (size_t)n); /* one outlier a row: |norm| near its bound */
+            for (int32_t t = 0; t < dims.tokens; t++) {
+                int8_t *v = &in_a[t * dims.channels + rnd_range(0, dims.channels - 1)];
+                *v = chance(50) ? (int8_t)(*v ^ 1) : (int8_t)(chance(50) ? 127 : -128);
             }
         }
         clear_outputs(n);
