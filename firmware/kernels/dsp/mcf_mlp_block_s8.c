@@ -29,16 +29,13 @@ mcf_status mcf_mlp_block_s8(const mcf_mlp_block_dims *dims, const mcf_mlp_block_
     width = fc1_rank > width ? fc1_rank : width;
     width = fc2_rank > width ? fc2_rank : width;
     const mcf_dsp_scratch s = mcf_dsp_scratch_layout(scratch, width);
-    const mcf_dims row = {1, channels};
     const mcf_layernorm_layer *norm = &params->norm;
 
     for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) {
         const int32_t count = tokens - t0 < MCF_DSP_BLOCK ? tokens - t0 : MCF_DSP_BLOCK;
         int8_t *xb = x + t0 * channels;
-        for (int32_t t = 0; t < count; t++) { /* cannot fail: every parameter was checked */
-            (void)mcf_layernorm_s8(&row, &norm->params, xb + t * channels, norm->gamma, norm->beta,
-                                   s.area + t * channels);
-        }
+        const mcf_dims rows = {count, channels}; /* one call: the per-call checks shared by the block */
+        (void)mcf_layernorm_s8(&rows, &norm->params, xb, norm->gamma, norm->beta, s.area); /* cannot fail */
         mcf_dsp_factored4(&params->fc1, channels, fc1_rank, hidden, s.area, count, s.x16);
         (void)mcf_lut_s8(s.area, params->gelu_table, s.area, count * hidden);
         mcf_dsp_factored4(&params->fc2, hidden, fc2_rank, channels, s.area, count, s.x16);

@@ -105,12 +105,9 @@ static inline void mcf_dsp_factored4(const mcf_factored_linear *layer, int32_t i
 static inline void mcf_dsp_qkv_input4(const mcf_attention_block_params *params, int32_t channels,
                                       int32_t qkv_rank, const int8_t *xb, int32_t count,
                                       const mcf_dsp_scratch *s, int32_t *width) {
-    const mcf_dims row = {1, channels};
+    const mcf_dims rows = {count, channels}; /* one call: the kernel's per-call checks shared by the block */
     const mcf_layernorm_layer *norm = &params->norm;
-    for (int32_t t = 0; t < count; t++) { /* cannot fail: every parameter was checked */
-        (void)mcf_layernorm_s8(&row, &norm->params, xb + t * channels, norm->gamma, norm->beta,
-                               s->area + t * channels);
-    }
+    (void)mcf_layernorm_s8(&rows, &norm->params, xb, norm->gamma, norm->beta, s->area); /* cannot fail */
     *width = channels;
     if (params->qkv_v != NULL) {
         mcf_dsp_layer4(params->qkv_v, channels, qkv_rank, s->area, count, s->x16, s->area, qkv_rank);
