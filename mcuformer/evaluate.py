@@ -8,6 +8,7 @@ eval resumes where it stopped.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -86,6 +87,11 @@ class EvalResult:
         return "\n".join(lines)
 
 
+def firmware_digest(elf: Path) -> str:
+    """Names the firmware an eval checkpoint belongs to (its ELF's SHA-256, 16 hex digits)."""
+    return hashlib.sha256(elf.read_bytes()).hexdigest()[:16]
+
+
 def _save_partial(path: Path, key: str, logits: np.ndarray, counts: np.ndarray, done: int) -> None:
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, key=key, logits=logits, counts=counts, done=done)
@@ -131,10 +137,12 @@ def _run_device(
 
     classes = manifest["num_classes"]
     partial = build / f"eval_{target}.partial.npz"
-    logits, counts, done = _load_partial(partial, key, len(images), classes)
-    if done:
-        tqdm.write(f"resuming the {target} eval at image {done}/{len(images)}")
-    with _device_link(build, target, port, len(images) - done) as (link, firmware):
+    with _device_link(build, target, port, len(images)) as (link, firmware):
+        if firmware is not None:  # logits of another firmware (kernels changed since) are not resumed
+            key = f"{key}:{firmware_digest(firmware.elf)}"
+        logits, counts, done = _load_partial(partial, key, len(images), classes)
+        if done:
+            tqdm.write(f"resuming the {target} eval at image {done}/{len(images)}")
         hello = link.info or link.hello()
         check_hello(hello, manifest, link.name)
         start = time.perf_counter()

@@ -9,9 +9,10 @@ from mcuformer.boards import load_board
 from mcuformer.cli import main
 from mcuformer.codegen.compiler import compile_model
 from mcuformer.data import load_dataset
+from mcuformer.device.build import build_firmware
 from mcuformer.device.platformio import run_pio
 from mcuformer.device.qemu import qemu_session
-from mcuformer.evaluate import evaluate_build
+from mcuformer.evaluate import evaluate_build, firmware_digest
 from mcuformer.quant import reference
 
 
@@ -44,11 +45,23 @@ def test_interrupted_eval_resumes_from_its_checkpoint(qemu_build):
     partial = build / "eval_qemu-m7.partial.npz"
     logits = np.zeros_like(expected)
     logits[:25] = expected[:25]
-    key = f"{manifest['model_hash']}:fashion-mnist:30"
+    firmware = build_firmware(build, load_board("qemu-m7"))
+    key = f"{manifest['model_hash']}:fashion-mnist:30:{firmware_digest(firmware.elf)}"
     np.savez(partial, key=key, logits=logits, counts=np.full(30, 7), done=25)
     result = evaluate_build(build, "qemu-m7", limit=30)
     assert result.logits_exact == 1.0 and not partial.exists()
     assert result.mean_count != 7  # the last five counts come from the device
+
+
+def test_eval_does_not_resume_logits_of_another_firmware(qemu_build):
+    build = qemu_build.out_dir
+    manifest = json.loads((build / "mcuformer.json").read_text())
+    partial = build / "eval_qemu-m7.partial.npz"
+    wrong = np.zeros((30, manifest["num_classes"]), np.int8)  # what a since-changed firmware "computed"
+    key = f"{manifest['model_hash']}:fashion-mnist:30:{'0' * 16}"
+    np.savez(partial, key=key, logits=wrong, counts=np.full(30, 7), done=25)
+    result = evaluate_build(build, "qemu-m7", limit=30)
+    assert result.logits_exact == 1.0 and result.mean_count > 10_000  # all 30 images ran on the device
 
 
 def test_platformio_project_builds_offline_for_the_emulator_and_runs(qemu_build):
