@@ -28,9 +28,10 @@
 extern "C" {
 #endif
 
-/* Scratch sizes (the same for every kernel variant, so the memory plan does not depend on the board): sequences
- * of at least MCF_FUSED_BLOCK_MIN_TOKENS tokens get room for blocks of MCF_FUSED_BLOCK_TOKENS tokens (the DSP
- * kernels reuse each weight word across the block: mcf_fused_dsp.h), shorter ones the one-token chain. */
+/* Scratch sizes (the same for every kernel variant, so the memory plan does not depend on the board):
+ * sequences of at least MCF_FUSED_BLOCK_MIN_TOKENS tokens get room for blocks of MCF_FUSED_BLOCK_TOKENS
+ * tokens (the DSP kernels reuse each weight word across the block: mcf_fused_dsp.h), shorter ones the
+ * one-token chain. */
 #define MCF_FUSED_BLOCK_TOKENS 4
 #define MCF_FUSED_BLOCK_MIN_TOKENS 16
 #define MCF_FUSED_BLOCK_ROW_BYTES 12 /* per value of the widest row: 4 tokens x (int16 + int8) */
