@@ -18,13 +18,13 @@ def test_kernel_text_sizes_stay_within_the_estimate(tmp_path, variant):
         subprocess.run(["arm-none-eabi-gcc", *M7_FLAGS, f"-I{KERNEL_INCLUDE}", "-c", str(source), "-o", str(obj)],
                        check=True)  # fmt: skip
         nm = subprocess.run(["arm-none-eabi-nm", "-S", str(obj)], check=True, capture_output=True, text=True)
-        symbols = [line.split() for line in nm.stdout.splitlines()]
-        symbols = [(kind, name, int(size, 16)) for size_at, *rest in symbols if len(rest) == 3
-                   for size, kind, name in [rest]]  # fmt: skip
-        public = [name for kind, name, _ in symbols if kind == "T"]
+        fields = [line.split() for line in nm.stdout.splitlines()]  # address size kind name
+        code = [(kind, name, int(size, 16)) for _, size, kind, name in (f for f in fields if len(f) == 4)
+                if kind in ("T", "t")]  # fmt: skip
+        public = [name for kind, name, _ in code if kind == "T"]
         assert len(public) == 1, f"{source.name}: one public function per file, got {public}"
         # The file's static helpers (those the compiler did not inline) count towards its one public function.
-        sizes[public[0]] = sum(size for kind, _, size in symbols if kind in "Tt")
+        sizes[public[0]] = sum(size for _, _, size in code)
     every_symbol = {s for symbols in KERNEL_SYMBOLS.values() for s in symbols}
     assert every_symbol <= set(sizes), every_symbol - set(sizes)
     for symbol, size in sizes.items():
