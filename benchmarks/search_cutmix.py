@@ -70,11 +70,13 @@ def main() -> None:
     test_pixels = pixels_to_tensor(data.at("test", arch.image_size).images[:500])
     rows = []
     for cutmix in (0.0, args.cutmix):
-        ft: FinetuneConfig = replace(preset.finetune, cutmix=cutmix, epochs=args.epochs or preset.finetune.epochs)
+        ft: FinetuneConfig = replace(
+            preset.finetune, cutmix=cutmix, epochs=args.epochs or preset.finetune.epochs, qat_epochs=0
+        )  # CutMix alone: post-training quantization
         out = run / f"cutmix-{cutmix:g}"
         out.mkdir(exist_ok=True)
         model = finetune(net.extract(arch).cpu(), data, out, ft)
-        _, metrics = package(model, data, ft)
+        _, metrics = package(model, data, out, ft)
         rows.append(
             (cutmix, metrics["fp32_accuracy"], metrics["int8_accuracy"], attention_distance(model, test_pixels))
         )

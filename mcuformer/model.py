@@ -1,7 +1,8 @@
 """The plain PyTorch ViT built from an ArchConfig (timm-like, explicit attention, low-rank linears).
 
-Every forward takes an optional `observe(name, tensor)` callback: calibration uses it to collect the range
-of each tensor that the int8 model quantizes. The tap names are the contract with `mcuformer.quant`.
+Every forward takes an optional `observe(name, tensor)` callback, called on each tensor that the int8 model
+quantizes: calibration collects their ranges; quantization-aware training returns a replacement (the tensor
+rounded to its int8 grid), which the forward then uses. The tap names are the contract with `mcuformer.quant`.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from torch import Tensor, nn
 
 from mcuformer.arch import ArchConfig
 
-Observer = Callable[[str, Tensor], None] | None
+Observer = Callable[[str, Tensor], Tensor | None] | None
 
 
 def _tap(observe: Observer, name: str, tensor: Tensor) -> Tensor:
     if observe is not None:
-        observe(name, tensor)
+        replaced = observe(name, tensor)
+        if replaced is not None:
+            return replaced
     return tensor
 
 
@@ -66,7 +69,7 @@ class Attention(nn.Module):
             for part, t in zip("qkv", qkv.split(dim, dim=-1), strict=True)
         )
         scores = _tap(observe, f"{name}.scores", (q @ k.transpose(-2, -1)) * self.scale)
-        out = scores.softmax(dim=-1) @ v
+        out = _tap(observe, f"{name}.probs", scores.softmax(dim=-1)) @ v
         out = _tap(observe, f"{name}.context", out.transpose(1, 2).reshape(batch, tokens, dim))
         return _tap(observe, f"{name}.proj", self.proj(out, observe, f"{name}.proj"))
 

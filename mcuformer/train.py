@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,15 +62,22 @@ def _crop(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: i
     return out.gather(3, cols)
 
 
+Forward = Callable[[VisionTransformer, torch.Tensor], torch.Tensor]
+
+
+def plain_forward(model: VisionTransformer, pixels: torch.Tensor) -> torch.Tensor:
+    return model(pixels)
+
+
 @torch.no_grad()
-def evaluate(model: VisionTransformer, data: ImageSet, batch_size: int = 500, device: str = "cpu") -> float:
+def evaluate(model: VisionTransformer, data: ImageSet, batch_size: int = 500, device: str = "cpu",
+             forward: Forward = plain_forward) -> float:  # fmt: skip
     model.eval()
     correct = 0
     for start in range(0, len(data), batch_size):
         pixels = pixels_to_tensor(data.images[start : start + batch_size]).to(device)
-        correct += int(
-            (model(pixels).argmax(1).cpu() == torch.from_numpy(data.labels[start : start + batch_size])).sum()
-        )
+        predicted = forward(model, pixels).argmax(1).cpu()
+        correct += int((predicted == torch.from_numpy(data.labels[start : start + batch_size])).sum())
     return correct / max(len(data), 1)
 
 

@@ -1,13 +1,16 @@
-"""The winner's finish: finetune from inherited weights at its own resolution, calibrate, check int8 accuracy.
+"""The winner's finish: finetune from inherited weights at its own resolution, calibrate, quantize.
 
-The int8 accuracy is the numpy integer reference's (`mcuformer.quant.reference`), which the generated C equals bit
-for bit, so it is the accuracy the device will show.
+Quantization is post-training (PTQ, from the calibration ranges) or, where it does better on the held-out
+validation images, quantization-aware finetuning (QAT, `mcuformer.quant.qat`) at those same ranges. Accuracies of
+int8 models are the numpy integer reference's (`mcuformer.quant.reference`), which the generated C equals bit for
+bit, so they are what the device will show.
 """
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +24,13 @@ from mcuformer.errors import McuformerError
 from mcuformer.model import VisionTransformer
 from mcuformer.quant import reference
 from mcuformer.quant.ptq import Calibration, calibrate, quantize_model
+from mcuformer.quant.qat import FakeQuantForward
 from mcuformer.search.augment import cutmix, soft_targets
 from mcuformer.search.data import SearchData
-from mcuformer.train import augment, evaluate, lr_at, pixels_to_tensor
+from mcuformer.train import Forward, augment, evaluate, lr_at, pixels_to_tensor, plain_forward
 
 CHECKPOINT = "finetune.pt"
+QAT_CHECKPOINT = "qat.pt"
 
 
 @dataclass(frozen=True)
@@ -40,17 +45,31 @@ class FinetuneConfig:
     hflip: bool = True
     cutmix: float = 0.0
     calibration_images: int = 512
+    qat_epochs: int = 1  # quantization-aware epochs after the finetune (0: post-training quantization only)
+    qat_lr: float = 1e-4
     seed: int = 0
     device: str = "cpu"
 
+    def qat(self) -> FinetuneConfig:
+        """The settings of the quantization-aware phase: a short, low learning-rate finetune without CutMix."""
+        return replace(self, epochs=self.qat_epochs, lr=self.qat_lr, warmup_epochs=0.0, cutmix=0.0)
+
 
 def finetune(
-    model: VisionTransformer, data: SearchData, out_dir: str | Path, config: FinetuneConfig, resume: bool = True
+    model: VisionTransformer,
+    data: SearchData,
+    out_dir: str | Path,
+    config: FinetuneConfig,
+    resume: bool = True,
+    forward: Forward = plain_forward,
+    checkpoint: str = CHECKPOINT,
 ) -> VisionTransformer:
-    """Finetune in place (checkpoint per epoch, resumable) on the search's training split at the model's size."""
+    """Finetune in place (checkpoint per epoch, resumable) on the search's training split at the model's size.
+    `forward` replaces the plain forward (QAT passes its fake-quantized one)."""
     arch = model.arch
+    phase = "finetune" if checkpoint == CHECKPOINT else Path(checkpoint).stem
     train_set = data.at("train", arch.image_size)
-    ckpt_path = Path(out_dir) / CHECKPOINT
+    ckpt_path = Path(out_dir) / checkpoint
     device = torch.device(config.device)
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -61,7 +80,7 @@ def finetune(
     if resume and ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         if state["arch"] != arch.to_dict() or state["config"] != asdict(config):
-            raise McuformerError(f"{ckpt_path} belongs to another finetune; use a new --out or delete it")
+            raise McuformerError(f"{ckpt_path} belongs to another {phase}; use a new --out or delete it")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
@@ -70,7 +89,7 @@ def finetune(
     for epoch in range(start, config.epochs):
         model.train()
         order = torch.randperm(len(train_set), generator=generator)
-        bar = tqdm(range(steps), desc=f"finetune epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
+        bar = tqdm(range(steps), desc=f"{phase} epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
         running = 0.0
         for step in bar:
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
@@ -81,15 +100,15 @@ def finetune(
                 pixels, targets = cutmix(pixels, targets, generator)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(epoch * steps + step, total, warmup, config.lr)
-            logits = model(pixels.to(device))
+            logits = forward(model, pixels.to(device))
             loss = torch.sum(-targets.to(device) * F.log_softmax(logits, dim=1), dim=1).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             running = 0.9 * running + 0.1 * loss.item() if step else loss.item()
             bar.set_postfix(loss=f"{running:.3f}")
-        accuracy = evaluate(model, data.at("val", arch.image_size), device=config.device)
-        tqdm.write(f"finetune epoch {epoch + 1}/{config.epochs}: loss {running:.3f}, val accuracy {accuracy:.4f}")
+        accuracy = evaluate(model, data.at("val", arch.image_size), device=config.device, forward=forward)
+        tqdm.write(f"{phase} epoch {epoch + 1}/{config.epochs}: loss {running:.3f}, val accuracy {accuracy:.4f}")
         atomic_save({"arch": arch.to_dict(), "config": asdict(config), "epoch": epoch + 1,
                      "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "generator": generator.get_state()}, ckpt_path)  # fmt: skip
@@ -103,15 +122,39 @@ def int8_accuracy(model: VisionTransformer, calibration: Calibration, images: Im
     return float(np.mean(predicted == images.labels))
 
 
-def package(model: VisionTransformer, data: SearchData, config: FinetuneConfig) -> tuple[ModelFile, dict[str, float]]:
-    """Calibrate on training images and measure fp32 and int8 test accuracy: the model.pt contents."""
+def quantize(
+    model: VisionTransformer, data: SearchData, out_dir: str | Path, config: FinetuneConfig
+) -> tuple[VisionTransformer, Calibration, dict[str, float]]:
+    """Calibrate on training images; then, if `config.qat_epochs`, finetune a copy quantization-aware at those
+    ranges and keep whichever int8 model is more accurate on the validation images (PTQ on a tie)."""
     size = model.arch.image_size
-    train_set, test_set = data.at("train", size), data.at("test", size)
-    calibration = calibrate(model, pixels_to_tensor(train_set.images[: config.calibration_images]))
-    metrics = {
+    val_set = data.at("val", size)
+    calibration = calibrate(model, pixels_to_tensor(data.at("train", size).images[: config.calibration_images]))
+    ptq_val = int8_accuracy(model, calibration, val_set)
+    metrics = {"ptq_val_int8_accuracy": ptq_val, "qat": 0.0}
+    if config.qat_epochs > 0:
+        qat_model = copy.deepcopy(model)
+        qat_model = finetune(qat_model, data, out_dir, config.qat(), resume=True,
+                             forward=FakeQuantForward(qat_model, calibration), checkpoint=QAT_CHECKPOINT)  # fmt: skip
+        qat_val = int8_accuracy(qat_model, calibration, val_set)
+        metrics["qat_val_int8_accuracy"] = qat_val
+        tqdm.write(f"int8 validation accuracy: post-training {100 * ptq_val:.2f}%, quantization-aware "
+                   f"{100 * qat_val:.2f}%: keeping {'QAT' if qat_val > ptq_val else 'PTQ'}")  # fmt: skip
+        if qat_val > ptq_val:
+            model, metrics["qat"] = qat_model, 1.0
+    return model, calibration, metrics
+
+
+def package(
+    model: VisionTransformer, data: SearchData, out_dir: str | Path, config: FinetuneConfig
+) -> tuple[ModelFile, dict[str, float]]:
+    """Quantize (PTQ or QAT, see `quantize`) and measure fp32 and int8 test accuracy: the model.pt contents."""
+    model, calibration, metrics = quantize(model, data, out_dir, config)
+    test_set = data.at("test", model.arch.image_size)
+    metrics.update({
         "fp32_accuracy": evaluate(model, test_set),
         "int8_accuracy": int8_accuracy(model, calibration, test_set),
         "epochs": float(config.epochs),
-    }
+    })  # fmt: skip
     meta = DatasetMeta(data.name, tuple(data.mean), tuple(data.std), tuple(data.train.classes))
     return ModelFile(model=model, calibration=calibration, dataset=meta, metrics=metrics), metrics

@@ -51,7 +51,7 @@ PRESETS: dict[str, Preset] = {
     "quick": Preset(
         supernet=SupernetTrainConfig(epochs=3, batch_size=128, lr=3e-3, warmup_epochs=0.3, num_random=1),
         evolution=EvolutionConfig(population=10, generations=3, parents=4),
-        finetune=FinetuneConfig(epochs=3, lr=1e-3, warmup_epochs=0.1),
+        finetune=FinetuneConfig(epochs=3, lr=1e-3, warmup_epochs=0.1, qat_epochs=1, qat_lr=1e-4),
         train_limit=30_000,
         val_size=2_000,
     ),
@@ -59,7 +59,7 @@ PRESETS: dict[str, Preset] = {
     "full": Preset(
         supernet=SupernetTrainConfig(epochs=60, batch_size=256, lr=2e-3, warmup_epochs=3, num_random=2),
         evolution=EvolutionConfig(population=40, generations=15, parents=12),
-        finetune=FinetuneConfig(epochs=30, lr=5e-4, warmup_epochs=1),
+        finetune=FinetuneConfig(epochs=30, lr=5e-4, warmup_epochs=1, qat_epochs=3, qat_lr=5e-5),
         train_limit=None,
         val_size=5_000,
     ),
@@ -191,7 +191,8 @@ def _finish(net: Supernet, data: SearchData, winner: Candidate, out: Path,
             config: FinetuneConfig) -> tuple[dict[str, float], Any]:  # fmt: skip
     model = net.extract(winner.arch.with_name("searched")).cpu()  # the plain VisionTransformer compile reads
     model = finetune(model, data, out, config, resume=True)
-    model_file, metrics = package(model, data, config)
+    model_file, metrics = package(model, data, out, config)
+    how = "quantization-aware" if metrics["qat"] else "post-training"
     tqdm.write(f"finished: fp32 test accuracy {100 * metrics['fp32_accuracy']:.2f}%, "
-               f"int8 {100 * metrics['int8_accuracy']:.2f}%")  # fmt: skip
+               f"int8 ({how}) {100 * metrics['int8_accuracy']:.2f}%")  # fmt: skip
     return metrics, model_file

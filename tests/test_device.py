@@ -278,6 +278,24 @@ def test_corrupt_frames_are_rejected_and_retried_without_hanging(firmware, test_
         assert link.memory().rx_overruns == 0
 
 
+def test_frames_sent_while_the_device_computes_wait_instead_of_overrunning(firmware, test_images):
+    """A host may queue requests back to back: the device reads none of them while it computes, and its 256-byte
+    receive ring cannot hold an 800-byte frame. The UART must hold the line (QEMU then stops delivering) rather
+    than drop bytes."""
+    images = [reference.quantize_pixels(image).tobytes() for image in test_images[:3]]
+    with qemu_session(firmware.elf) as session:
+        link = session.link
+        expected = [link.infer(image).logits for image in images]
+        link.send_raw(b"".join(encode_frame(Msg.INFER, 100 + i, image) for i, image in enumerate(images)))
+        replies = [link.read_frame(timeout=30.0) for _ in images]
+        assert [(frame.type, frame.seq) for frame in replies] == [
+            (Msg.INFER | protocol.REPLY, 100 + i) for i in (0, 1, 2)
+        ]
+        got = [protocol.InferResult.decode(frame.payload).logits for frame in replies]
+        assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
+        assert link.memory().rx_overruns == 0
+
+
 def test_pty_transport_and_the_session_always_stops_qemu(firmware, test_images):
     image = reference.quantize_pixels(test_images[0])
     with pytest.raises(RuntimeError), qemu_session(firmware.elf, transport="pty") as session:

@@ -27,6 +27,7 @@ from mcuformer.quant.qmodel import (
 
 Calibration = dict[str, tuple[float, float]]
 INPUT_QPARAMS = QParams(scale=1.0 / 255.0, zero_point=-128)  # int8 = pixel - 128
+FIXED_GRID_SUFFIX = ".probs"  # taps whose int8 grid the spec fixes (softmax output): not calibrated
 
 
 class QuantizationError(McuformerError):
@@ -40,6 +41,8 @@ def calibrate(model: VisionTransformer, pixels: torch.Tensor, batch_size: int = 
     maxs: dict[str, list[float]] = defaultdict(list)
 
     def observe(name: str, tensor: torch.Tensor) -> None:
+        if name.endswith(FIXED_GRID_SUFFIX):
+            return  # attention probabilities: the spec fixes their grid
         mins[name].append(float(tensor.min()))
         maxs[name].append(float(tensor.max()))
 

@@ -22,6 +22,8 @@ LN_GAMMA_MAX = 32767  # LayerNorm gamma is int16-ranged
 EXP_BITS = 15  # softmax's exponent table is Q15: table[0] = exp(0) = 2^15
 SOFTMAX_RECIP_BITS = 31  # the softmax reciprocal is 2^31 // sum
 SOFTMAX_OUT_SHIFT = 23  # e * (2^31 / sum) >> 23 = 256 * e / sum
+SOFTMAX_OUT_SCALE = 1.0 / 256.0  # softmax output grid: a fixed int8 grid, not a calibrated range
+SOFTMAX_OUT_ZERO_POINT = INT8_MIN
 
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
