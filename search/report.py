@@ -82,6 +82,11 @@ def summary_markdown(result: dict[str, Any]) -> str:
     if final:
         lines.append(f"- after finetuning: fp32 test accuracy {100 * final['fp32_accuracy']:.2f}%, int8 test "
                      f"accuracy {100 * final['int8_accuracy']:.2f}% (the int8 reference = the device)")  # fmt: skip
+        if "qat_val_int8_accuracy" in final:
+            kept = "quantization-aware" if final["qat"] else "post-training"
+            lines.append(f"- int8 validation accuracy: post-training quantization "
+                         f"{100 * final['ptq_val_int8_accuracy']:.2f}%, quantization-aware finetuning "
+                         f"{100 * final['qat_val_int8_accuracy']:.2f}%: the {kept} model is kept")  # fmt: skip
     lines += ["", "## Search", "",
               "| method | evaluations | best val. accuracy (inherited) | its peak SRAM | its flash |",
               "|---|---|---|---|---|"]  # fmt: skip

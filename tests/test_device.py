@@ -147,6 +147,8 @@ def test_firmware_builds_for_qemu_and_links_for_the_stm32f746(compiled, firmware
     assert _vector(f746.elf, 0) == _symbol(f746.elf, "__stack_top__") == 0x2000_0000 + 320 * 1024
     assert _vector(f746.elf, 16 + 37) == _symbol(f746.elf, "usart1_handler") | 1  # USART1 is IRQ 37
     assert f746.size.arena_symbol_bytes == arena and f746.size.static_bytes <= compiled.report.runtime_static_bytes
+    # The search and `compile` trust the predicted flash: it must bound what the linker really places.
+    assert max(size.flash_bytes, f746.size.flash_bytes) <= compiled.report.flash_bytes
 
 
 def test_boards_without_support_and_broken_images_fail_clearly(compiled, tmp_path):

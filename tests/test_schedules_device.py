@@ -64,6 +64,7 @@ def test_arena_on_the_device_equals_the_plan_and_logits_stay_exact(preset, sched
     assert firmware.size.arena_symbol_bytes == predicted.arena_bytes  # mcf_arena in the ELF
     total = run.memory.arena_bytes + run.memory.stack_high_water + run.memory.static_bytes
     assert total <= predicted.sram_bytes  # the prediction's stack reserve and runtime statics bound the rest
+    assert firmware.size.flash_bytes <= predicted.flash_bytes == compiled.report.flash_bytes  # the search trusts it
     assert all(count > 0 for count in run.counts)
 
 

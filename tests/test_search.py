@@ -202,6 +202,10 @@ def test_search_end_to_end_compiles_within_budget(tmp_path: Path) -> None:
     assert all(c["sram_bytes"] <= 5700 for c in result["candidates"])
     model_file = load_model(out / "model.pt")
     assert model_file.arch.to_dict() | {"name": ""} == result["winner"]["arch"] | {"name": ""}
+    final = result["final"]  # the finish tried quantization-aware finetuning and says which int8 model it kept
+    assert (out / "qat.pt").is_file() and model_file.metrics["qat"] == final["qat"]
+    assert final["qat"] == float(final["qat_val_int8_accuracy"] > final["ptq_val_int8_accuracy"])
+    assert "quantization-aware finetuning" in (out / "summary.md").read_text()
     compiled = compile_model(out / "model.pt", "stm32f746", out / "build", with_platformio=False)
     assert compiled.report.sram_bytes == result["winner"]["sram_bytes"] <= 5700
     assert compiled.report.flash_bytes == result["winner"]["flash_bytes"]
