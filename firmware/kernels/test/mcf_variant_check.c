@@ -377,6 +377,20 @@ static mcf_add_params rnd_add(void) {
     return p;
 }
 
+/* The residual add of a fused block, mostly with rescale ratios near 1 (multipliers 2^13..2^15 over
+ * 2^14..2^16), so that the block's output shows the last bits of the branch it adds instead of saturating or
+ * vanishing; the x multiplier is sometimes 0 (the output is the branch alone). rnd_add covers the extremes.
+ */
+static mcf_add_params rnd_residual(void) {
+    if (chance(25)) {
+        return rnd_add();
+    }
+    const mcf_add_params p = {
+        rnd_zp(),          rnd_zp(), chance(33) ? 0 : rnd_range(8192, 32767), rnd_range(8192, 32767),
+        rnd_range(14, 16), rnd_zp()};
+    return p;
+}
+
 static int32_t rnd_rank(void) {
     return chance(50) ? 0 : rnd_size(13);
 }
@@ -405,7 +419,7 @@ static void check_mlp_block(int cases) {
             params.fc2.v = &v2;
         }
         rnd_layer(&params.fc2.u, weight_b, bias_b, mult_b, shift_b, in2, channels);
-        params.residual = rnd_add();
+        params.residual = rnd_residual();
         const int32_t n_out = dims.tokens * channels;
         clear_outputs(n_out);
         rnd_bytes(out_ref, n_out);
@@ -450,7 +464,7 @@ static mcf_attention_block_dims rnd_attention_block(mcf_attention_block_params *
     }
     rnd_layer(&params->proj.u, weight_b, bias_b, mult_b, shift_b, dims.proj_rank ? dims.proj_rank : channels,
               channels);
-    params->residual = rnd_add();
+    params->residual = rnd_residual();
     const int32_t n_out = dims.tokens * channels;
     clear_outputs(n_out);
     rnd_bytes(out_ref, n_out);
