@@ -91,6 +91,7 @@ def _tap_names(model: VisionTransformer) -> list[str]:
         was_training = model.training
         model.eval()
         size = model.arch.image_size
-        model(torch.zeros(1, model.arch.channels, size, size), observe=lambda name, _: seen.append(name))
+        pixels = torch.zeros(1, model.arch.channels, size, size, device=model.pos_embed.device)
+        model(pixels, observe=lambda name, _: seen.append(name))
         model.train(was_training)
     return seen
