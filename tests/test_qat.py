@@ -55,9 +55,11 @@ def test_the_simulated_forward_is_much_closer_to_the_int8_model_than_fp32(traine
     with torch.no_grad():
         fp32 = model(pixels).double().numpy()
         simulated = FakeQuantForward(model, calibration)(model, pixels).double().numpy()
-    # Measured on this model: 0.49 of the fp32 distance (the weight rounding alone moves it by < 1%; the first test
+    # Measured on this model: 0.48 of the fp32 distance (the weight rounding alone moves it by < 1%; the first test
     # checks that rounding directly).
-    assert np.abs(simulated - int8).mean() < 0.65 * np.abs(fp32 - int8).mean()
+    ratio = np.abs(simulated - int8).mean() / np.abs(fp32 - int8).mean()
+    print(f"simulated-to-int8 distance / fp32-to-int8 distance: {ratio:.2f}")  # the docs quote it (pytest -s)
+    assert ratio < 0.65
 
 
 def test_gradients_pass_the_roundings(trained):

@@ -175,6 +175,20 @@ static inline mcf_linear_layer layer_rows(const mcf_linear_layer *layer, int32_t
     return rows;
 }
 
+/* mcf_attention_block_heads_s8's argument check, shared by its variants: no NULL pointer, valid dims, ranks
+ * consistent with the V factors. */
+static inline int attention_block_heads_args_ok(const mcf_attention_block_dims *dims,
+                                                const mcf_attention_block_params *params, const int8_t *x,
+                                                const int8_t *k_head, const int8_t *v_head,
+                                                const int8_t *context, const void *scratch) {
+    if (dims == NULL || params == NULL || x == NULL || k_head == NULL || v_head == NULL || context == NULL ||
+        scratch == NULL) {
+        return 0;
+    }
+    return mcf_attention_block_heads_s8_get_buffer_size(dims) != 0 /* valid dims */ &&
+           attention_ranks_match(dims, params);
+}
+
 /* mcf_attention_block_heads_s8 one token at a time through the buffers of its one-token scratch layout
  * (`scratch`, at least d + qkv_rank + head_dim + tokens and proj_rank + d bytes): the portable kernel, and
  * the DSP kernel for short sequences. dims and params passed the kernel's checks (valid dims, ranks
