@@ -21,25 +21,25 @@
 static void head_projections(const mcf_attention_block_params *params, int32_t tokens, int32_t channels,
                              int32_t qkv_rank, int32_t first, int32_t head_dim, int32_t t0, int32_t count,
                              const int8_t *x, int8_t *k_head, int8_t *v_head, int8_t *context,
-                             const mcf_dsp_scratch *s) {
+                             const mcf_dsp_scratch *s, const mcf_dsp_attention_fast *fast) {
     int32_t in_ch = channels;
-    mcf_dsp_qkv_input4(params, channels, qkv_rank, x + t0 * channels, count, s, &in_ch);
+    mcf_dsp_qkv_input4(params, channels, qkv_rank, x + t0 * channels, count, s, &in_ch, fast->qkv_v);
     const mcf_linear_layer k = layer_rows(&params->k, in_ch, first);
     const mcf_linear_layer v = layer_rows(&params->v, in_ch, first);
     const mcf_linear_layer q = layer_rows(&params->q, in_ch, first);
     mcf_dsp_widen4(s->area, in_ch, count, in_ch, k.params.in_zp, s->x16);
     mcf_dsp_linear4(s->x16, in_ch, &k.params, &k.quant, k.weight, k.bias, head_dim, k_head + t0 * head_dim,
-                    head_dim, count);
+                    head_dim, count, fast->k);
     if (v.params.in_zp != k.params.in_zp) { /* usually one tensor, one zero point: widened once */
         mcf_dsp_widen4(s->area, in_ch, count, in_ch, v.params.in_zp, s->x16);
     }
     mcf_dsp_linear4_strided(s->x16, in_ch, &v.params, &v.quant, v.weight, v.bias, head_dim, v_head + t0, 1,
-                            tokens, count);
+                            tokens, count, fast->v);
     if (q.params.in_zp != v.params.in_zp) {
         mcf_dsp_widen4(s->area, in_ch, count, in_ch, q.params.in_zp, s->x16);
     }
     mcf_dsp_linear4(s->x16, in_ch, &q.params, &q.quant, q.weight, q.bias, head_dim,
-                    context + t0 * channels + first, channels, count);
+                    context + t0 * channels + first, channels, count, fast->q);
 }
 
 /* Largest exp_table entry for which softmax_u16 takes its 32-bit path (see there). */
@@ -58,8 +58,8 @@ static int32_t softmax_u16(int8_t *row, int32_t tokens, const int32_t *exp_table
                            uint32_t *x16, int32_t t) {
     const int32_t groups = tokens >> 2;
     const int32_t tail = tokens & 3;
-    int16_t *lanes = (int16_t *)x16 + 4 * t; /* key 4g + r at lanes[16g + 2 (r & 1) + (r >> 1)] */
-    int16_t *rest = (int16_t *)(x16 + 8 * groups) + t * tail;
+    int16_t *lanes = (int16_t *)x16 + 4 * t;           /* key 4g + r at lanes[16g + 2 (r & 1) + (r >> 1)] */
+    int16_t *rest = (int16_t *)(x16 + 8 * groups) + t; /* leftover r at rest[4 * r] */
     const int32_t *table = exp_table + mcf_dsp_row_max(row, tokens); /* table[-s] == exp_table[max - s] */
     uint32_t sum = 0;
     if (small_table) {
@@ -83,7 +83,7 @@ static int32_t softmax_u16(int8_t *row, int32_t tokens, const int32_t *exp_table
         }
         for (int32_t r = 0; r < tail; r++) {
             const int32_t u = mcf_usat8(mcf_smmulr(table[-row[r]] << 9, inv));
-            rest[r] = (int16_t)u;
+            rest[4 * r] = (int16_t)u;
             u_sum += u;
         }
         return u_sum;
@@ -97,7 +97,7 @@ static int32_t softmax_u16(int8_t *row, int32_t tokens, const int32_t *exp_table
         u_sum += row[0] + row[1] + row[2] + row[3] + 4 * 128;
     }
     for (int32_t r = 0; r < tail; r++) {
-        rest[r] = (int16_t)(row[r] + 128);
+        rest[4 * r] = (int16_t)(row[r] + 128);
         u_sum += row[r] + 128;
     }
     return u_sum;
@@ -112,9 +112,9 @@ static void zero_u16(uint32_t *x16, int32_t tokens, int32_t t) {
         x16[8 * g + 2 * t] = 0;
         x16[8 * g + 2 * t + 1] = 0;
     }
-    int16_t *rest = (int16_t *)(x16 + 8 * groups) + t * tail;
+    int16_t *rest = (int16_t *)(x16 + 8 * groups) + t; /* leftover r at rest[4 * r] */
     for (int32_t r = 0; r < tail; r++) {
-        rest[r] = 0;
+        rest[4 * r] = 0;
     }
 }
 
@@ -151,12 +151,7 @@ static void head_attention(const mcf_attention_params *att, const int32_t *exp_t
 
     /* Scores: x16 holds the queries minus q_zp; key j is weight row j. */
     mcf_dsp_widen4(q_rows, channels, count, head_dim, att->q_zp, s->x16);
-    const int8_t *key = k_head;
-    for (int32_t j = 0; j < tokens; j++, key += head_dim) {
-        int32_t acc[MCF_DSP_BLOCK] = {k_fix[0], k_fix[1], k_fix[2], k_fix[3]};
-        mcf_dsp_dot4_row(s->x16, head_dim, key, acc);
-        mcf_dsp_requant_store4(&score_q, acc, scores + j, tokens, count);
-    }
+    mcf_dsp_rows4_shared(s->x16, head_dim, k_head, tokens, k_fix, &score_q, scores, tokens, count);
     /* Context: x16 holds u = p + 128 (rows count..3 zero); V's column c is weight row c. */
     for (int32_t t = 0; t < MCF_DSP_BLOCK; t++) {
         if (t < count) {
@@ -166,12 +161,7 @@ static void head_attention(const mcf_attention_params *att, const int32_t *exp_t
             zero_u16(s->x16, tokens, t);
         }
     }
-    const int8_t *v_col = v_head;
-    for (int32_t c = 0; c < head_dim; c++, v_col += tokens) {
-        int32_t acc[MCF_DSP_BLOCK] = {v_fix[0], v_fix[1], v_fix[2], v_fix[3]};
-        mcf_dsp_dot4_row(s->x16, tokens, v_col, acc);
-        mcf_dsp_requant_store4(&out_q, acc, q_rows + c, channels, count);
-    }
+    mcf_dsp_rows4_shared(s->x16, tokens, v_head, head_dim, v_fix, &out_q, q_rows, channels, count);
 }
 
 mcf_status mcf_attention_block_heads_s8(const mcf_attention_block_dims *dims,
@@ -197,13 +187,14 @@ mcf_status mcf_attention_block_heads_s8(const mcf_attention_block_dims *dims,
     const mcf_dsp_scratch s = mcf_dsp_scratch_layout(scratch, width > tokens ? width : tokens);
     int8_t *scores = s.area + MCF_DSP_BLOCK * width;
     const int small_table = small_exp_table(params->exp_table, tokens);
+    const mcf_dsp_attention_fast fast = mcf_dsp_attention_fast_of(dims, params);
 
     for (int32_t head = 0; head < dims->heads; head++) {
         const int32_t first = head * head_dim;
         for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) { /* pass 1 */
             const int32_t count = tokens - t0 < MCF_DSP_BLOCK ? tokens - t0 : MCF_DSP_BLOCK;
             head_projections(params, tokens, channels, qkv_rank, first, head_dim, t0, count, x, k_head,
-                             v_head, context, &s);
+                             v_head, context, &s, &fast);
         }
         for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) { /* pass 2 */
             const int32_t count = tokens - t0 < MCF_DSP_BLOCK ? tokens - t0 : MCF_DSP_BLOCK;
@@ -220,11 +211,11 @@ mcf_status mcf_attention_block_heads_s8(const mcf_attention_block_dims *dims,
         const int8_t *in = context + t0 * channels;
         int32_t in_ch = channels;
         if (proj->v != NULL) {
-            mcf_dsp_layer4(proj->v, channels, proj_rank, in, count, s.x16, s.area, proj_rank);
+            mcf_dsp_layer4(proj->v, channels, proj_rank, in, count, s.x16, s.area, proj_rank, fast.proj.v);
             in = s.area;
             in_ch = proj_rank;
         }
-        mcf_dsp_layer4(&proj->u, in_ch, channels, in, count, s.x16, s.area, channels);
+        mcf_dsp_layer4(&proj->u, in_ch, channels, in, count, s.x16, s.area, channels, fast.proj.u);
         for (int32_t t = 0; t < count; t++) {
             int8_t *x_row = xb + t * channels;
             (void)mcf_add_s8(&params->residual, x_row, s.area + t * channels, x_row, channels);

@@ -29,14 +29,17 @@ mcf_status mcf_attention_block_s8(const mcf_attention_block_dims *dims,
     width = proj_rank > width ? proj_rank : width;
     const mcf_dsp_scratch s = mcf_dsp_scratch_layout(scratch, width);
     int8_t *scores = s.area + MCF_DSP_BLOCK * width;
+    const mcf_dsp_attention_fast fast = mcf_dsp_attention_fast_of(dims, params);
 
     /* Pass 1: K and V of every token, written straight into k_buf and v_buf. */
     for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) {
         const int32_t count = tokens - t0 < MCF_DSP_BLOCK ? tokens - t0 : MCF_DSP_BLOCK;
         int32_t in_ch = channels;
-        mcf_dsp_qkv_input4(params, channels, qkv_rank, x + t0 * channels, count, &s, &in_ch);
-        mcf_dsp_layer4(&params->k, in_ch, channels, s.area, count, s.x16, k_buf + t0 * channels, channels);
-        mcf_dsp_layer4(&params->v, in_ch, channels, s.area, count, s.x16, v_buf + t0 * channels, channels);
+        mcf_dsp_qkv_input4(params, channels, qkv_rank, x + t0 * channels, count, &s, &in_ch, fast.qkv_v);
+        mcf_dsp_layer4(&params->k, in_ch, channels, s.area, count, s.x16, k_buf + t0 * channels, channels,
+                       fast.k);
+        mcf_dsp_layer4(&params->v, in_ch, channels, s.area, count, s.x16, v_buf + t0 * channels, channels,
+                       fast.v);
     }
 
     /* Pass 2: per block, q (norm1 and the V factor recomputed: the same values), the context rows in place
@@ -47,14 +50,14 @@ mcf_status mcf_attention_block_s8(const mcf_attention_block_dims *dims,
         const int32_t count = tokens - t0 < MCF_DSP_BLOCK ? tokens - t0 : MCF_DSP_BLOCK;
         int8_t *xb = x + t0 * channels;
         int32_t in_ch = channels;
-        mcf_dsp_qkv_input4(params, channels, qkv_rank, xb, count, &s, &in_ch);
-        mcf_dsp_layer4(&params->q, in_ch, channels, s.area, count, s.x16, s.area, channels);
+        mcf_dsp_qkv_input4(params, channels, qkv_rank, xb, count, &s, &in_ch, fast.qkv_v);
+        mcf_dsp_layer4(&params->q, in_ch, channels, s.area, count, s.x16, s.area, channels, fast.q);
         for (int32_t t = 0; t < count; t++) {
             int8_t *row = s.area + t * channels;
             (void)mcf_attention_row_s8(&attention_dims, &params->attention, row, k_buf, v_buf,
                                        params->exp_table, row, scores);
         }
-        mcf_dsp_factored4(&params->proj, channels, proj_rank, channels, s.area, count, s.x16);
+        mcf_dsp_factored4(&params->proj, channels, proj_rank, channels, s.area, count, s.x16, fast.proj);
         for (int32_t t = 0; t < count; t++) {
             int8_t *x_row = xb + t * channels;
             (void)mcf_add_s8(&params->residual, x_row, s.area + t * channels, x_row, channels);

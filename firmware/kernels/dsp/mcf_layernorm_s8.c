@@ -100,7 +100,7 @@ static int ln_no_saturation(const int32_t *gamma, const int32_t *beta, int32_t c
     const int32_t last = channels - 1; /* for an odd count; counted twice for an even one */
     uint32_t g = (uint32_t)(gamma[last] ^ (gamma[last] >> 31));
     uint32_t b = (uint32_t)(beta[last] ^ (beta[last] >> 31));
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__thumb2__)
+#if MCF_DSP_ASM
     const int32_t *end = gamma + (channels & ~1);
     int32_t g0, g1, b0, b1;
     __asm(
@@ -148,7 +148,7 @@ typedef struct {
  * input). Not inlined: its fourteen registers would make the token loop spill. */
 static __attribute__((noinline)) void ln_row_lean(const ln_lean *l, const ln_row *r, const int8_t *x,
                                                   int8_t *y, int32_t groups) {
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__thumb2__)
+#if MCF_DSP_ASM
     _Static_assert(offsetof(ln_lean, k) == 8 && offsetof(ln_lean, add) == 16, "ln_row_lean loads ln_lean");
     if (groups > 0) {
         const int8_t *end = x + 4 * groups;

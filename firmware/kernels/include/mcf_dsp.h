@@ -22,6 +22,14 @@
 #include "mcf_kernels.h"
 #include "mcf_math.h"
 
+/* The loops in inline assembly pin most registers: only optimised builds can give them (at -O0 GCC keeps
+ * every variable in memory and runs out), so an -O0 build takes the C versions. */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__thumb2__) && defined(__OPTIMIZE__)
+#define MCF_DSP_ASM 1
+#else
+#define MCF_DSP_ASM 0
+#endif
+
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 #include <arm_acle.h>
 
@@ -317,168 +325,6 @@ static inline int32_t mcf_dsp_row_max(const int8_t *input, int32_t length) {
         max = input[i] > max ? input[i] : max;
     }
     return max;
-}
-
-/* ------------------------------------------------------------------ token blocks of the fused kernels */
-
-/* The fused DSP kernels run MCF_DSP_BLOCK tokens at a time: each weight word is loaded and split once for
- * four tokens. Their inputs are first widened to int16 with the zero point removed ("x16"), laid out so that
- * one group of four input values of all four tokens is eight consecutive words:
- *   [t0 (x0, x2), t0 (x1, x3), t1 (x0, x2), t1 (x1, x3), ..., t3 (x1, x3)]   (pairs as SXTAB16 makes them)
- * followed by the in_ch % 4 leftover values as int16, token by token. 8 * in_ch bytes, word aligned. */
-#define MCF_DSP_BLOCK 4
-
-/* x16 of `count` (1..4) int8 rows of in_ch values, `stride` bytes apart, minus zp; rows count..3 repeat the
- * last row so that every word of x16 is defined. */
-static inline void mcf_dsp_widen4(const int8_t *rows, int32_t stride, int32_t count, int32_t in_ch,
-                                  int32_t zp, uint32_t *x16) {
-    const uint32_t offset = mcf_pack_pair(-zp);
-    const int32_t groups = in_ch >> 2;
-    const int32_t tail = in_ch & 3;
-    int16_t *rest = (int16_t *)(x16 + 8 * groups);
-    for (int32_t t = 0; t < MCF_DSP_BLOCK; t++) {
-        const int8_t *x = rows + (t < count ? t : count - 1) * stride;
-        uint32_t *dst = x16 + 2 * t;
-        for (int32_t g = 0; g < groups; g++, x += 4, dst += 8) {
-            const uint32_t w = mcf_read4(x);
-            dst[0] = mcf_sxtab16(offset, w);
-            dst[1] = mcf_sxtab16_ror8(offset, w);
-        }
-        for (int32_t r = 0; r < tail; r++) {
-            rest[t * tail + r] = (int16_t)(x[r] - zp);
-        }
-    }
-}
-
-/* acc[t] += sum over `groups` groups of four inputs of x16 (token t) . w, for the four tokens of a block.
- * Per group of four inputs: one weight load and two SXTB16 shared by the four tokens, two LDM of four x16
- * words (two tokens each) and 8 SMLADs: 16 MACs in 13 instructions; with the loop (four groups per pass),
- * 64 MACs in 54. Inline assembly on the core: LDM fills registers in ascending order, so the four x16
- * operands are pinned to r8-r11 (GCC would otherwise load the words one by one and spill). */
-#define MCF_DOT4_GROUP                               \
-    "ldr %[wo], [%[pw]], #4\n\t"                     \
-    "sxtb16 %[we], %[wo]\n\t"                        \
-    "sxtb16 %[wo], %[wo], ror #8\n\t"                \
-    "ldmia %[px]!, {%[xa], %[xb], %[xc], %[xd]}\n\t" \
-    "smlad %[a0], %[xa], %[we], %[a0]\n\t"           \
-    "smlad %[a0], %[xb], %[wo], %[a0]\n\t"           \
-    "smlad %[a1], %[xc], %[we], %[a1]\n\t"           \
-    "smlad %[a1], %[xd], %[wo], %[a1]\n\t"           \
-    "ldmia %[px]!, {%[xa], %[xb], %[xc], %[xd]}\n\t" \
-    "smlad %[a2], %[xa], %[we], %[a2]\n\t"           \
-    "smlad %[a2], %[xb], %[wo], %[a2]\n\t"           \
-    "smlad %[a3], %[xc], %[we], %[a3]\n\t"           \
-    "smlad %[a3], %[xd], %[wo], %[a3]\n\t"
-
-static inline void mcf_dsp_dot4(const uint32_t *x16, const int8_t *w, int32_t groups, int32_t acc[4]) {
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    const uint32_t *px = x16;
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__thumb2__)
-    if (groups >= 2) {
-        const uint32_t *end = x16 + 32 * (groups >> 2); /* the passes of four groups end here */
-        register uint32_t xa __asm("r8");
-        register uint32_t xb __asm("r9");
-        register uint32_t xc __asm("r10");
-        register uint32_t xd __asm("r11");
-        uint32_t wo, we;
-        __asm(
-            "cmp %[px], %[end]\n\t"
-            "beq 2f\n"
-            "1:\n\t" MCF_DOT4_GROUP MCF_DOT4_GROUP MCF_DOT4_GROUP MCF_DOT4_GROUP
-            "cmp %[px], %[end]\n\t"
-            "bne 1b\n"
-            "2:\n\t"
-            "tst %[groups], #2\n\t"
-            "beq 3f\n\t" MCF_DOT4_GROUP MCF_DOT4_GROUP "3:"
-            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [px] "+r"(px), [pw] "+r"(w),
-              [wo] "=&r"(wo), [we] "=&r"(we), [xa] "=&r"(xa), [xb] "=&r"(xb), [xc] "=&r"(xc), [xd] "=&r"(xd)
-            : [end] "r"(end), [groups] "r"(groups)
-            : "cc", "memory");
-        groups &= 1;
-    }
-#endif
-    for (int32_t g = 0; g < groups; g++, px += 8) {
-        const uint32_t ww = mcf_read4(w);
-        w += 4;
-        const uint32_t we = mcf_sxtb16(ww);
-        const uint32_t wo = mcf_sxtb16_ror8(ww);
-        a0 = mcf_smlad(px[1], wo, mcf_smlad(px[0], we, a0));
-        a1 = mcf_smlad(px[3], wo, mcf_smlad(px[2], we, a1));
-        a2 = mcf_smlad(px[5], wo, mcf_smlad(px[4], we, a2));
-        a3 = mcf_smlad(px[7], wo, mcf_smlad(px[6], we, a3));
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
-}
-
-/* acc[t] += sum_k x16(token t)[k] * w[k] over k < length for the four tokens of a block: mcf_dsp_dot4 over
- * the groups of four, then the length % 4 leftover values (stored after the groups, token by token). */
-static inline void mcf_dsp_dot4_row(const uint32_t *x16, int32_t length, const int8_t *w, int32_t acc[4]) {
-    const int32_t groups = length >> 2;
-    const int32_t tail = length & 3;
-    mcf_dsp_dot4(x16, w, groups, acc);
-    const int16_t *rest = (const int16_t *)(x16 + 8 * groups);
-    const int8_t *wt = w + 4 * groups;
-    for (int32_t r = 0; r < tail; r++) {
-        const int32_t wv = wt[r];
-        acc[0] += rest[r] * wv;
-        acc[1] += rest[tail + r] * wv;
-        acc[2] += rest[2 * tail + r] * wv;
-        acc[3] += rest[3 * tail + r] * wv;
-    }
-}
-
-/* One quantized linear layer on a block of tokens: out[t * token_stride + n * channel_stride] for t < count,
- * from x16 (mcf_dsp_widen4 of the input with the layer's in_zp). A channel stride other than 1 writes the
- * output transposed (channel-major), as the per-head attention kernel keeps V.
- *
- * Requantization fast path, exact: when |bias| < 2^30 and in_ch < 32896 the accumulator starts at the bias
- * and stays within int32 (|dot| <= 255 * 128 * in_ch < 2^30); when also shift is in [-24, -2], with r =
- * -shift - 2, requant_s8(acc) == ssat8((((acc * mult) >> 32) + 2^r + out_zp * 2^(r + 1)) >> (r + 1)) (floor
- * shifts compose; the sum stays inside int32). Otherwise mcf_dsp_requantize_s8 (exact in all cases). */
-static inline void mcf_dsp_linear4_strided(const uint32_t *x16, int32_t in_ch,
-                                           const mcf_linear_params *params, const mcf_channel_quant *quant,
-                                           const int8_t *weight, const int32_t *bias, int32_t out_ch,
-                                           int8_t *out, int32_t token_stride, int32_t channel_stride,
-                                           int32_t count) {
-    const int32_t out_zp = params->out_zp;
-    const int short_rows = in_ch < 32896;
-    const int8_t *w = weight;
-    for (int32_t n = 0; n < out_ch; n++, w += in_ch) {
-        const int32_t b = bias[n], m = quant->mult[n], s = quant->shift[n];
-        const int fast = short_rows && b > -(1 << 30) && b < (1 << 30) && s <= -2 && s >= -24;
-        const int32_t start = fast ? b : 0;
-        int32_t acc[4] = {start, start, start, start};
-        mcf_dsp_dot4_row(x16, in_ch, w, acc);
-        int8_t *o = out + n * channel_stride;
-        if (fast) {
-            const int32_t down = -s - 1;
-            const int32_t add = (1 << (down - 1)) + (int32_t)((uint32_t)out_zp << down);
-            if (count == MCF_DSP_BLOCK) { /* the usual full block: straight-line */
-                o[0] = mcf_dsp_sat8((mcf_smmul(acc[0], m) + add) >> down);
-                o[token_stride] = mcf_dsp_sat8((mcf_smmul(acc[1], m) + add) >> down);
-                o[2 * token_stride] = mcf_dsp_sat8((mcf_smmul(acc[2], m) + add) >> down);
-                o[3 * token_stride] = mcf_dsp_sat8((mcf_smmul(acc[3], m) + add) >> down);
-                continue;
-            }
-            for (int32_t t = 0; t < count; t++, o += token_stride) {
-                *o = mcf_dsp_sat8((mcf_smmul(acc[t], m) + add) >> down);
-            }
-        } else {
-            for (int32_t t = 0; t < count; t++, o += token_stride) {
-                *o = mcf_dsp_requantize_s8(acc[t], b, m, s, out_zp);
-            }
-        }
-    }
-}
-
-/* mcf_dsp_linear4_strided with rows of out out_stride bytes apart (channels consecutive). */
-static inline void mcf_dsp_linear4(const uint32_t *x16, int32_t in_ch, const mcf_linear_params *params,
-                                   const mcf_channel_quant *quant, const int8_t *weight, const int32_t *bias,
-                                   int32_t out_ch, int8_t *out, int32_t out_stride, int32_t count) {
-    mcf_dsp_linear4_strided(x16, in_ch, params, quant, weight, bias, out_ch, out, out_stride, 1, count);
 }
 
 /* ------------------------------------------------------------------ multiplies of the LayerNorm kernel */

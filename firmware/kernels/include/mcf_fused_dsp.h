@@ -9,7 +9,7 @@
 #ifndef MCF_FUSED_DSP_H
 #define MCF_FUSED_DSP_H
 
-#include "mcf_dsp.h"
+#include "mcf_dsp_block.h"
 #include "mcf_fused.h"
 #include "mcf_math.h"
 
@@ -79,38 +79,76 @@ static inline mcf_dsp_scratch mcf_dsp_scratch_layout(void *scratch, int32_t widt
     return s;
 }
 
+/* Whether a layer's channels all take the requantization fast path (mcf_dsp_channels_fast), for out_ch rows.
+ */
+static inline int mcf_dsp_layer_fast(const mcf_linear_layer *layer, int32_t in_ch, int32_t out_ch) {
+    return layer != NULL && mcf_dsp_channels_fast(layer->bias, &layer->quant, in_ch, out_ch);
+}
+
+/* The fast-path flags of a factored linear's two factors, computed once per kernel call. */
+typedef struct {
+    int v, u;
+} mcf_dsp_factored_fast;
+
+static inline mcf_dsp_factored_fast mcf_dsp_factored_fast_of(const mcf_factored_linear *layer, int32_t in_ch,
+                                                             int32_t rank, int32_t out_ch) {
+    mcf_dsp_factored_fast fast = {mcf_dsp_layer_fast(layer->v, in_ch, rank),
+                                  mcf_dsp_layer_fast(&layer->u, layer->v != NULL ? rank : in_ch, out_ch)};
+    return fast;
+}
+
 /* A linear layer on a block: widen `count` int8 rows of `in` (stride in_ch) with the layer's zero point, then
  * write `count` rows of out (stride out_stride). `in` may be the area the output goes to (it is widened
- * first). */
-static inline void mcf_dsp_layer4(const mcf_linear_layer *layer, int32_t in_ch, int32_t out_ch,
-                                  const int8_t *in, int32_t count, uint32_t *x16, int8_t *out,
-                                  int32_t out_stride) {
+ * first). `fast`: mcf_dsp_layer_fast of the layer. */
+static void __attribute__((noinline, unused))
+mcf_dsp_layer4(const mcf_linear_layer *layer, int32_t in_ch, int32_t out_ch, const int8_t *in, int32_t count,
+               uint32_t *x16, int8_t *out, int32_t out_stride, int fast) {
     mcf_dsp_widen4(in, in_ch, count, in_ch, layer->params.in_zp, x16);
     mcf_dsp_linear4(x16, in_ch, &layer->params, &layer->quant, layer->weight, layer->bias, out_ch, out,
-                    out_stride, count);
+                    out_stride, count, fast);
 }
 
 /* A factored linear on a block, in the int8 area: area rows of in_ch -> (rank) -> area rows of out_ch. */
 static inline void mcf_dsp_factored4(const mcf_factored_linear *layer, int32_t in_ch, int32_t rank,
-                                     int32_t out_ch, int8_t *area, int32_t count, uint32_t *x16) {
+                                     int32_t out_ch, int8_t *area, int32_t count, uint32_t *x16,
+                                     mcf_dsp_factored_fast fast) {
     if (layer->v != NULL) {
-        mcf_dsp_layer4(layer->v, in_ch, rank, area, count, x16, area, rank);
+        mcf_dsp_layer4(layer->v, in_ch, rank, area, count, x16, area, rank, fast.v);
         in_ch = rank;
     }
-    mcf_dsp_layer4(&layer->u, in_ch, out_ch, area, count, x16, area, out_ch);
+    mcf_dsp_layer4(&layer->u, in_ch, out_ch, area, count, x16, area, out_ch, fast.u);
+}
+
+/* The fast-path flags of the attention kernels' layers, computed once per kernel call. */
+typedef struct {
+    int qkv_v, q, k, v;
+    mcf_dsp_factored_fast proj;
+} mcf_dsp_attention_fast;
+
+static inline mcf_dsp_attention_fast mcf_dsp_attention_fast_of(const mcf_attention_block_dims *dims,
+                                                               const mcf_attention_block_params *params) {
+    const int32_t channels = dims->channels;
+    const int32_t in_ch = dims->qkv_rank > 0 ? dims->qkv_rank : channels;
+    mcf_dsp_attention_fast fast = {
+        mcf_dsp_layer_fast(params->qkv_v, channels, dims->qkv_rank),
+        mcf_dsp_layer_fast(&params->q, in_ch, channels), mcf_dsp_layer_fast(&params->k, in_ch, channels),
+        mcf_dsp_layer_fast(&params->v, in_ch, channels),
+        mcf_dsp_factored_fast_of(&params->proj, channels, dims->proj_rank, channels)};
+    return fast;
 }
 
 /* norm1 and, with a low-rank qkv, its V factor for `count` tokens of x: the input of q, k and v, in the area
  * (rows of *width bytes on return). */
 static inline void mcf_dsp_qkv_input4(const mcf_attention_block_params *params, int32_t channels,
                                       int32_t qkv_rank, const int8_t *xb, int32_t count,
-                                      const mcf_dsp_scratch *s, int32_t *width) {
+                                      const mcf_dsp_scratch *s, int32_t *width, int qkv_v_fast) {
     const mcf_dims rows = {count, channels}; /* one call: the kernel's per-call checks shared by the block */
     const mcf_layernorm_layer *norm = &params->norm;
     (void)mcf_layernorm_s8(&rows, &norm->params, xb, norm->gamma, norm->beta, s->area); /* cannot fail */
     *width = channels;
     if (params->qkv_v != NULL) {
-        mcf_dsp_layer4(params->qkv_v, channels, qkv_rank, s->area, count, s->x16, s->area, qkv_rank);
+        mcf_dsp_layer4(params->qkv_v, channels, qkv_rank, s->area, count, s->x16, s->area, qkv_rank,
+                       qkv_v_fast);
         *width = qkv_rank;
     }
 }

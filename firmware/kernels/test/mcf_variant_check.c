@@ -353,6 +353,22 @@ static void rnd_layer(mcf_linear_layer *layer, int8_t *weight, int32_t *bias, in
     layer->bias = bias;
 }
 
+/* rnd_layer for the checks: one layer in ten has a channel off the requantization fast path (shift -1 or -25,
+ * bias +-2^30), so the DSP kernels take their C channel loop for it. */
+static void rnd_check_layer(mcf_linear_layer *layer, int8_t *weight, int32_t *bias, int32_t *mult,
+                            int32_t *shift, int32_t in_ch, int32_t out_ch) {
+    rnd_layer(layer, weight, bias, mult, shift, in_ch, out_ch);
+    if (chance(10)) {
+        const int32_t n = rnd_range(0, out_ch - 1);
+        const int kind = rnd_range(0, 3);
+        if (kind < 2) {
+            shift[n] = kind == 0 ? -1 : -25;
+        } else {
+            bias[n] = kind == 2 ? (1 << 30) : -(1 << 30);
+        }
+    }
+}
+
 static int8_t weight_c[MAX_BYTES], weight_d[MAX_BYTES];
 static int32_t bias_c[512], bias_d[512], mult_c[512], shift_c[512], mult_d[512], shift_d[512];
 static int8_t kv_ref[2][MAX_BYTES], kv_var[2][MAX_BYTES];
@@ -407,18 +423,18 @@ static void check_mlp_block(int cases) {
         rnd_norm(&params.norm, channels);
         const int32_t in1 = dims.fc1_rank ? dims.fc1_rank : channels;
         if (dims.fc1_rank) {
-            rnd_layer(&v1, weight_c, bias_c, mult_c, shift_c, channels, dims.fc1_rank);
+            rnd_check_layer(&v1, weight_c, bias_c, mult_c, shift_c, channels, dims.fc1_rank);
             params.fc1.v = &v1;
         }
-        rnd_layer(&params.fc1.u, weight_a, bias_a, mult_a, shift_a, in1, hidden);
+        rnd_check_layer(&params.fc1.u, weight_a, bias_a, mult_a, shift_a, in1, hidden);
         rnd_bytes(gelu_table, 256);
         params.gelu_table = gelu_table;
         const int32_t in2 = dims.fc2_rank ? dims.fc2_rank : hidden;
         if (dims.fc2_rank) {
-            rnd_layer(&v2, weight_d, bias_d, mult_d, shift_d, hidden, dims.fc2_rank);
+            rnd_check_layer(&v2, weight_d, bias_d, mult_d, shift_d, hidden, dims.fc2_rank);
             params.fc2.v = &v2;
         }
-        rnd_layer(&params.fc2.u, weight_b, bias_b, mult_b, shift_b, in2, channels);
+        rnd_check_layer(&params.fc2.u, weight_b, bias_b, mult_b, shift_b, in2, channels);
         params.residual = rnd_residual();
         const int32_t n_out = dims.tokens * channels;
         clear_outputs(n_out);
@@ -444,12 +460,12 @@ static mcf_attention_block_dims rnd_attention_block(mcf_attention_block_params *
     rnd_norm(&params->norm, channels);
     const int32_t in_ch = dims.qkv_rank ? dims.qkv_rank : channels;
     if (dims.qkv_rank) {
-        rnd_layer(&qkv_v, weight_c, bias_c, mult_c, shift_c, channels, dims.qkv_rank);
+        rnd_check_layer(&qkv_v, weight_c, bias_c, mult_c, shift_c, channels, dims.qkv_rank);
         params->qkv_v = &qkv_v;
     }
-    rnd_layer(&params->q, weight_a, bias_a, mult_a, shift_a, in_ch, channels);
-    rnd_layer(&params->k, weight_a + 4096, bias_a + 128, mult_a + 128, shift_a + 128, in_ch, channels);
-    rnd_layer(&params->v, weight_a + 8192, bias_a + 256, mult_a + 256, shift_a + 256, in_ch, channels);
+    rnd_check_layer(&params->q, weight_a, bias_a, mult_a, shift_a, in_ch, channels);
+    rnd_check_layer(&params->k, weight_a + 4096, bias_a + 128, mult_a + 128, shift_a + 128, in_ch, channels);
+    rnd_check_layer(&params->v, weight_a + 8192, bias_a + 256, mult_a + 256, shift_a + 256, in_ch, channels);
     if (chance(50)) { /* usually q, k and v read one tensor with one zero point */
         params->k.params.in_zp = params->v.params.in_zp = params->q.params.in_zp;
     }
@@ -459,11 +475,11 @@ static mcf_attention_block_dims rnd_attention_block(mcf_attention_block_params *
     rnd_exp_table();
     params->exp_table = exp_table;
     if (dims.proj_rank) {
-        rnd_layer(&proj_v, weight_d, bias_d, mult_d, shift_d, channels, dims.proj_rank);
+        rnd_check_layer(&proj_v, weight_d, bias_d, mult_d, shift_d, channels, dims.proj_rank);
         params->proj.v = &proj_v;
     }
-    rnd_layer(&params->proj.u, weight_b, bias_b, mult_b, shift_b, dims.proj_rank ? dims.proj_rank : channels,
-              channels);
+    rnd_check_layer(&params->proj.u, weight_b, bias_b, mult_b, shift_b,
+                    dims.proj_rank ? dims.proj_rank : channels, channels);
     params->residual = rnd_residual();
     const int32_t n_out = dims.tokens * channels;
     clear_outputs(n_out);
