@@ -46,40 +46,66 @@ static void head_projections(const mcf_attention_block_params *params, int32_t t
 #define SMALL_EXP_ENTRY ((1 << 22) - 1)
 #define SMALL_EXP_TOKENS 1024
 
+/* Four scores' exp_table entries from one word of the row: USUB8 gives max - s in each byte, the index. */
+#define EXP4(d, i) exp_table[((d) >> (8 * (i))) & 0xFFu]
+
 /* The softmax of one score row written as u = p + 128 in [0, 255] straight into x16 for token t of the block
  * (the layout of mcf_dsp_widen4); returns sum_j u_j. With small table entries (`small_table`: every entry <=
  * SMALL_EXP_ENTRY, and tokens <= SMALL_EXP_TOKENS) each step is 32-bit and exact:
  *   sum = sum_j e_j < 2^10 * 2^22 = 2^32: one 32-bit division for inv = 2^31 / sum (0 when sum is 0);
  *   (e * inv + 2^22) >> 23 == (e * 2^9 * inv + 2^31) >> 32 == SMMULR(e << 9, inv), with e << 9 < 2^31 and
- *   inv < 2^31 unless sum == 1 (that row takes mcf_softmax_s8);
+ *   inv < 2^31 unless sum == 1 (that row takes mcf_softmax_s8); when inv < 2^22 (sum > 2^9, the usual case)
+ *   the same product is SMMULR(e, inv << 9), one shift per row instead of one per score;
  *   u = min(that, 255), USAT (the value is >= 0).
- * Otherwise mcf_softmax_s8 writes p over the row and u = p + 128. */
+ * Scores are read four at a time. Otherwise mcf_softmax_s8 writes p over the row and u = p + 128. */
 static int32_t softmax_u16(int8_t *row, int32_t tokens, const int32_t *exp_table, int small_table,
                            uint32_t *x16, int32_t t) {
     const int32_t groups = tokens >> 2;
     const int32_t tail = tokens & 3;
     int16_t *lanes = (int16_t *)x16 + 4 * t;           /* key 4g + r at lanes[16g + 2 (r & 1) + (r >> 1)] */
     int16_t *rest = (int16_t *)(x16 + 8 * groups) + t; /* leftover r at rest[4 * r] */
-    const int32_t *table = exp_table + mcf_dsp_row_max(row, tokens); /* table[-s] == exp_table[max - s] */
+    const int32_t max = mcf_dsp_row_max(row, tokens);
+    const int32_t *table = exp_table + max; /* table[-s] == exp_table[max - s] */
+    const uint32_t maxes = ((uint32_t)max & 0xFFu) * 0x01010101u;
     uint32_t sum = 0;
     if (small_table) {
-        for (int32_t j = 0; j < tokens; j++) {
-            sum += (uint32_t)table[-row[j]];
+        for (int32_t g = 0; g < groups; g++) {
+            const uint32_t d = mcf_usub8(maxes, mcf_read4(row + 4 * g));
+            sum += (uint32_t)EXP4(d, 0) + (uint32_t)EXP4(d, 1) + (uint32_t)EXP4(d, 2) + (uint32_t)EXP4(d, 3);
+        }
+        for (int32_t r = 0; r < tail; r++) {
+            sum += (uint32_t)table[-row[4 * groups + r]];
         }
     }
     int32_t u_sum = 0;
     if (small_table && sum != 1) {
         const int32_t inv = sum == 0 ? 0 : (int32_t)(0x80000000u / sum);
-        for (int32_t g = 0; g < groups; g++, row += 4, lanes += 16) {
-            const int32_t u0 = mcf_usat8(mcf_smmulr(table[-row[0]] << 9, inv));
-            const int32_t u1 = mcf_usat8(mcf_smmulr(table[-row[1]] << 9, inv));
-            const int32_t u2 = mcf_usat8(mcf_smmulr(table[-row[2]] << 9, inv));
-            const int32_t u3 = mcf_usat8(mcf_smmulr(table[-row[3]] << 9, inv));
-            lanes[0] = (int16_t)u0;
-            lanes[1] = (int16_t)u2;
-            lanes[2] = (int16_t)u1;
-            lanes[3] = (int16_t)u3;
-            u_sum += u0 + u1 + u2 + u3;
+        if (inv < (1 << 22)) {
+            const int32_t inv9 = inv << 9;
+            uint32_t *words =
+                x16 + 2 * t; /* lanes as words: (key 4g, key 4g + 2), (key 4g + 1, key 4g + 3) */
+            for (int32_t g = 0; g < groups; g++, row += 4, words += 8) {
+                const uint32_t d = mcf_usub8(maxes, mcf_read4(row));
+                const uint32_t u0 = (uint32_t)mcf_usat8(mcf_smmulr(EXP4(d, 0), inv9));
+                const uint32_t u1 = (uint32_t)mcf_usat8(mcf_smmulr(EXP4(d, 1), inv9));
+                const uint32_t u2 = (uint32_t)mcf_usat8(mcf_smmulr(EXP4(d, 2), inv9));
+                const uint32_t u3 = (uint32_t)mcf_usat8(mcf_smmulr(EXP4(d, 3), inv9));
+                words[0] = u0 | (u2 << 16);
+                words[1] = u1 | (u3 << 16);
+                u_sum = mcf_smlad(words[0], 0x00010001u, mcf_smlad(words[1], 0x00010001u, u_sum));
+            }
+        } else {
+            for (int32_t g = 0; g < groups; g++, row += 4, lanes += 16) {
+                const int32_t u0 = mcf_usat8(mcf_smmulr(table[-row[0]] << 9, inv));
+                const int32_t u1 = mcf_usat8(mcf_smmulr(table[-row[1]] << 9, inv));
+                const int32_t u2 = mcf_usat8(mcf_smmulr(table[-row[2]] << 9, inv));
+                const int32_t u3 = mcf_usat8(mcf_smmulr(table[-row[3]] << 9, inv));
+                lanes[0] = (int16_t)u0;
+                lanes[1] = (int16_t)u2;
+                lanes[2] = (int16_t)u1;
+                lanes[3] = (int16_t)u3;
+                u_sum += u0 + u1 + u2 + u3;
+            }
         }
         for (int32_t r = 0; r < tail; r++) {
             const int32_t u = mcf_usat8(mcf_smmulr(table[-row[r]] << 9, inv));

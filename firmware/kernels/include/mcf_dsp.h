@@ -143,6 +143,15 @@ static inline int8_t mcf_dsp_sat8(int32_t value) {
 #endif
 }
 
+/* a - b in each of the four bytes, modulo 256 (USUB8 on the core). */
+static inline uint32_t mcf_usub8(uint32_t a, uint32_t b) {
+#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32
+    return (uint32_t)__usub8((uint8x4_t)a, (uint8x4_t)b);
+#else
+    return ((a | 0x80808080u) - (b & 0x7F7F7F7Fu)) ^ ((a ^ ~b) & 0x80808080u);
+#endif
+}
+
 /* Clamp to [0, 255] (USAT on the core). */
 static inline int32_t mcf_usat8(int32_t value) {
 #if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
