@@ -141,7 +141,7 @@ static inline int mcf_dsp_channels_fast(const int32_t *bias, const mcf_channel_q
  * add) >> down) (one SMMLA, see mcf_dsp_requant). The dot loop runs four groups of four inputs per pass and
  * is entered part-way (Duff's device) when the group count is not a multiple of four; everything else a
  * channel needs is reloaded from a state in memory with one LDM and a few LDRD, so nothing is spilled around
- * the loop (GCC's code around mcf_dsp_dot4 took about 90 instructions per channel, these about 30-37). They
+ * the loop (GCC's code around mcf_dsp_dot4 took about 90 instructions per channel, these 36). They
  * use every register but r7 (the frame pointer) and sp; the state pointer waits on the stack. */
 
 /* mcf_dsp_channels4's state (every field one word, at the offsets the assembly loads). */
@@ -266,8 +266,8 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, out_ch) == 32 && offsetof(mcf_dsp_s
     : "cc", "memory"
 
 /* Per channel: the bias as every token's start, mult[n] and shift[n] (down = -shift - 1 and the rounding
- * term computed in the loop); in_ch a multiple of four. About 37 instructions per channel besides the 13 per
- * group. */
+ * term computed in the loop); in_ch a multiple of four. 36 instructions per channel besides the 13 per group.
+ */
 static void __attribute__((noinline, unused))
 mcf_dsp_channels4(mcf_dsp_channel_loop *state, const int8_t *weight) {
     MCF_CHANNELS_REGISTERS(state, weight);
@@ -303,8 +303,8 @@ mcf_dsp_channels4(mcf_dsp_channel_loop *state, const int8_t *weight) {
 
 /* One requantization for all channels, a start per token, and the length % 4 leftover values (stored after
  * the groups value by value, as mcf_dsp_widen4 does) after the groups: one LDRSB, one LDM and four
- * SMLAxB each, entered part-way like the groups. About 33 instructions per channel besides the groups and 6
- * per leftover. */
+ * SMLAxB each, entered part-way like the groups. 36 instructions per channel besides the groups, and 6 per
+ * leftover. */
 static void __attribute__((noinline, unused))
 mcf_dsp_channels4_shared(mcf_dsp_shared_loop *state, const int8_t *weight) {
     MCF_CHANNELS_REGISTERS(state, weight);
