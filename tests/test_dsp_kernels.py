@@ -9,6 +9,7 @@ counts instructions of both on benchmark shapes. Needs arm-none-eabi-gcc and qem
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 
 import pytest
 
@@ -44,8 +45,11 @@ def test_dsp_kernels_run_fewer_instructions_per_mac(harness):
             assert row.variant_instructions < row.portable_instructions, row
     # Linear layers: each weight word serves two tokens, each input word two channels (portable: ~10).
     assert rows[("linear", "50x48x48")].variant_per_mac < 3.0
-    # The fused MLP block, 4 tokens per weight load: LayerNorm, GELU and the residual add included.
-    assert rows[("mlp_block", "50x48x192")].variant_per_mac < 2.0
+    # The fused MLP block, 4 tokens per weight load and the assembly channel loop (1.17 measured; 1.41 with the
+    # channel loop in C): LayerNorm, GELU and the residual add included.
+    assert rows[("mlp_block", "50x48x192")].variant_per_mac < 1.3
+    # The per-head attention block: scores and context through the shared-requantization channel loop (1.70).
+    assert rows[("attention_block_heads", "50x48x3")].variant_per_mac < 2.0
 
 
 def test_the_dsp_variant_overrides_portable_files_by_name():
@@ -63,6 +67,15 @@ def test_the_dsp_variant_builds_on_the_host_with_the_instructions_emulated(tmp_p
     # Without __ARM_FEATURE_DSP, mcf_dsp.h falls back to C with the instructions' semantics.
     lib = compile_host(kernel_sources("dsp"), tmp_path / "libdsp.so", include_dirs=[KERNEL_INCLUDE], shared=True)
     assert lib.is_file()
+
+
+@pytest.mark.parametrize("level", ["-O0", "-Os"])
+def test_the_dsp_kernels_build_for_the_core_at_any_optimisation_level(tmp_path, level):
+    # The inline assembly pins 13 registers, which an -O0 build cannot give: MCF_DSP_ASM sends it to the C loops.
+    flags = [*load_board("qemu-m7").cpu_flags.gcc_flags(), level, "-std=c11", "-Wall", "-Wextra", "-Werror"]
+    for source in (KERNELS_DIR / "dsp").glob("*.c"):
+        subprocess.run(["arm-none-eabi-gcc", *flags, f"-I{KERNEL_INCLUDE}", "-c", str(source),
+                        "-o", str(tmp_path / f"{source.stem}.o")], check=True)  # fmt: skip
 
 
 def test_boards_pick_their_kernel_variant():
