@@ -118,17 +118,17 @@ static inline void mcf_dsp_dot4_row(const uint32_t *x16, int32_t length, const i
     }
 }
 
-/* Whether every channel of a layer takes the requantization fast path of mcf_dsp_linear4_strided: the bias
- * within +-2^30 (with in_ch < 32896 the accumulator then stays in int32) and shift in [-24, -2]. Checked once
- * per kernel call, not per block. */
+/* Whether one channel takes the requantization fast path of mcf_dsp_linear4_strided: the bias within +-2^30
+ * (with in_ch < 32896 the accumulator then stays in int32) and shift in [-24, -2]. */
+static inline int mcf_dsp_channel_fast(int32_t bias, int32_t shift, int32_t in_ch) {
+    return in_ch < 32896 && bias > -(1 << 30) && bias < (1 << 30) && shift <= -2 && shift >= -24;
+}
+
+/* Whether every channel of a layer does: checked once per kernel call, not per block. */
 static inline int mcf_dsp_channels_fast(const int32_t *bias, const mcf_channel_quant *quant, int32_t in_ch,
                                         int32_t out_ch) {
-    if (in_ch >= 32896) {
-        return 0;
-    }
     for (int32_t n = 0; n < out_ch; n++) {
-        const int32_t b = bias[n], s = quant->shift[n];
-        if (b <= -(1 << 30) || b >= (1 << 30) || s > -2 || s < -24) {
+        if (!mcf_dsp_channel_fast(bias[n], quant->shift[n], in_ch)) {
             return 0;
         }
     }
@@ -203,6 +203,16 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, out_ch) == 32 && offsetof(mcf_dsp_s
     "smlad r3, r10, r4, r3\n\t"           \
     "smlad r3, r11, r5, r3\n\t"
 #define MCF_DOT4_GROUP_BYTES 52
+
+/* One leftover input (rest stored value by value: words (t0, t1), (t2, t3)) for the four tokens, every
+ * instruction 32 bits wide: 24 bytes, so the leftover code can be entered at any step. */
+#define MCF_LEFTOVER_STEP       \
+    "ldrsb.w r4, [r12], #1\n\t" \
+    "ldmia.w r6!, {r8, r9}\n\t" \
+    "smlabb r0, r8, r4, r0\n\t" \
+    "smlatb r1, r8, r4, r1\n\t" \
+    "smlabb r2, r9, r4, r2\n\t" \
+    "smlatb r3, r9, r4, r3\n\t"
 
 /* Entering a channel loop: keep the state pointer (r6) on the stack, turn the loop's entry offset (state word
  * 9) into a Thumb address. */
@@ -318,25 +328,7 @@ mcf_dsp_channels4_shared(mcf_dsp_shared_loop *state, const int8_t *weight) {
                    "ldr r10, [sp]\n\t"
                    "ldr r11, [r10, #48]\n\t"
                    "bx r11\n"
-                   "6:\n\t"
-                   "ldrsb.w r4, [r12], #1\n\t"
-                   "ldmia.w r6!, {r8, r9}\n\t"
-                   "smlabb r0, r8, r4, r0\n\t"
-                   "smlatb r1, r8, r4, r1\n\t"
-                   "smlabb r2, r9, r4, r2\n\t"
-                   "smlatb r3, r9, r4, r3\n\t"
-                   "ldrsb.w r4, [r12], #1\n\t"
-                   "ldmia.w r6!, {r8, r9}\n\t"
-                   "smlabb r0, r8, r4, r0\n\t"
-                   "smlatb r1, r8, r4, r1\n\t"
-                   "smlabb r2, r9, r4, r2\n\t"
-                   "smlatb r3, r9, r4, r3\n\t"
-                   "ldrsb.w r4, [r12], #1\n\t"
-                   "ldmia.w r6!, {r8, r9}\n\t"
-                   "smlabb r0, r8, r4, r0\n\t"
-                   "smlatb r1, r8, r4, r1\n\t"
-                   "smlabb r2, r9, r4, r2\n\t"
-                   "smlatb r3, r9, r4, r3\n"
+                   "6:\n\t" MCF_LEFTOVER_STEP MCF_LEFTOVER_STEP MCF_LEFTOVER_STEP
                    "7:\n\t"
                    ".if (7b - 6b) - 72\n\t"
                    ".error \"a leftover step is not 24 bytes: the tail entry offsets are wrong\"\n\t"
@@ -399,8 +391,7 @@ static inline void mcf_dsp_linear4_strided(const uint32_t *x16, int32_t in_ch,
     const int8_t *w = weight;
     for (int32_t n = 0; n < out_ch; n++, w += in_ch) {
         const int32_t b = bias[n], m = quant->mult[n], s = quant->shift[n];
-        const int row_fast =
-            fast || (in_ch < 32896 && b > -(1 << 30) && b < (1 << 30) && s <= -2 && s >= -24);
+        const int row_fast = fast || mcf_dsp_channel_fast(b, s, in_ch);
         const int32_t start = row_fast ? b : 0;
         int32_t acc[4] = {start, start, start, start};
         mcf_dsp_dot4_row(x16, in_ch, w, acc);
