@@ -254,6 +254,27 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, out_ch) == 32 && offsetof(mcf_dsp_s
     "add r10, r5, lr\n\t"            \
     "strb r11, [r10, lr, lsl #1]\n\t"
 
+/* After a channel's stores: count it, move out by channel_stride (state word 6; word 7, the bias pointer of
+ * mcf_dsp_channels4, lands in r9), leave at out_ch (word 8) with the loop's entry (word 9) in r11; label 4 is
+ * where each loop sets up the next channel's accumulators. */
+#define MCF_CHANNELS_NEXT          \
+    "add r4, r4, #1\n\t"           \
+    "ldrd r8, r9, [r6, #24]\n\t"   \
+    "add r5, r5, r8\n\t"           \
+    "stmia r6, {r4, r5}\n\t"       \
+    "ldrd r10, r11, [r6, #32]\n\t" \
+    "cmp r4, r10\n\t"              \
+    "beq 5f\n"                     \
+    "4:\n\t"
+
+/* Into the dot loop with px = x16 and lr = end (state words 10, 11); label 5 drops the saved state pointer.
+ */
+#define MCF_CHANNELS_LEAVE       \
+    "ldrd r6, lr, [r6, #40]\n\t" \
+    "bx r11\n"                   \
+    "5:\n\t"                     \
+    "add sp, sp, #8" MCF_CHANNELS_OPERANDS
+
 /* The registers of the channel loops, as operands (all in and out: the assembly sets them). */
 #define MCF_CHANNELS_REGISTERS(state, weight)           \
     register int32_t a0 __asm("r0") = 0;                \
@@ -292,23 +313,11 @@ mcf_dsp_channels4(mcf_dsp_channel_loop *state, const int8_t *weight) {
                    "mvn r9, r9\n\t" /* down = -shift - 1 */
                    "sub r11, r9, #1\n\t"
                    "lsl r10, r10, r11\n\t" /* add = 2^(down - 1) + out_zp * 2^down */
-                   MCF_CHANNELS_STORE4
-                   "add r4, r4, #1\n\t"
-                   "ldrd r8, r9, [r6, #24]\n\t" /* channel_stride, bias */
-                   "add r5, r5, r8\n\t"
-                   "stmia r6, {r4, r5}\n\t"
-                   "ldrd r10, r11, [r6, #32]\n\t" /* out_ch, entry */
-                   "cmp r4, r10\n\t"
-                   "beq 5f\n"
-                   "4:\n\t"
+                   MCF_CHANNELS_STORE4 MCF_CHANNELS_NEXT
                    "ldr r0, [r9, r4, lsl #2]\n\t"
                    "mov r1, r0\n\t"
                    "mov r2, r0\n\t"
-                   "mov r3, r0\n\t"
-                   "ldrd r6, lr, [r6, #40]\n\t" /* x16, end */
-                   "bx r11\n"
-                   "5:\n\t"
-                   "add sp, sp, #8" MCF_CHANNELS_OPERANDS);
+                   "mov r3, r0\n\t" MCF_CHANNELS_LEAVE);
 }
 
 /* One requantization for all channels, a start per token, and the length % 4 leftover values (stored after
@@ -335,21 +344,9 @@ mcf_dsp_channels4_shared(mcf_dsp_shared_loop *state, const int8_t *weight) {
                    ".endif\n\t"
                    "mov r6, r10\n\t"
                    "ldmia r6, {r4, r5, r8, r9, r10, lr}\n\t" /* n, out, mult, down, add, token_stride */
-                   MCF_CHANNELS_STORE4
-                   "add r4, r4, #1\n\t"
-                   "ldr r8, [r6, #24]\n\t" /* channel_stride */
-                   "add r5, r5, r8\n\t"
-                   "stmia r6, {r4, r5}\n\t"
-                   "ldrd r10, r11, [r6, #32]\n\t" /* out_ch, entry */
-                   "cmp r4, r10\n\t"
-                   "beq 5f\n"
-                   "4:\n\t"
+                   MCF_CHANNELS_STORE4 MCF_CHANNELS_NEXT
                    "ldrd r0, r1, [r6, #52]\n\t" /* start */
-                   "ldrd r2, r3, [r6, #60]\n\t"
-                   "ldrd r6, lr, [r6, #40]\n\t" /* x16, end */
-                   "bx r11\n"
-                   "5:\n\t"
-                   "add sp, sp, #8" MCF_CHANNELS_OPERANDS);
+                   "ldrd r2, r3, [r6, #60]\n\t" MCF_CHANNELS_LEAVE);
 }
 #endif
 
