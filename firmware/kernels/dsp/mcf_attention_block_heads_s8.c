@@ -14,14 +14,18 @@
  * Scratch (mcf_attention_block_heads_s8_get_buffer_size): word alignment, the widened input x16 (8 bytes per
  * value of the widest of a norm1/proj row and a score row), MCF_DSP_BLOCK int8 rows of `width`, then
  * MCF_DSP_BLOCK score rows of `tokens`. */
+#include <string.h>
+
 #include "mcf_fused_dsp.h"
 #include "mcf_fused_internal.h"
 
-/* Pass 1 for one head and one block of tokens: K, V (transposed) and q of the head from the block's input. */
+/* Pass 1 for one head and the full block of tokens t0..t0 + 3: K, V (transposed) and q of the head from the
+ * block's input. Only x is read, so the last block may overlap the one before it (the same values again). */
 static void head_projections(const mcf_attention_block_params *params, int32_t tokens, int32_t channels,
-                             int32_t qkv_rank, int32_t first, int32_t head_dim, int32_t t0, int32_t count,
-                             const int8_t *x, int8_t *k_head, int8_t *v_head, int8_t *context,
-                             const mcf_dsp_scratch *s, const mcf_dsp_attention_fast *fast) {
+                             int32_t qkv_rank, int32_t first, int32_t head_dim, int32_t t0, const int8_t *x,
+                             int8_t *k_head, int8_t *v_head, int8_t *context, const mcf_dsp_scratch *s,
+                             const mcf_dsp_attention_fast *fast) {
+    const int32_t count = MCF_DSP_BLOCK;
     int32_t in_ch = channels;
     mcf_dsp_qkv_input4(params, channels, qkv_rank, x + t0 * channels, count, s, &in_ch, fast->qkv_v);
     const mcf_linear_layer k = layer_rows(&params->k, in_ch, first);
@@ -165,20 +169,19 @@ static void head_attention(const mcf_attention_params *att, const int32_t *exp_t
                            int small_table) {
     const mcf_dsp_requant score_q = mcf_dsp_requant_make(att->score_mult, att->score_shift, att->score_zp);
     const mcf_dsp_requant out_q = mcf_dsp_requant_make(att->out_mult, att->out_shift, att->out_zp);
-    int32_t k_fix[MCF_DSP_BLOCK] = {0, 0, 0, 0};
+    int32_t k_fix[MCF_DSP_BLOCK];
     int32_t v_fix[MCF_DSP_BLOCK] = {0, 0, 0, 0};
-    for (int32_t t = 0; t < count; t++) {
-        int32_t q_sum = 0; /* sum_c (q_c - q_zp) */
-        for (int32_t c = 0; c < head_dim; c++) {
-            q_sum += q_rows[t * channels + c] - att->q_zp;
-        }
-        k_fix[t] = -att->k_zp * q_sum;
-    }
 
-    /* Scores: x16 holds the queries minus q_zp; key j is weight row j. */
+    /* Scores: x16 holds the queries minus q_zp (a partial block repeats its last query); key j is weight row
+     * j. Every block computes four score rows (the score area has them). */
     mcf_dsp_widen4(q_rows, channels, count, head_dim, att->q_zp, s->x16);
-    mcf_dsp_rows4_shared(s->x16, head_dim, k_head, tokens, k_fix, &score_q, scores, tokens, count);
-    /* Context: x16 holds u = p + 128 (rows count..3 zero); V's column c is weight row c. */
+    mcf_dsp_x16_sums(s->x16, head_dim, k_fix); /* sum_c (q_c - q_zp) */
+    for (int32_t t = 0; t < MCF_DSP_BLOCK; t++) {
+        k_fix[t] *= -att->k_zp;
+    }
+    mcf_dsp_rows4_shared(s->x16, head_dim, k_head, tokens, k_fix, &score_q, scores, tokens, MCF_DSP_BLOCK);
+    /* Context: x16 holds u = p + 128 (rows count..3 zero); V's column c is weight row c. A partial block
+     * writes its four rows into the int8 area (free in pass 2) and copies `count` of them. */
     for (int32_t t = 0; t < MCF_DSP_BLOCK; t++) {
         if (t < count) {
             v_fix[t] =
@@ -187,7 +190,15 @@ static void head_attention(const mcf_attention_params *att, const int32_t *exp_t
             zero_u16(s->x16, tokens, t);
         }
     }
-    mcf_dsp_rows4_shared(s->x16, tokens, v_head, head_dim, v_fix, &out_q, q_rows, channels, count);
+    if (count == MCF_DSP_BLOCK) {
+        mcf_dsp_rows4_shared(s->x16, tokens, v_head, head_dim, v_fix, &out_q, q_rows, channels,
+                             MCF_DSP_BLOCK);
+        return;
+    }
+    mcf_dsp_rows4_shared(s->x16, tokens, v_head, head_dim, v_fix, &out_q, s->area, head_dim, MCF_DSP_BLOCK);
+    for (int32_t t = 0; t < count; t++) {
+        memcpy(q_rows + t * channels, s->area + t * head_dim, (size_t)head_dim);
+    }
 }
 
 mcf_status mcf_attention_block_heads_s8(const mcf_attention_block_dims *dims,
@@ -217,10 +228,9 @@ mcf_status mcf_attention_block_heads_s8(const mcf_attention_block_dims *dims,
 
     for (int32_t head = 0; head < dims->heads; head++) {
         const int32_t first = head * head_dim;
-        for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) { /* pass 1 */
-            const int32_t count = tokens - t0 < MCF_DSP_BLOCK ? tokens - t0 : MCF_DSP_BLOCK;
-            head_projections(params, tokens, channels, qkv_rank, first, head_dim, t0, count, x, k_head,
-                             v_head, context, &s, &fast);
+        for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) { /* pass 1: full blocks, see there */
+            head_projections(params, tokens, channels, qkv_rank, first, head_dim,
+                             mcf_dsp_full_block_start(t0, tokens), x, k_head, v_head, context, &s, &fast);
         }
         for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) { /* pass 2 */
             const int32_t count = tokens - t0 < MCF_DSP_BLOCK ? tokens - t0 : MCF_DSP_BLOCK;

@@ -118,6 +118,24 @@ static inline void mcf_dsp_dot4_row(const uint32_t *x16, int32_t length, const i
     }
 }
 
+/* sums[t] = sum_k x16(token t)[k] over k < length for the four tokens of a block (SMLAD by (1, 1)). */
+static inline void mcf_dsp_x16_sums(const uint32_t *x16, int32_t length, int32_t sums[4]) {
+    const int32_t groups = length >> 2;
+    const int32_t tail = length & 3;
+    const int16_t *rest = (const int16_t *)(x16 + 8 * groups);
+    for (int32_t t = 0; t < 4; t++) {
+        int32_t sum = 0;
+        for (int32_t g = 0; g < groups; g++) {
+            sum = mcf_smlad(x16[8 * g + 2 * t], 0x00010001u,
+                            mcf_smlad(x16[8 * g + 2 * t + 1], 0x00010001u, sum));
+        }
+        for (int32_t r = 0; r < tail; r++) {
+            sum += rest[4 * r + t];
+        }
+        sums[t] = sum;
+    }
+}
+
 /* Whether one channel takes the requantization fast path of mcf_dsp_linear4_strided: the bias within +-2^30
  * (with in_ch < 32896 the accumulator then stays in int32) and shift in [-24, -2]. */
 static inline int mcf_dsp_channel_fast(int32_t bias, int32_t shift, int32_t in_ch) {

@@ -98,14 +98,23 @@ static inline mcf_dsp_factored_fast mcf_dsp_factored_fast_of(const mcf_factored_
 }
 
 /* A linear layer on a block: widen `count` int8 rows of `in` (stride in_ch) with the layer's zero point, then
- * write `count` rows of out (stride out_stride). `in` may be the area the output goes to (it is widened
- * first). `fast`: mcf_dsp_layer_fast of the layer. */
+ * write MCF_DSP_BLOCK rows of out (stride out_stride), so a partial block takes the assembly channel loop
+ * too: rows count.. repeat the last token (mcf_dsp_widen4), and out must have room for them (the int8 area,
+ * or rows a later block writes again with the same values). `in` may be the area the output goes to (it is
+ * widened first). `fast`: mcf_dsp_layer_fast of the layer. */
 static void __attribute__((noinline, unused))
 mcf_dsp_layer4(const mcf_linear_layer *layer, int32_t in_ch, int32_t out_ch, const int8_t *in, int32_t count,
                uint32_t *x16, int8_t *out, int32_t out_stride, int fast) {
     mcf_dsp_widen4(in, in_ch, count, in_ch, layer->params.in_zp, x16);
     mcf_dsp_linear4(x16, in_ch, &layer->params, &layer->quant, layer->weight, layer->bias, out_ch, out,
-                    out_stride, count, fast);
+                    out_stride, MCF_DSP_BLOCK, fast);
+}
+
+/* The first token of the block that starts at t0 (tokens >= MCF_DSP_BLOCK): t0, or for the last, partial
+ * block tokens - MCF_DSP_BLOCK, a full block that overlaps the one before it. For passes that only read x,
+ * whose outputs for the overlapping tokens come out the same again. */
+static inline int32_t mcf_dsp_full_block_start(int32_t t0, int32_t tokens) {
+    return t0 + MCF_DSP_BLOCK <= tokens ? t0 : tokens - MCF_DSP_BLOCK;
 }
 
 /* A factored linear on a block, in the int8 area: area rows of in_ch -> (rank) -> area rows of out_ch. */
