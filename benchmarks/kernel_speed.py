@@ -9,6 +9,8 @@ Two parts, both on QEMU mps2-an500 (Cortex-M7) with `-icount shift=0`, where cou
 - whole models: each reference architecture trained briefly (1 epoch on 1024 images: the weights' values barely
   move instruction counts) on Fashion-MNIST, or for 3-channel architectures on Fashion-MNIST written as RGB
   PNGs into an image folder; compiled for qemu-m7, profiled per op (`mcuformer profile`) with each library.
+- inside the fused blocks: the DSP MLP and per-head attention blocks at each full-rank model's block shape, traced
+  on QEMU and counted per function (mcuformer.device.kernel_hotspots).
 Latency on a 216 MHz STM32F746 is an estimate: instructions x 0.6..1.5 cycles per instruction (mcuformer.profile).
 """
 
@@ -25,6 +27,7 @@ from mcuformer.arch import PRESETS
 from mcuformer.codegen.compiler import compile_model
 from mcuformer.data import load_dataset
 from mcuformer.device.kernel_harness import BenchRow, build_harness, run_harness
+from mcuformer.device.kernel_hotspots import BlockShape, profile_blocks
 from mcuformer.profile import CPI_RANGE, M7_CLOCK_HZ, Profile, profile_build
 from mcuformer.train import TrainConfig, train
 
@@ -103,6 +106,31 @@ def kind_table(name: str, p: dict[str, Profile]) -> list[str]:
     return lines
 
 
+def hotspot_tables(work: Path, names: list[str]) -> list[str]:
+    """Per-function tables of the DSP fused blocks at the block shapes of the full-rank models among names."""
+    lines = [
+        "",
+        "## Inside the fused blocks (DSP, instructions per function)",
+        "",
+        "One call of each block on random full-rank weights; a function's row includes the instruction wrappers "
+        "it inlines. MAC share: the SMLAD and SMLAxy instructions, the multiply-accumulate work itself.",
+    ]
+    shapes: dict[BlockShape, str] = {}
+    for name in names:
+        arch = PRESETS[name]
+        if any(arch.ranks[0].get(linear) is not None for linear in ("qkv", "proj", "fc1", "fc2")):
+            continue  # the profile build has full-rank layers only
+        shape = BlockShape(arch.num_tokens, arch.embed_dim, arch.num_heads[0], arch.mlp_hidden(0))
+        shapes.setdefault(shape, name)
+    for shape, name in shapes.items():
+        for phase in profile_blocks(shape, work / f"hotspots_{name}"):
+            share = 100 * phase.mac_instructions / phase.total
+            title = f"**{phase.kernel}, {name} ({shape.label})**: {phase.total:,} instructions"
+            lines += ["", f"{title}, {phase.total / phase.macs:.2f} per MAC, MAC share {share:.0f}%", ""]
+            lines += phase.table(limit=10)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", help="write the tables as markdown here (e.g. docs/kernels.md)")
@@ -126,6 +154,7 @@ def main() -> None:
                   *model_table(results), ""]  # fmt: skip
         for name, p in results.items():
             lines += [*kind_table(name, p), ""]
+    lines += hotspot_tables(work, list(results) or list(MODELS))
     lines += ["", f"Latency: instructions x {CPI_RANGE[0]}..{CPI_RANGE[1]} cycles per instruction at "
               f"{M7_CLOCK_HZ / 1e6:.0f} MHz (an assumption about the real core; QEMU counts instructions "
               "only)."]  # fmt: skip

@@ -63,12 +63,16 @@ def _run(command: list[str], what: str) -> None:
         raise FirmwareBuildError(f"{what} failed:\n{(proc.stderr or proc.stdout).strip()[:2000]}")
 
 
-def build_harness(out_dir: Path, variant: str = "dsp", board: str = "qemu-m7") -> Path:
-    """The harness ELF comparing `variant` with the portable kernels, compiled for `board`'s core."""
+def build_harness(
+    out_dir: Path, variant: str = "dsp", board: str = "qemu-m7", extra_flags: tuple[str, ...] = ()
+) -> Path:
+    """The harness ELF comparing `variant` with the portable kernels, compiled for `board`'s core.
+
+    extra_flags go to every compile (the profile build of kernel_hotspots adds -g and its defines)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     gcc, objcopy, nm = _tool("gcc"), _tool("objcopy"), _tool("nm")
-    flags = [*load_board(board).cpu_flags.gcc_flags(), *C_FLAGS, f"-I{KERNEL_INCLUDE}"]
+    flags = [*load_board(board).cpu_flags.gcc_flags(), *C_FLAGS, *extra_flags, f"-I{KERNEL_INCLUDE}"]
 
     def compile_one(pair: tuple[Path, Path]) -> Path:
         source, obj = pair
@@ -96,14 +100,19 @@ def build_harness(out_dir: Path, variant: str = "dsp", board: str = "qemu-m7") -
     return elf
 
 
-def run_harness(elf: Path, board: str = "qemu-m7", timeout: float = RUN_TIMEOUT_S) -> HarnessResult:
-    """Runs the harness on QEMU and parses its report; raises QemuError if it does not finish cleanly."""
+def harness_command(elf: Path, board: str = "qemu-m7") -> list[str]:
+    """The QEMU command line that runs a harness ELF (semihosting output, counting instructions)."""
     target = load_board(board)
     if target.qemu is None:
         raise QemuError(f"board {board} is not emulated: the kernel harness runs on QEMU only")
-    command = [QEMU, "-M", target.qemu.machine, "-cpu", target.qemu.cpu, "-kernel", str(elf), "-display", "none",
-               "-monitor", "none", "-serial", "none", "-icount", "shift=0",
-               "-semihosting-config", "enable=on,target=native"]  # fmt: skip
+    return [QEMU, "-M", target.qemu.machine, "-cpu", target.qemu.cpu, "-kernel", str(elf), "-display", "none",
+            "-monitor", "none", "-serial", "none", "-icount", "shift=0",
+            "-semihosting-config", "enable=on,target=native"]  # fmt: skip
+
+
+def run_harness(elf: Path, board: str = "qemu-m7", timeout: float = RUN_TIMEOUT_S) -> HarnessResult:
+    """Runs the harness on QEMU and parses its report; raises QemuError if it does not finish cleanly."""
+    command = harness_command(elf, board)
     try:
         proc = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -127,4 +136,4 @@ def run_harness(elf: Path, board: str = "qemu-m7", timeout: float = RUN_TIMEOUT_
     return HarnessResult(checked, mismatches, bench, output)
 
 
-__all__ = ["CROSS", "BenchRow", "HarnessResult", "build_harness", "run_harness"]
+__all__ = ["CROSS", "BenchRow", "HarnessResult", "build_harness", "harness_command", "run_harness"]

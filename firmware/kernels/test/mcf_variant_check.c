@@ -87,6 +87,8 @@ static void default_handler(void) {
 }
 
 void Reset_Handler(void) {
+    *(volatile uint32_t *)0xE000ED88u |= 0xFu << 20; /* CPACR: FPU on (GCC may copy structs through it) */
+    __asm volatile("dsb\n\tisb" ::: "memory");
     for (uint32_t *p = &__bss_start__; p < &__bss_end__;) {
         *p++ = 0;
     }
@@ -102,6 +104,12 @@ static volatile uint32_t systick_wraps;
 
 static void systick_handler(void) {
     systick_wraps++;
+}
+
+static void start_ticks(void) {
+    SYST_RVR = 0xFFFFFFu;
+    SYST_CVR = 0;
+    SYST_CSR = 7u; /* processor clock, interrupt, enable */
 }
 
 static uint64_t ticks(void) {
@@ -745,15 +753,37 @@ static void bench_attention_row(int32_t tokens, int32_t channels, int32_t heads)
     bench_line("attention_row", shape, macs, ref, var, repeats);
 }
 
+/* The fused blocks of the benchmark (and of the profile build): random weights, a Q15 exp table. */
+static void bench_mlp_params(mcf_mlp_block_params *mlp, int32_t channels, int32_t hidden) {
+    memset(mlp, 0, sizeof *mlp);
+    rnd_norm(&mlp->norm, channels);
+    rnd_layer(&mlp->fc1.u, weight_a, bias_a, mult_a, shift_a, channels, hidden);
+    rnd_bytes(gelu_table, 256);
+    mlp->gelu_table = gelu_table;
+    rnd_layer(&mlp->fc2.u, weight_b, bias_b, mult_b, shift_b, hidden, channels);
+    mlp->residual = rnd_add();
+}
+
+static void bench_attention_params(mcf_attention_block_params *att, int32_t channels) {
+    memset(att, 0, sizeof *att);
+    rnd_norm(&att->norm, channels);
+    rnd_layer(&att->q, weight_a, bias_a, mult_a, shift_a, channels, channels);
+    rnd_layer(&att->k, weight_b, bias_b, mult_b, shift_b, channels, channels);
+    rnd_layer(&att->v, weight_c, bias_c, mult_c, shift_c, channels, channels);
+    att->k.params.in_zp = att->v.params.in_zp = att->q.params.in_zp;
+    const mcf_attention_params ap = {3, -2, 1, 0x50000000, -6, -10, 0x48000000, -9, 2};
+    att->attention = ap;
+    for (int i = 0; i < 256; i++) {
+        exp_table[i] = 32768 >> (i / 16);
+    }
+    att->exp_table = exp_table;
+    rnd_layer(&att->proj.u, weight_d, bias_d, mult_d, shift_d, channels, channels);
+    att->residual = rnd_add();
+}
+
 static void bench_blocks(int32_t tokens, int32_t channels, int32_t heads, int32_t hidden) {
     mcf_mlp_block_params mlp;
-    memset(&mlp, 0, sizeof mlp);
-    rnd_norm(&mlp.norm, channels);
-    rnd_layer(&mlp.fc1.u, weight_a, bias_a, mult_a, shift_a, channels, hidden);
-    rnd_bytes(gelu_table, 256);
-    mlp.gelu_table = gelu_table;
-    rnd_layer(&mlp.fc2.u, weight_b, bias_b, mult_b, shift_b, hidden, channels);
-    mlp.residual = rnd_add();
+    bench_mlp_params(&mlp, channels, hidden);
     const mcf_mlp_block_dims mlp_dims = {tokens, channels, hidden, 0, 0};
     rnd_bytes(out_ref, tokens * channels);
     uint64_t start = ticks();
@@ -767,20 +797,7 @@ static void bench_blocks(int32_t tokens, int32_t channels, int32_t heads, int32_
     bench_line("mlp_block", shape, 2 * (int64_t)tokens * channels * hidden, ref, var, 1);
 
     mcf_attention_block_params att;
-    memset(&att, 0, sizeof att);
-    rnd_norm(&att.norm, channels);
-    rnd_layer(&att.q, weight_a, bias_a, mult_a, shift_a, channels, channels);
-    rnd_layer(&att.k, weight_b, bias_b, mult_b, shift_b, channels, channels);
-    rnd_layer(&att.v, weight_c, bias_c, mult_c, shift_c, channels, channels);
-    att.k.params.in_zp = att.v.params.in_zp = att.q.params.in_zp;
-    const mcf_attention_params ap = {3, -2, 1, 0x50000000, -6, -10, 0x48000000, -9, 2};
-    att.attention = ap;
-    for (int i = 0; i < 256; i++) {
-        exp_table[i] = 32768 >> (i / 16);
-    }
-    att.exp_table = exp_table;
-    rnd_layer(&att.proj.u, weight_d, bias_d, mult_d, shift_d, channels, channels);
-    att.residual = rnd_add();
+    bench_attention_params(&att, channels);
     const mcf_attention_block_dims att_dims = {tokens, channels, heads, 0, 0};
     start = ticks();
     (void)ref_mcf_attention_block_s8(&att_dims, &att, out_ref, kv_ref[0], kv_ref[1], scratch_ref);
@@ -849,11 +866,49 @@ static void bench_rows(int32_t tokens, int32_t channels) {
     bench_line("softmax", shape, n, ref, var, 1);
 }
 
-int main(void) {
-    SYST_RVR = 0xFFFFFFu;
-    SYST_CVR = 0;
-    SYST_CSR = 7u; /* processor clock, interrupt, enable */
+#ifdef MCF_HARNESS_PROFILE
+/* The profile build (mcuformer.device.kernel_hotspots): the variant's MLP block, then its per-head attention
+ * block, once each on one shape (MCF_PROFILE_SHAPE: tokens, channels, heads, hidden), nothing else, so that a
+ * QEMU execution trace shows where their instructions go. */
+/* Prints "PHASE <name> <ticks since the previous mark>"; the trace reader starts a phase at each entry into
+ * this function, and mcuformer.device.kernel_hotspots checks its count of each phase against the ticks. */
+static __attribute__((noinline)) void profile_phase(const char *name) {
+    static uint64_t last;
+    const uint64_t now = ticks();
+    put("PHASE ");
+    put(name);
+    put(" ");
+    put_int((int64_t)(now - last));
+    end_line();
+    last = ticks();
+}
 
+static void profile_blocks(int32_t tokens, int32_t channels, int32_t heads, int32_t hidden) {
+    mcf_mlp_block_params mlp;
+    bench_mlp_params(&mlp, channels, hidden);
+    const mcf_mlp_block_dims mlp_dims = {tokens, channels, hidden, 0, 0};
+    rnd_bytes(out_var, tokens * channels);
+    profile_phase("mlp_block");
+    (void)mcf_mlp_block_s8(&mlp_dims, &mlp, out_var, scratch_var);
+    profile_phase("setup");
+    mcf_attention_block_params att;
+    bench_attention_params(&att, channels);
+    const mcf_attention_block_dims att_dims = {tokens, channels, heads, 0, 0};
+    profile_phase("attention_block_heads");
+    (void)mcf_attention_block_heads_s8(&att_dims, &att, out_var, kv_var[0], kv_var[1], in_b, scratch_var);
+    profile_phase("end");
+}
+
+int main(void) {
+    start_ticks();
+    profile_blocks(MCF_PROFILE_SHAPE);
+    put("DONE 0");
+    end_line();
+    return 0;
+}
+#else
+int main(void) {
+    start_ticks();
     check_linear(400);
     check_patch_embed(150);
     check_attention_row(250);
@@ -882,3 +937,4 @@ int main(void) {
     end_line();
     return 0;
 }
+#endif
