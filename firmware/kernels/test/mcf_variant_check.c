@@ -799,6 +799,7 @@ static void bench_blocks(int32_t tokens, int32_t channels, int32_t heads, int32_
     mcf_attention_block_params att;
     bench_attention_params(&att, channels);
     const mcf_attention_block_dims att_dims = {tokens, channels, heads, 0, 0};
+    rnd_bytes(out_ref, tokens * channels); /* not the MLP's output, which may have saturated */
     start = ticks();
     (void)ref_mcf_attention_block_s8(&att_dims, &att, out_ref, kv_ref[0], kv_ref[1], scratch_ref);
     ref = ticks() - start;
@@ -894,6 +895,7 @@ static void profile_blocks(int32_t tokens, int32_t channels, int32_t heads, int3
     mcf_attention_block_params att;
     bench_attention_params(&att, channels);
     const mcf_attention_block_dims att_dims = {tokens, channels, heads, 0, 0};
+    rnd_bytes(out_var, tokens * channels);
     profile_phase("attention_block_heads");
     (void)mcf_attention_block_heads_s8(&att_dims, &att, out_var, kv_var[0], kv_var[1], in_b, scratch_var);
     profile_phase("end");
