@@ -73,8 +73,9 @@ static int32_t softmax_u16(int8_t *row, int32_t tokens, const int32_t *exp_table
     const uint32_t maxes = ((uint32_t)max & 0xFFu) * 0x01010101u;
     uint32_t sum = 0;
     if (small_table) {
-        for (int32_t g = 0; g < groups; g++) {
-            const uint32_t d = mcf_usub8(maxes, mcf_read4(row + 4 * g));
+        const int8_t *end = row + 4 * groups;
+        for (const int8_t *p = row; p != end; p += 4) {
+            const uint32_t d = mcf_usub8(maxes, mcf_read4(p));
             sum += (uint32_t)EXP4(d, 0) + (uint32_t)EXP4(d, 1) + (uint32_t)EXP4(d, 2) + (uint32_t)EXP4(d, 3);
         }
         for (int32_t r = 0; r < tail; r++) {
@@ -88,16 +89,22 @@ static int32_t softmax_u16(int8_t *row, int32_t tokens, const int32_t *exp_table
             const int32_t inv9 = inv << 9;
             uint32_t *words =
                 x16 + 2 * t; /* lanes as words: (key 4g, key 4g + 2), (key 4g + 1, key 4g + 3) */
-            for (int32_t g = 0; g < groups; g++, row += 4, words += 8) {
+            /* u values (<= 256) paired before USAT16 clamps both; lane sums in two UADD16 accumulators, each
+             * lane at most 255 * 256 < 2^16 (tokens <= 1024). */
+            uint32_t sums02 = 0, sums13 = 0;
+            const int8_t *end = row + 4 * groups;
+            for (; row != end; row += 4, words += 8) {
                 const uint32_t d = mcf_usub8(maxes, mcf_read4(row));
-                const uint32_t u0 = (uint32_t)mcf_usat8(mcf_smmulr(EXP4(d, 0), inv9));
-                const uint32_t u1 = (uint32_t)mcf_usat8(mcf_smmulr(EXP4(d, 1), inv9));
-                const uint32_t u2 = (uint32_t)mcf_usat8(mcf_smmulr(EXP4(d, 2), inv9));
-                const uint32_t u3 = (uint32_t)mcf_usat8(mcf_smmulr(EXP4(d, 3), inv9));
-                words[0] = u0 | (u2 << 16);
-                words[1] = u1 | (u3 << 16);
-                u_sum = mcf_smlad(words[0], 0x00010001u, mcf_smlad(words[1], 0x00010001u, u_sum));
+                const uint32_t u02 = mcf_usat16_8(mcf_pack_low_lanes((uint32_t)mcf_smmulr(EXP4(d, 0), inv9),
+                                                                     (uint32_t)mcf_smmulr(EXP4(d, 2), inv9)));
+                const uint32_t u13 = mcf_usat16_8(mcf_pack_low_lanes((uint32_t)mcf_smmulr(EXP4(d, 1), inv9),
+                                                                     (uint32_t)mcf_smmulr(EXP4(d, 3), inv9)));
+                words[0] = u02;
+                words[1] = u13;
+                sums02 = mcf_uadd16(sums02, u02);
+                sums13 = mcf_uadd16(sums13, u13);
             }
+            u_sum = (int32_t)((sums02 & 0xFFFFu) + (sums02 >> 16) + (sums13 & 0xFFFFu) + (sums13 >> 16));
         } else {
             for (int32_t g = 0; g < groups; g++, row += 4, lanes += 16) {
                 const int32_t u0 = mcf_usat8(mcf_smmulr(table[-row[0]] << 9, inv));

@@ -173,6 +173,26 @@ static inline uint32_t mcf_pack_high_lanes(uint32_t lo, uint32_t hi) {
 #endif
 }
 
+/* Each signed int16 lane clamped to [0, 255] (USAT16 #8 on the core). */
+static inline uint32_t mcf_usat16_8(uint32_t w) {
+#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32
+    return (uint32_t)__usat16((int16x2_t)w, 8);
+#else
+    const int32_t lo = (int16_t)(w & 0xFFFFu), hi = (int16_t)(w >> 16);
+    return (uint32_t)(lo < 0 ? 0 : (lo > 255 ? 255 : lo)) |
+           ((uint32_t)(hi < 0 ? 0 : (hi > 255 ? 255 : hi)) << 16);
+#endif
+}
+
+/* Lane-wise a + b of two uint16 lanes, modulo 2^16 (UADD16 on the core). */
+static inline uint32_t mcf_uadd16(uint32_t a, uint32_t b) {
+#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32
+    return (uint32_t)__uadd16((uint16x2_t)a, (uint16x2_t)b);
+#else
+    return ((a + b) & 0xFFFFu) | (((a >> 16) + (b >> 16)) << 16);
+#endif
+}
+
 /* Clamp to [0, 255] (USAT on the core). */
 static inline int32_t mcf_usat8(int32_t value) {
 #if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
@@ -340,10 +360,22 @@ static inline int32_t mcf_dsp_row_max(const int8_t *input, int32_t length) {
 #if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32
     if (length >= 8) {
         uint32_t lanes = mcf_read4(input);
-        for (i = 4; i + 4 <= length; i += 4) {
-            const uint32_t w = mcf_read4(input + i);
-            (void)__ssub8((int8x4_t)w, (int8x4_t)lanes); /* GE[k] set where w's byte k >= lanes' byte k */
+        const int8_t *p = input + 4;
+        const int8_t *end = input + 4 + ((length - 4) & ~7); /* eight bytes an iteration */
+        for (; p != end; p += 8) {
+            const uint32_t w0 = mcf_read4(p);
+            const uint32_t w1 = mcf_read4(p + 4);
+            (void)__ssub8((int8x4_t)w0, (int8x4_t)lanes); /* GE[k] set where w0's byte k >= lanes' byte k */
+            lanes = (uint32_t)__sel((int8x4_t)w0, (int8x4_t)lanes);
+            (void)__ssub8((int8x4_t)w1, (int8x4_t)lanes);
+            lanes = (uint32_t)__sel((int8x4_t)w1, (int8x4_t)lanes);
+        }
+        i = (int32_t)(p - input);
+        if (i + 4 <= length) {
+            const uint32_t w = mcf_read4(p);
+            (void)__ssub8((int8x4_t)w, (int8x4_t)lanes);
             lanes = (uint32_t)__sel((int8x4_t)w, (int8x4_t)lanes);
+            i += 4;
         }
         for (int32_t k = 0; k < 4; k++) {
             const int32_t v = (int8_t)(lanes >> (8 * k));
