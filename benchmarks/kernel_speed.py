@@ -82,14 +82,18 @@ def _per_mac(p: Profile, kinds: tuple[str, ...]) -> float:
 
 def model_table(results: dict[str, dict[str, Profile]]) -> list[str]:
     lines = ["| model | MACs | portable instructions | portable instr/MAC | DSP instructions | DSP instr/MAC | "
-             "DSP MLP-block instr/MAC | speed-up | DSP latency at 216 MHz (est.) |",
-             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "DSP MLP-block instr/MAC | int8 floor instr/MAC | speed-up | DSP latency at 216 MHz (est.) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, p in results.items():
         port, dsp = p["portable"], p["dsp"]
         low, high = dsp.latency_ms(M7_CLOCK_HZ)
+        floor, floor_macs = int8_floor(name)
+        if floor_macs != dsp.total_macs:
+            raise SystemExit(f"{name}: the floor model counts {floor_macs:,} MACs, the profile {dsp.total_macs:,}")
         lines.append(f"| {name} | {dsp.total_macs:,} | {port.total:,} | {port.total / port.total_macs:.2f} | "
                      f"{dsp.total:,} | {dsp.total / dsp.total_macs:.2f} | {_per_mac(dsp, LINEAR_KINDS):.2f} | "
-                     f"{port.total / dsp.total:.1f}x | {low:.0f}-{high:.0f} ms |")  # fmt: skip
+                     f"{floor / floor_macs:.2f} | {port.total / dsp.total:.1f}x | "
+                     f"{low:.0f}-{high:.0f} ms |")  # fmt: skip
     return lines
 
 
@@ -104,6 +108,45 @@ def kind_table(name: str, p: dict[str, Profile]) -> list[str]:
         dm = f"{count / macs:.2f}" if macs else "-"
         lines.append(f"| {kind} | {macs:,} | {pm} | {dm} | {100 * count / dsp.total:.1f}% |")
     return lines
+
+
+# An idealised lower bound on the instructions of a model with int8 weights on ARMv7E-M (see docs/kernels.md, "Not
+# reached"): per MAC 1/2 SMLAD (two MACs is the most one instruction does), 3/16 to load and split int8 weights (LDR
+# and two SXTB16 per four weights, shared by the four tokens that fit the registers), 1/8 to load the activations
+# (LDM of four int16-pair words); per output 4 to requantize and store (SMMLA, ASR, SSAT, STRB). Element-wise
+# work at a floor below the kernels': softmax 4 per score, LayerNorm 5, GELU 2 and residual add 4 per element.
+# No loop control, no per-channel state, no widening, LayerNorm once per block: real kernels cannot reach it.
+FLOOR_PER_MAC = 0.5 + 3 / 16 + 1 / 8
+FLOOR_PER_OUTPUT = 4
+FLOOR_SOFTMAX, FLOOR_LAYERNORM, FLOOR_GELU, FLOOR_ADD = 4, 5, 2, 4
+
+
+def int8_floor(name: str) -> tuple[float, int]:
+    """(instructions, MACs) of preset `name` at the idealised int8 floor (FLOOR_* above)."""
+    arch = PRESETS[name]
+    n, d = arch.num_tokens, arch.embed_dim
+    instructions, macs = 0.0, 0
+
+    def linear(rows: int, fan_in: int, fan_out: int, rank: int | None = None) -> None:
+        nonlocal instructions, macs
+        for k, o in ((fan_in, rank), (rank, fan_out)) if rank else ((fan_in, fan_out),):
+            assert k is not None and o is not None
+            instructions += rows * o * (k * FLOOR_PER_MAC + FLOOR_PER_OUTPUT)
+            macs += rows * o * k
+
+    linear(arch.num_patches, arch.patch_dim, d)
+    for layer in range(arch.depth):
+        heads, hidden, ranks = arch.num_heads[layer], arch.mlp_hidden(layer), arch.ranks[layer]
+        linear(n, d, 3 * d, ranks.get("qkv"))
+        linear(n * heads, d // heads, n)  # scores: per head, N x N outputs of head_dim MACs
+        linear(n, n, d)  # context: N x d outputs of N MACs
+        linear(n, d, d, ranks.get("proj"))
+        linear(n, d, hidden, ranks.get("fc1"))
+        linear(n, hidden, d, ranks.get("fc2"))
+        instructions += FLOOR_SOFTMAX * heads * n * n + 2 * n * d * (FLOOR_LAYERNORM + FLOOR_ADD)
+        instructions += FLOOR_GELU * n * hidden
+    linear(1, d, arch.num_classes)
+    return instructions, macs
 
 
 def hotspot_tables(work: Path, names: list[str]) -> list[str]:
@@ -155,6 +198,8 @@ def main() -> None:
         for name, p in results.items():
             lines += [*kind_table(name, p), ""]
     lines += hotspot_tables(work, list(results) or list(MODELS))
+    lines += ["", "int8 floor: an idealised lower bound for int8 weights on ARMv7E-M (int8_floor in "
+              "benchmarks/kernel_speed.py; no loop control, per-channel state or widening)."]  # fmt: skip
     lines += ["", f"Latency: instructions x {CPI_RANGE[0]}..{CPI_RANGE[1]} cycles per instruction at "
               f"{M7_CLOCK_HZ / 1e6:.0f} MHz (an assumption about the real core; QEMU counts instructions "
               "only)."]  # fmt: skip
