@@ -103,18 +103,8 @@ def count_trace(lines: Iterable[str], phase_entry: int) -> TraceCounts:
     return counts
 
 
-def _symbols(elf: Path) -> dict[str, int]:
-    """Function name -> address (Thumb bit cleared)."""
-    listing = subprocess.run([_tool("nm"), str(elf)], capture_output=True, text=True, check=True).stdout
-    found = {}
-    for line in listing.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[1] in "tTwW":
-            found[parts[2]] = int(parts[0], 16) & ~1
-    return found
-
-
-def _sized_symbols(elf: Path) -> list[tuple[int, int, str]]:
+def _functions(elf: Path) -> list[tuple[int, int, str]]:
+    """(address with the Thumb bit cleared, size, name) of every function symbol that has a size."""
     listing = subprocess.run([_tool("nm"), "-S", str(elf)], capture_output=True, text=True, check=True).stdout
     rows = []
     for line in listing.splitlines():
@@ -146,7 +136,7 @@ def attribute(elf: Path, addresses: Iterable[int]) -> dict[int, tuple[str, str]]
             if current is not None:
                 current.append((function, line.split(":")[0]))
             function = None
-    symbols = _sized_symbols(elf)
+    symbols = _functions(elf)
     result: dict[int, tuple[str, str]] = {}
     for address in wanted:
         frames = [f for f in chains.get(address, []) if not f[1].startswith("??")]
@@ -226,7 +216,7 @@ def profile_blocks(
     define = f"-DMCF_PROFILE_SHAPE={shape.tokens},{shape.channels},{shape.heads},{shape.hidden}"
     flags = ("-g", "-Wno-unused-function", "-DMCF_HARNESS_PROFILE", define)  # the checks are not run
     elf = build_harness(work, variant, board, extra_flags=flags)
-    entry = _symbols(elf).get(PHASE_FUNCTION)
+    entry = next((start for start, _, name in _functions(elf) if name == PHASE_FUNCTION), None)
     if entry is None:
         raise QemuError(f"{elf.name} has no {PHASE_FUNCTION}: not a profile build of the kernel harness")
     read_end, write_end = os.pipe()
