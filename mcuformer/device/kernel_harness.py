@@ -1,7 +1,8 @@
 """Checks and times a kernel variant against the portable kernels on the emulated Cortex-M7.
 
-Builds firmware/kernels/test/mcf_variant_check.c into a bare-metal ELF that holds the variant's library (its own
-files plus the portable files it does not override) and a second copy of the portable library whose public symbols
+Builds the harness (firmware/kernels/test/: mcf_harness.c, the checks in mcf_variant_check.c and the benchmark in
+mcf_variant_bench.c) into a bare-metal ELF that holds the variant's library (its own files plus the portable files it
+does not override) and a second copy of the portable library whose public symbols
 are renamed ref_mcf_* (objcopy --redefine-sym), runs it on QEMU mps2-an500 under `-icount shift=0` and parses what
 it prints over semihosting: mismatches per op (random and edge cases, compared byte for byte with guard bytes) and
 instruction counts of both libraries on benchmark shapes.
@@ -22,8 +23,9 @@ from mcuformer.device.errors import FirmwareBuildError, QemuError
 from mcuformer.device.qemu import QEMU
 from mcuformer.firmware import KERNELS_DIR
 
-HARNESS_SOURCE = KERNELS_DIR / "test" / "mcf_variant_check.c"
-HARNESS_LINK_SCRIPT = KERNELS_DIR / "test" / "mcf_variant_check.ld"
+HARNESS_DIR = KERNELS_DIR / "test"
+HARNESS_SOURCES = tuple(HARNESS_DIR / f for f in ("mcf_harness.c", "mcf_variant_check.c", "mcf_variant_bench.c"))
+HARNESS_LINK_SCRIPT = HARNESS_DIR / "mcf_variant_check.ld"
 TICK_INSTRUCTIONS = 40  # mps2-an500's 25 MHz SysTick under -icount shift=0 (1 instruction per ns)
 C_FLAGS = ("-std=c11", "-O2", "-ffunction-sections", "-fdata-sections", "-Wall", "-Wextra", "-Werror")
 RUN_TIMEOUT_S = 600.0
@@ -81,7 +83,7 @@ def build_harness(
 
     jobs = [(s, out_dir / f"ref__{s.stem}.o") for s in kernel_sources("portable")]
     jobs += [(s, out_dir / f"{s.parent.name}__{s.stem}.o") for s in kernel_sources(variant)]
-    jobs.append((HARNESS_SOURCE, out_dir / "harness.o"))
+    jobs += [(s, out_dir / f"harness__{s.stem}.o") for s in HARNESS_SOURCES]
     with ThreadPoolExecutor(max_workers=2) as pool:
         objects = list(pool.map(compile_one, jobs))
     ref_objects = [o for o in objects if o.name.startswith("ref__")]

@@ -25,7 +25,7 @@ from mcuformer.device.build import _tool
 from mcuformer.device.errors import QemuError
 from mcuformer.device.kernel_harness import TICK_INSTRUCTIONS, build_harness, harness_command
 
-KERNELS = ("mlp_block", "attention_block_heads")  # the phases profiled (profile_blocks in mcf_variant_check.c)
+KERNELS = ("mlp_block", "attention_block_heads")  # the phases profiled (profile_blocks in mcf_variant_bench.c)
 PHASE_FUNCTION = "profile_phase"  # entered at the start of each phase and once after the last
 # The trace's count of a phase's kernel code and the harness's SysTick count of the phase (40 instructions a tick)
 # differ by the instructions around the kernel call, a tick at each end, and the blocks QEMU logs but leaves at
@@ -214,7 +214,7 @@ def profile_blocks(
 ) -> list[PhaseHotspots]:
     """Builds the profile harness for `shape`, traces it on QEMU and returns each fused kernel's hotspots."""
     define = f"-DMCF_PROFILE_SHAPE={shape.tokens},{shape.channels},{shape.heads},{shape.hidden}"
-    flags = ("-g", "-Wno-unused-function", "-DMCF_HARNESS_PROFILE", define)  # the checks are not run
+    flags = ("-g", "-DMCF_HARNESS_PROFILE", define)
     elf = build_harness(work, variant, board, extra_flags=flags)
     entry = next((start for start, _, name in _functions(elf) if name == PHASE_FUNCTION), None)
     if entry is None:
