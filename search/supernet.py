@@ -148,14 +148,19 @@ class Supernet(nn.Module):
         return state
 
     def forward(self, pixels: Tensor, arch: ArchConfig) -> Tensor:
-        """Logits of the subnet `arch` on pixels in [0, 1] at arch.image_size."""
-        return functional_call(_skeleton(arch), self.subnet_state(arch), (pixels,), strict=True)
+        """Logits of the subnet `arch` on pixels in [0, 1] at arch.image_size.
+
+        The sliced tensors are made contiguous first, as `extract` stores them: the plain model then runs the
+        same kernels on the same layouts, so a slice equals the standalone model bit for bit on every CPU (a
+        strided view can take another GEMM path and round differently)."""
+        state = {name: tensor.contiguous() for name, tensor in self.subnet_state(arch).items()}
+        return functional_call(_skeleton(arch), state, (pixels,), strict=True)
 
     @torch.no_grad()
     def extract(self, arch: ArchConfig) -> VisionTransformer:
         """The standalone model of `arch` with its weights copied out of the supernet (inherited weights)."""
         model = VisionTransformer(arch, self.mean, self.std)
-        model.load_state_dict({k: v.detach().clone().contiguous() for k, v in self.subnet_state(arch).items()})
+        model.load_state_dict({k: v.detach().contiguous().clone() for k, v in self.subnet_state(arch).items()})
         return model.to(self.pixel_mean.device).eval()
 
 
