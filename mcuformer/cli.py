@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from mcuformer.train import TrainConfig
 
 DEMO_PRESET = "fmnist-small"
-DEMO_EPOCHS = 10
 DEMO_DEVICE_BOARD = "qemu-m7"
 # The names of codegen.lower.SCHEDULES (kept literal so --help does not import the compiler; a test pins them).
 SCHEDULE_NAMES = ("fused", "stream", "blocks", "integrated", "layer", "inplace", "naive")
@@ -32,9 +31,9 @@ DEMO_DEVICE_IMAGES = 1000  # ~0.11 s per image over the emulated UART: all 10,00
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (default), cifar10, cifar100, imagefolder")
     p.add_argument("--data-dir", help="dataset folder (CIFAR binary version, ImageFolder root)")
-    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help="training epochs (default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
+    p.add_argument("--epochs", type=int, help="training epochs (default: the recipe's, see docs/search.md)")
+    p.add_argument("--batch-size", type=int, help="images per step (default: the recipe's)")
+    p.add_argument("--lr", type=float, help="peak AdamW learning rate (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-limit", type=int, help="train on the first N training images only")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
@@ -46,7 +45,7 @@ def _add_search_args(p: argparse.ArgumentParser, with_train_args: bool = True) -
     p.add_argument("--board", default="stm32f746", help="target board (see `mcuformer boards`)")
     p.add_argument("--space", help="search-space TOML file (default: the board's shipped space)")
     p.add_argument("--max-macs", type=int, help="latency limit: multiply-accumulates per inference")
-    p.add_argument("--cutmix", type=float, default=0.0, help="CutMix probability per batch (default 0: off)")
+    p.add_argument("--cutmix", type=float, help="CutMix probability per batch (default: the preset's)")
     if with_train_args:
         p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (default), cifar10, cifar100, "
                        "imagefolder")  # fmt: skip
@@ -57,7 +56,8 @@ def _add_search_args(p: argparse.ArgumentParser, with_train_args: bool = True) -
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     from mcuformer.train import TrainConfig
 
-    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+    given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
+    return TrainConfig(**{k: v for k, v in given.items() if v is not None}, seed=args.seed,
                        train_limit=args.train_limit, device=args.device)  # fmt: skip
 
 
@@ -227,8 +227,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
         from mcuformer.train import train
 
         arch = load_arch(args.arch)
-        print(f"[1/4] training {arch.name} on {args.dataset} for {args.epochs} epochs -> {out}/model.pt")
-        train(arch, args.dataset, out, _train_config(args), args.data_dir)
+        config = _train_config(args)
+        print(f"[1/4] training {arch.name} on {args.dataset} for {config.epochs} epochs -> {out}/model.pt")
+        train(arch, args.dataset, out, config, args.data_dir)
         name = arch.name.replace("-", "_")
     else:
         from mcuformer.search.run import run_search

@@ -135,6 +135,20 @@ class ImageSet:
         return dataclasses.replace(self, images=images)
 
 
+def split_validation(
+    full: ImageSet, val_size: int, seed: int, train_limit: int | None = None
+) -> tuple[ImageSet, ImageSet]:
+    """(train, validation): `val_size` images (at most a fifth) held out of a training set by a seeded permutation,
+    so every tool tunes on the same held-out images and the test set only reports. `train_limit` keeps the first
+    N of the rest (tests, quick runs)."""
+    order = np.random.default_rng(seed).permutation(len(full))
+    val_size = min(val_size, len(full) // 5)
+    train_idx = np.sort(order[val_size:])
+    if train_limit is not None:
+        train_idx = train_idx[:train_limit]
+    return full.subset(train_idx), full.subset(np.sort(order[:val_size]))
+
+
 def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize uint8 NHWC images to `size` = (height, width): bilinear, antialiased when downscaling.
 

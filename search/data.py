@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mcuformer.data import ImageSet, load_dataset
+from mcuformer.data import ImageSet, load_dataset, split_validation
 
 
 @dataclass
@@ -31,16 +31,11 @@ class SearchData:
         seed: int,
         test_limit: int | None = None,
     ) -> SearchData:
-        full = load_dataset(name, "train", data_dir)
-        order = np.random.default_rng(seed).permutation(len(full))
-        val_size = min(val_size, len(full) // 5)
-        train_idx = np.sort(order[val_size:])
-        if train_limit is not None:
-            train_idx = train_idx[:train_limit]
+        train, val = split_validation(load_dataset(name, "train", data_dir), val_size, seed, train_limit)
         test = load_dataset(name, "test", data_dir)
         if test_limit is not None:
             test = test.subset(np.arange(min(test_limit, len(test))))
-        return cls(name, full.subset(train_idx), full.subset(np.sort(order[:val_size])), test)
+        return cls(name, train, val, test)
 
     @property
     def mean(self) -> tuple[float, ...]:

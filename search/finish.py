@@ -25,9 +25,9 @@ from mcuformer.model import VisionTransformer
 from mcuformer.quant import reference
 from mcuformer.quant.ptq import Calibration, calibrate, quantize_model
 from mcuformer.quant.qat import FakeQuantForward
-from mcuformer.search.augment import cutmix, soft_targets
-from mcuformer.search.data import SearchData
-from mcuformer.train import Forward, augment, evaluate, lr_at, pixels_to_tensor, plain_forward
+from mcuformer.recipe import RECIPE_AUGMENT, Augment, lr_at
+from mcuformer.search.data import SearchData, resize_batch
+from mcuformer.train import Forward, evaluate, pixels_to_tensor, plain_forward, soft_cross_entropy
 
 CHECKPOINT = "finetune.pt"
 QAT_CHECKPOINT = "qat.pt"
@@ -40,10 +40,8 @@ class FinetuneConfig:
     lr: float = 5e-4
     weight_decay: float = 0.05
     warmup_epochs: float = 0.2
-    label_smoothing: float = 0.1
-    random_crop_pad: int = 0
-    hflip: bool = True
-    cutmix: float = 0.0
+    augment: Augment = RECIPE_AUGMENT
+    distill: float = 0.0  # weight of the teacher's soft predictions in the targets (0: labels only)
     calibration_images: int = 512
     qat_epochs: int = 1  # quantization-aware epochs after the finetune (0: post-training quantization only)
     qat_lr: float = 1e-4
@@ -51,8 +49,9 @@ class FinetuneConfig:
     device: str = "cpu"
 
     def qat(self) -> FinetuneConfig:
-        """The settings of the quantization-aware phase: a short, low learning-rate finetune without CutMix."""
-        return replace(self, epochs=self.qat_epochs, lr=self.qat_lr, warmup_epochs=0.0, cutmix=0.0)
+        """The settings of the quantization-aware phase: a short, low learning-rate finetune without mixing."""
+        return replace(self, epochs=self.qat_epochs, lr=self.qat_lr, warmup_epochs=0.0,
+                       augment=replace(self.augment, cutmix=0.0, mixup=0.0))  # fmt: skip
 
 
 def finetune(
@@ -63,15 +62,19 @@ def finetune(
     resume: bool = True,
     forward: Forward = plain_forward,
     checkpoint: str = CHECKPOINT,
+    teacher: VisionTransformer | None = None,
 ) -> VisionTransformer:
     """Finetune in place (checkpoint per epoch, resumable) on the search's training split at the model's size.
-    `forward` replaces the plain forward (QAT passes its fake-quantized one)."""
+    `forward` replaces the plain forward (QAT passes its fake-quantized one). With a `teacher` (the supernet's
+    largest subnet, already trained) and `config.distill` > 0, the targets blend in its soft predictions."""
     arch = model.arch
     phase = "finetune" if checkpoint == CHECKPOINT else Path(checkpoint).stem
     train_set = data.at("train", arch.image_size)
     ckpt_path = Path(out_dir) / checkpoint
     device = torch.device(config.device)
     model.to(device)
+    if teacher is not None:
+        teacher.to(device).eval()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed + 1)
     steps = math.ceil(len(train_set) / config.batch_size)
@@ -93,15 +96,16 @@ def finetune(
         running = 0.0
         for step in bar:
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-            pixels = augment(pixels_to_tensor(train_set.images[idx.numpy()]), config.random_crop_pad,
-                             config.hflip, generator)  # fmt: skip
-            targets = soft_targets(labels[idx], arch.num_classes, config.label_smoothing)
-            if config.cutmix > 0 and float(torch.rand((), generator=generator)) < config.cutmix:
-                pixels, targets = cutmix(pixels, targets, generator)
+            pixels, targets = config.augment(pixels_to_tensor(train_set.images[idx.numpy()]), labels[idx],
+                                             arch.num_classes, generator)  # fmt: skip
+            pixels, targets = pixels.to(device), targets.to(device)
+            if teacher is not None and config.distill > 0:
+                with torch.no_grad():
+                    taught = F.softmax(teacher(resize_batch(pixels, teacher.arch.image_size)), dim=1)
+                targets = (1 - config.distill) * targets + config.distill * taught
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(epoch * steps + step, total, warmup, config.lr)
-            logits = forward(model, pixels.to(device))
-            loss = torch.sum(-targets.to(device) * F.log_softmax(logits, dim=1), dim=1).mean()
+            loss = soft_cross_entropy(forward(model, pixels), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from mcuformer.checkpoint import save_model
 from mcuformer.errors import McuformerError
+from mcuformer.model import VisionTransformer
 from mcuformer.search.cost import Constraints
 from mcuformer.search.data import SearchData
 from mcuformer.search.evolution import (
@@ -79,7 +80,7 @@ class SearchConfig:
     max_macs: int | None = None
     seed: int = 0
     device: str = "cpu"
-    cutmix: float = 0.0
+    cutmix: float | None = None  # CutMix probability per batch (None: the preset's)
     compare_random: bool = True
     finish_random: bool = False  # also finetune and quantize the random search's winner (benchmark)
     overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"supernet.epochs": 1} (tests, benchmarks)
@@ -90,9 +91,11 @@ def resolve_preset(config: SearchConfig) -> Preset:
         raise McuformerError(f"unknown preset {config.preset!r}; presets: {', '.join(PRESETS)}")
     preset = PRESETS[config.preset]
     parts: dict[str, Any] = {"supernet": preset.supernet, "evolution": preset.evolution, "finetune": preset.finetune}
-    parts["supernet"] = replace(parts["supernet"], seed=config.seed, device=config.device, cutmix=config.cutmix)
+    for name in ("supernet", "finetune"):
+        part = parts[name]
+        augment = part.augment if config.cutmix is None else replace(part.augment, cutmix=config.cutmix)
+        parts[name] = replace(part, seed=config.seed, device=config.device, augment=augment)
     parts["evolution"] = replace(parts["evolution"], seed=config.seed)
-    parts["finetune"] = replace(parts["finetune"], seed=config.seed, device=config.device, cutmix=config.cutmix)
     top: dict[str, Any] = {"train_limit": preset.train_limit, "val_size": preset.val_size,
                            "test_limit": preset.test_limit}  # fmt: skip
     for key, value in config.overrides.items():
@@ -152,12 +155,13 @@ def run_search(config: SearchConfig, resume: bool = False) -> dict[str, Any]:
                f"{winner.sram_bytes:,} B, flash {winner.flash_bytes:,} B")  # fmt: skip
 
     t = time.time()
-    result_final, model_file = _finish(net, data, winner, out, preset.finetune)
+    teacher = net.extract(sampler.arch(sampler.largest()))  # already trained: the finish's distillation teacher
+    result_final, model_file = _finish(net, data, winner, out, preset.finetune, teacher)
     save_model(model_file, out / "model.pt")
     seconds["finetune"] = time.time() - t
     random_final: dict[str, float] = {}
     if config.finish_random and randoms:
-        random_final, random_file = _finish(net, data, best(randoms), out / "random", preset.finetune)
+        random_final, random_file = _finish(net, data, best(randoms), out / "random", preset.finetune, teacher)
         save_model(random_file, out / "random" / "model.pt")
 
     result = {
@@ -187,10 +191,13 @@ def run_search(config: SearchConfig, resume: bool = False) -> dict[str, Any]:
     return result
 
 
-def _finish(net: Supernet, data: SearchData, winner: Candidate, out: Path,
-            config: FinetuneConfig) -> tuple[dict[str, float], Any]:  # fmt: skip
+def _finish(net: Supernet, data: SearchData, winner: Candidate, out: Path, config: FinetuneConfig,
+            teacher: VisionTransformer) -> tuple[dict[str, float], Any]:  # fmt: skip
+    """Finetune, quantize and package `winner`; it learns from `teacher` (per `config.distill`) unless it is the
+    teacher itself."""
     model = net.extract(winner.arch.with_name("searched")).cpu()  # the plain VisionTransformer compile reads
-    model = finetune(model, data, out, config, resume=True)
+    is_teacher = winner.arch == teacher.arch
+    model = finetune(model, data, out, config, resume=True, teacher=None if is_teacher else teacher)
     model_file, metrics = package(model, data, out, config)
     how = "quantization-aware" if metrics["qat"] else "post-training"
     tqdm.write(f"finished: fp32 test accuracy {100 * metrics['fp32_accuracy']:.2f}%, "

@@ -22,12 +22,12 @@ from tqdm import tqdm
 
 from mcuformer.checkpoint import atomic_save
 from mcuformer.errors import McuformerError
-from mcuformer.search.augment import cutmix, soft_targets
+from mcuformer.recipe import RECIPE_AUGMENT, Augment, lr_at
 from mcuformer.search.data import SearchData, resize_batch
 from mcuformer.search.genome import Genome
 from mcuformer.search.sampler import FitSampler
 from mcuformer.search.supernet import Supernet
-from mcuformer.train import augment, lr_at, pixels_to_tensor
+from mcuformer.train import pixels_to_tensor, soft_cross_entropy
 
 CHECKPOINT = "supernet.pt"
 
@@ -39,20 +39,37 @@ class SupernetTrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    random_crop_pad: int = 0  # pixels of random-crop padding (0: off; it lowered Fashion-MNIST accuracy)
-    hflip: bool = True
-    cutmix: float = 0.0  # probability of CutMix per batch (0: off)
+    augment: Augment = RECIPE_AUGMENT
     num_random: int = 2  # random subnets per step besides the largest and the smallest
     distill: bool = True  # in-place distillation from the largest subnet
     seed: int = 0
     device: str = "cpu"
 
 
-@dataclass(frozen=True)
-class Sandwich:
-    largest: Genome
-    smallest: Genome
+class SandwichStep:
+    """The gradients of one sandwich step: the largest fitting subnet on the targets, then the smallest and
+    `num_random` random fitting subnets on the largest one's soft predictions (or the targets without in-place
+    distillation), accumulated into the parameters' `.grad`. Returns the largest subnet's loss."""
+
+    def __init__(self, net: Supernet, sampler: FitSampler, config: SupernetTrainConfig) -> None:
+        self.net, self.sampler, self.config = net, sampler, config
+        self.largest: Genome = sampler.largest()
+        self.smallest: Genome = sampler.smallest()
+
+    def __call__(self, pixels: torch.Tensor, targets: torch.Tensor, rng: random.Random) -> float:
+        subnets = [self.largest, self.smallest] + [self.sampler.random(rng) for _ in range(self.config.num_random)]
+        teacher = targets
+        largest_loss = 0.0
+        for k, genome in enumerate(subnets):
+            arch = self.sampler.arch(genome)
+            logits = self.net(resize_batch(pixels, arch.image_size), arch)
+            loss = soft_cross_entropy(logits, teacher)
+            loss.backward()
+            if k == 0:
+                largest_loss = loss.item()
+                if self.config.distill:
+                    teacher = F.softmax(logits.detach(), dim=1)
+        return largest_loss
 
 
 def _world() -> tuple[int, int]:
@@ -90,7 +107,7 @@ def train_supernet(
     ckpt_path = out / CHECKPOINT
     device = torch.device(config.device)
     net.to(device)
-    sandwich = Sandwich(sampler.largest(), sampler.smallest())
+    sandwich_step = SandwichStep(net, sampler, config)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     rng = random.Random(config.seed)
@@ -123,29 +140,14 @@ def train_supernet(
         for step in bar:
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
             idx = idx[rank::world]  # this process's share of the batch
-            pixels = augment(pixels_to_tensor(data.train.images[idx.numpy()]), config.random_crop_pad,
-                             config.hflip, generator)  # fmt: skip
-            targets = soft_targets(labels_all[idx], classes, config.label_smoothing)
-            if config.cutmix > 0 and float(torch.rand((), generator=generator)) < config.cutmix:
-                pixels, targets = cutmix(pixels, targets, generator)
+            pixels, targets = config.augment(pixels_to_tensor(data.train.images[idx.numpy()]), labels_all[idx],
+                                             classes, generator)  # fmt: skip
             pixels, targets = pixels.to(device), targets.to(device)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(epoch * steps_per_epoch + step, total_steps, warmup, config.lr)
             optimizer.zero_grad(set_to_none=True)
-            subnets = [sandwich.largest, sandwich.smallest] + [sampler.random(rng) for _ in range(config.num_random)]
-            teacher: torch.Tensor | None = None
-            for k, genome in enumerate(subnets):
-                arch = sampler.arch(genome)
-                logits = net(resize_batch(pixels, arch.image_size), arch)
-                if k == 0 or not config.distill:
-                    loss = torch.sum(-targets * F.log_softmax(logits, dim=1), dim=1).mean()
-                    if k == 0:
-                        teacher = F.softmax(logits.detach(), dim=1)
-                        running = 0.9 * running + 0.1 * loss.item() if step else loss.item()
-                else:
-                    assert teacher is not None
-                    loss = torch.sum(-teacher * F.log_softmax(logits, dim=1), dim=1).mean()
-                loss.backward()
+            loss = sandwich_step(pixels, targets, rng)
+            running = 0.9 * running + 0.1 * loss if step else loss
             _average_gradients(net, world)
             optimizer.step()
             bar.set_postfix(loss=f"{running:.3f}")
@@ -162,6 +164,6 @@ def train_supernet(
             )  # fmt: skip
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             break
-    log["largest"] = sandwich.largest.to_dict()
-    log["smallest"] = sandwich.smallest.to_dict()
+    log["largest"] = sandwich_step.largest.to_dict()
+    log["smallest"] = sandwich_step.smallest.to_dict()
     return log

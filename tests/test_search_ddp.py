@@ -13,6 +13,7 @@ from mcuformer.search.data import SearchData
 from mcuformer.search.sampler import FitSampler
 from mcuformer.search.space import space_from_dict
 from mcuformer.search.supernet import Supernet
+from mcuformer.recipe import Augment
 from mcuformer.search.train import SupernetTrainConfig, train_supernet
 
 SPACE = {
@@ -24,7 +25,8 @@ SPACE = {
     "mlp_ratios": [1.0, 2.0],
     "ranks": [8, "full"],
 }
-CONFIG = SupernetTrainConfig(epochs=1, batch_size=64, lr=3e-3, warmup_epochs=0.2, num_random=1, hflip=False)
+CONFIG = SupernetTrainConfig(epochs=1, batch_size=64, lr=3e-3, warmup_epochs=0.2, num_random=1,
+                             augment=Augment(hflip=False))
 
 
 def _train(out: Path) -> dict[str, torch.Tensor]:

@@ -5,7 +5,7 @@ import torch
 
 from mcuformer.arch import PRESETS
 from mcuformer.checkpoint import ModelFileError, load_model, save_model
-from mcuformer.train import TrainConfig, augment, train
+from mcuformer.train import TrainConfig, train
 
 SMALL = TrainConfig(epochs=2, batch_size=64, train_limit=256, calibration_images=64)
 
@@ -51,13 +51,3 @@ def test_resume_continues_exactly_where_training_stopped(tmp_path):
     assert torch.load(interrupted / "checkpoint.pt", weights_only=False)["epoch"] == 2
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
-
-
-def test_augment_keeps_shape_and_pixels_and_is_seeded():
-    batch = torch.rand(8, 1, 28, 28)
-    a = augment(batch, 2, True, torch.Generator().manual_seed(1))
-    b = augment(batch, 2, True, torch.Generator().manual_seed(1))
-    assert a.shape == batch.shape and torch.equal(a, b)
-    assert not torch.equal(a, batch)
-    unpadded = augment(batch, 0, False, torch.Generator())
-    assert torch.equal(unpadded, batch)
