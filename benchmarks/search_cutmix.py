@@ -71,7 +71,10 @@ def main() -> None:
     rows = []
     for cutmix in (0.0, args.cutmix):
         ft: FinetuneConfig = replace(
-            preset.finetune, augment=replace(preset.finetune.augment, cutmix=cutmix), epochs=args.epochs or preset.finetune.epochs, qat_epochs=0
+            preset.finetune,
+            augment=replace(preset.finetune.augment, cutmix=cutmix),
+            epochs=args.epochs or preset.finetune.epochs,
+            qat_epochs=0,
         )  # CutMix alone: post-training quantization
         out = run / f"cutmix-{cutmix:g}"
         out.mkdir(exist_ok=True)

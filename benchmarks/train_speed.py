@@ -26,6 +26,7 @@ from mcuformer.arch import ArchConfig
 from mcuformer.model import VisionTransformer
 from mcuformer.quant.ptq import calibrate
 from mcuformer.quant.qat import FakeQuantForward
+from mcuformer.recipe import RECIPE_AUGMENT
 from mcuformer.search.cost import Constraints
 from mcuformer.search.genome import extreme_genome
 from mcuformer.search.run import PRESETS
@@ -33,7 +34,6 @@ from mcuformer.search.sampler import FitSampler
 from mcuformer.search.space import load_space
 from mcuformer.search.supernet import Supernet
 from mcuformer.search.train import SandwichStep
-from mcuformer.recipe import RECIPE_AUGMENT
 from mcuformer.train import pixels_to_tensor
 
 Step = Callable[[], None]

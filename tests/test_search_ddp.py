@@ -8,12 +8,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from mcuformer.recipe import Augment
 from mcuformer.search.cost import Constraints
 from mcuformer.search.data import SearchData
 from mcuformer.search.sampler import FitSampler
 from mcuformer.search.space import space_from_dict
 from mcuformer.search.supernet import Supernet
-from mcuformer.recipe import Augment
 from mcuformer.search.train import SupernetTrainConfig, train_supernet
 
 SPACE = {
@@ -25,8 +25,9 @@ SPACE = {
     "mlp_ratios": [1.0, 2.0],
     "ranks": [8, "full"],
 }
-CONFIG = SupernetTrainConfig(epochs=1, batch_size=64, lr=3e-3, warmup_epochs=0.2, num_random=1,
-                             augment=Augment(hflip=False))
+CONFIG = SupernetTrainConfig(
+    epochs=1, batch_size=64, lr=3e-3, warmup_epochs=0.2, num_random=1, augment=Augment(hflip=False)
+)
 
 
 def _train(out: Path) -> dict[str, torch.Tensor]:
