@@ -1,14 +1,16 @@
 """Training throughput on this machine: images per second of the four training steps, and where the time goes.
 
-    python benchmarks/train_speed.py [--threads 2] [--batch-size 128] [--rounds 5] [--steps 8] [--profile]
+    python benchmarks/train_speed.py [--preset quick] [--threads 2] [--batch-size B] [--rounds 5] [--steps 8]
+                                     [--profile] [--compile]
 
-(a) a standalone `VisionTransformer` step, (b) the same architecture as a supernet slice (`Supernet.forward`, the
-`functional_call` path), (c) one sandwich step of the quick preset's supernet training (largest, smallest and
-random fitting subnets, in-place distillation), (d) one quantization-aware step (`FakeQuantForward`), and the data
-pipeline alone (indexing, uint8 -> float, flip). Each is timed in `--rounds` interleaved rounds of `--steps` steps
-on random images; the median round is reported (shared machines are noisy: the spread is printed too). With
-`--profile`, torch.profiler's top entries (self CPU time) of each step follow.
-"""
+On the largest architecture of the preset's space that fits (the sandwich's top): (a) a standalone
+`VisionTransformer` step, (b) the same architecture as a supernet slice (`Supernet.forward`, the `functional_call`
+path), (c) one sandwich step of the preset's supernet training (largest, smallest and random fitting subnets,
+in-place distillation), (d) one quantization-aware step (`FakeQuantForward`), and the data pipeline alone
+(indexing, uint8 -> float, the recipe's augmentation). Each is timed in `--rounds` interleaved rounds of `--steps`
+steps on random images; the median round is reported (shared machines are noisy: the spread is printed too).
+`--profile` adds torch.profiler's top entries (self CPU time) of each step; `--compile` times (a) under
+torch.compile too, with its warm-up."""
 
 from __future__ import annotations
 
@@ -28,7 +30,6 @@ from mcuformer.quant.ptq import calibrate
 from mcuformer.quant.qat import FakeQuantForward
 from mcuformer.recipe import RECIPE_AUGMENT
 from mcuformer.search.cost import Constraints
-from mcuformer.search.genome import extreme_genome
 from mcuformer.search.run import PRESETS
 from mcuformer.search.sampler import FitSampler
 from mcuformer.search.space import load_space
@@ -39,12 +40,13 @@ from mcuformer.train import pixels_to_tensor
 Step = Callable[[], None]
 
 
-def standalone_step(arch: ArchConfig, pixels: torch.Tensor, labels: torch.Tensor) -> Step:
+def standalone_step(arch: ArchConfig, pixels: torch.Tensor, labels: torch.Tensor, compiled: bool = False) -> Step:
     model = VisionTransformer(arch, [0.286], [0.353])
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    forward = torch.compile(model) if compiled else model
 
     def step() -> None:
-        loss = F.cross_entropy(model(pixels), labels)
+        loss = F.cross_entropy(forward(pixels), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -64,8 +66,8 @@ def slice_step(net: Supernet, arch: ArchConfig, pixels: torch.Tensor, labels: to
     return step
 
 
-def sandwich_step(net: Supernet, sampler: FitSampler, pixels: torch.Tensor, labels: torch.Tensor) -> Step:
-    config = PRESETS["quick"].supernet
+def sandwich_step(net: Supernet, sampler: FitSampler, pixels: torch.Tensor, labels: torch.Tensor, preset: str) -> Step:
+    config = PRESETS[preset].supernet
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
     sandwich = SandwichStep(net, sampler, config)
     rng = random.Random(0)
@@ -108,17 +110,21 @@ def data_step(batch: int) -> Step:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, help="images per step (default: the preset's supernet batch)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's top entries per step")
+    parser.add_argument("--compile", action="store_true", help="also time (a) under torch.compile (and its warm-up)")
+    parser.add_argument("--preset", default="quick", help="the search preset whose space and supernet settings to use")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.batch_size is None:
+        args.batch_size = PRESETS[args.preset].supernet.batch_size
     torch.manual_seed(0)
 
-    space = load_space("stm32f746", "quick").for_data(1, 10)
+    space = load_space("stm32f746", args.preset).for_data(1, 10)
     sampler = FitSampler(space, Constraints.for_board("stm32f746"))
-    arch = extreme_genome(space, largest=True).arch(space)
+    arch = sampler.arch(sampler.largest())  # the sandwich's top: the largest architecture that fits
     net = Supernet(space, [0.286], [0.353])
     pixels = torch.rand(args.batch_size, 1, arch.image_size, arch.image_size)
     labels = torch.randint(0, 10, (args.batch_size,))
@@ -126,11 +132,17 @@ def main() -> None:
     steps: dict[str, tuple[Step, int]] = {
         "(a) standalone VisionTransformer": (standalone_step(arch, pixels, labels), args.batch_size),
         "(b) supernet slice, same architecture": (slice_step(net, arch, pixels, labels), args.batch_size),
-        f"(c) sandwich step (2 + {PRESETS['quick'].supernet.num_random} subnets)": (
-            sandwich_step(net, sampler, pixels, labels), sandwich_images),
+        f"(c) sandwich step (2 + {PRESETS[args.preset].supernet.num_random} subnets)": (
+            sandwich_step(net, sampler, pixels, labels, args.preset), sandwich_images),
         "(d) quantization-aware step": (qat_step(arch, pixels, labels), args.batch_size),
         "data pipeline (index, to float, the recipe's augmentation)": (data_step(args.batch_size), args.batch_size),
     }  # fmt: skip
+    if args.compile:
+        compiled = standalone_step(arch, pixels, labels, compiled=True)
+        start = time.perf_counter()
+        compiled()
+        print(f"torch.compile warm-up (first step): {time.perf_counter() - start:.1f} s")
+        steps["(a) under torch.compile"] = (compiled, args.batch_size)
     for step, _ in steps.values():  # warm-up: allocator, lazy inits, planner caches
         step()
         step()

@@ -375,8 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
         "finetune and calibrate the winner. Writes model.pt, search.json, pareto.png and summary.md.",
     )
     _add_search_args(p)
-    p.add_argument("--preset", choices=("quick", "full"), default="quick",
-                   help="quick: minutes on a CPU (the demo); full: the benchmark setting (a GPU)")  # fmt: skip
+    p.add_argument("--preset", choices=("quick", "standard", "full"), default="quick",
+                   help="quick: the demo, ~10 minutes on 2 CPU cores; standard: ~100 minutes on 2 CPU cores, "
+                   "more accurate; full: the benchmark setting (a GPU)")  # fmt: skip
     p.add_argument("--out", help="run folder (default runs/search-<board>-<budget>)")
     p.add_argument("--resume", action="store_true", help="continue the search in --out (after an interrupt)")
     p.add_argument("--finish-random", action="store_true",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -77,6 +79,14 @@ def load_for_arch(name: str, split: str, arch: ArchConfig, root: str | Path | No
     return data.resized((arch.image_size, arch.image_size))
 
 
+def _resume_key(config: TrainConfig) -> dict[str, Any]:
+    """The settings a checkpoint must share to be resumed: all but the device and the number of epochs (a run
+    may be extended; the schedule then stretches from the resumed step on)."""
+    key = asdict(config)
+    del key["device"], key["epochs"]
+    return key
+
+
 def train(
     arch: ArchConfig,
     dataset: str,
@@ -100,22 +110,25 @@ def train(
     total_steps = steps_per_epoch * config.epochs
     warmup = int(config.warmup_epochs * steps_per_epoch)
 
-    start_epoch = 0
+    start_epoch, history = 0, []  # history: validation accuracy and training seconds per epoch
     ckpt_path = out / "checkpoint.pt"
     if resume and ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location=config.device, weights_only=False)
         if state.get("arch") != arch.to_dict() or state.get("dataset") != dataset:
             raise McuformerError(f"{ckpt_path} belongs to another run; use a new --out or delete it")
+        if state.get("config") != _resume_key(config):
+            raise McuformerError(f"{ckpt_path} was written with other training settings; use a new --out or delete it")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        start_epoch = state["epoch"]
+        start_epoch, history = state["epoch"], state["history"]
         tqdm.write(f"resuming {out} after epoch {start_epoch}/{config.epochs}")
 
     labels = torch.from_numpy(train_set.labels)
     for epoch in range(start_epoch, config.epochs):
         model.train()
+        started = time.perf_counter()
         order = torch.randperm(len(train_set), generator=generator)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
         running = 0.0
@@ -131,13 +144,15 @@ def train(
             optimizer.step()
             running = 0.9 * running + 0.1 * loss.item() if step else loss.item()
             bar.set_postfix(loss=f"{running:.3f}")
+        seconds = time.perf_counter() - started
         accuracy = evaluate(model, val_set, device=config.device)
+        history.append({"epoch": epoch + 1, "val_accuracy": accuracy, "seconds": seconds})
         tqdm.write(f"epoch {epoch + 1}/{config.epochs}: loss {running:.3f}, val accuracy {accuracy:.4f}")
         atomic_save(
             {
                 "arch": arch.to_dict(), "dataset": dataset, "epoch": epoch + 1, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                "torch_rng": torch.get_rng_state(),
+                "torch_rng": torch.get_rng_state(), "config": _resume_key(config), "history": history,
             },
             ckpt_path,
         )  # fmt: skip
@@ -153,6 +168,7 @@ def train(
             "fp32_accuracy": fp32_accuracy,
             "fp32_val_accuracy": evaluate(model, val_set),
             "epochs": float(config.epochs),
+            "train_seconds": sum(h["seconds"] for h in history),
         },
     )
     save_model(result, out / "model.pt")

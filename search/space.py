@@ -18,7 +18,7 @@ from mcuformer.errors import McuformerError
 
 FULL = "full"
 RANK_MULTIPLE = 8  # the unrolled kernels handle multiples of 4; 8 keeps every rank a whole number of 8-byte rows
-PRESETS = ("quick", "full")
+PRESETS = ("quick", "standard", "full")
 
 
 class SpaceError(McuformerError):

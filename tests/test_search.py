@@ -209,3 +209,29 @@ def test_search_end_to_end_compiles_within_budget(tmp_path: Path) -> None:
     compiled = compile_model(out / "model.pt", "stm32f746", out / "build", with_platformio=False)
     assert compiled.report.sram_bytes == result["winner"]["sram_bytes"] <= 5700
     assert compiled.report.flash_bytes == result["winner"]["flash_bytes"]
+
+
+def test_finish_distills_from_the_teacher(tiny_data: SearchData, tmp_path: Path) -> None:
+    """With distill = 1 the finetune learns the teacher's predictions, not the labels: a teacher that always says
+    class 3 makes the student say class 3; without distillation it does not."""
+    from mcuformer.recipe import Augment
+    from mcuformer.search.finish import FinetuneConfig, finetune
+    from mcuformer.train import pixels_to_tensor
+
+    space = tiny_space()
+    student_arch = extreme_genome(space, largest=False).arch(space)
+    teacher = Supernet(space, tiny_data.mean, tiny_data.std).extract(extreme_genome(space, largest=True).arch(space))
+    with torch.no_grad():
+        teacher.head.bias.copy_(torch.where(torch.arange(10) == 3, 20.0, 0.0))
+    config = FinetuneConfig(epochs=2, batch_size=64, lr=5e-3, warmup_epochs=0.1, qat_epochs=0, distill=1.0,
+                            augment=Augment(label_smoothing=0.0))  # fmt: skip
+    pixels = pixels_to_tensor(tiny_data.at("val", student_arch.image_size).images)
+
+    def share_of_class_3(distill: float, folder: str) -> float:
+        student = Supernet(space, tiny_data.mean, tiny_data.std, seed=2).extract(student_arch)
+        student = finetune(student, tiny_data, tmp_path / folder, replace(config, distill=distill), teacher=teacher)
+        with torch.no_grad():
+            return float((student(pixels).argmax(1) == 3).float().mean())
+
+    assert share_of_class_3(1.0, "taught") > 0.9
+    assert share_of_class_3(0.0, "labels") < 0.5

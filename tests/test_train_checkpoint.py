@@ -51,3 +51,11 @@ def test_resume_continues_exactly_where_training_stopped(tmp_path):
     assert torch.load(interrupted / "checkpoint.pt", weights_only=False)["epoch"] == 2
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    from mcuformer.errors import McuformerError
+
+    train(PRESETS["micro"], "fashion-mnist", tmp_path, dataclasses.replace(SMALL, epochs=1))
+    with pytest.raises(McuformerError, match="other training settings"):
+        train(PRESETS["micro"], "fashion-mnist", tmp_path, dataclasses.replace(SMALL, lr=1e-4))

@@ -1,0 +1,74 @@
+"""Distillation in the finish: a subnet finetuned from inherited weights with and without the supernet's largest
+subnet as teacher.
+
+    python benchmarks/finish_distill.py RUN_FOLDER [--arch smallest|largest|ARCH.json] [--distill 0 0.5 1]
+                                        [--epochs N]
+
+RUN_FOLDER is a `mcuformer search` folder whose supernet training finished (supernet.pt, search.json). The chosen
+subnet (default: the smallest fitting one, the case where a teacher has most to give) is extracted and finetuned
+with the run's finish settings once per `--distill` weight (the teacher's soft predictions blended into the
+targets), post-training quantized, and measured on the validation images held out of the training set (fp32 and
+int8 reference). Prints a markdown table with the finetune seconds. The test set is not used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from mcuformer.arch import load_arch
+from mcuformer.quant.ptq import calibrate
+from mcuformer.search.data import SearchData
+from mcuformer.search.finish import finetune, int8_accuracy
+from mcuformer.search.run import SearchConfig, prepare, resolve_preset
+from mcuformer.search.supernet import Supernet
+from mcuformer.search.train import CHECKPOINT
+from mcuformer.train import evaluate, pixels_to_tensor
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", help="a search folder with a trained supernet")
+    parser.add_argument("--arch", default="smallest", help="smallest, largest or an architecture JSON file")
+    parser.add_argument("--distill", type=float, nargs="+", default=[0.0, 0.5, 1.0])
+    parser.add_argument("--epochs", type=int, help="finetune epochs (default: the run's preset)")
+    args = parser.parse_args()
+    run = Path(args.run)
+    result = json.loads((run / "search.json").read_text())
+    config = SearchConfig(out=run, sram_budget=result["sram_budget"], flash_budget=result["flash_budget"],
+                          board=result["board"], dataset=result["dataset"], preset=result["preset"],
+                          seed=result["seed"])  # fmt: skip
+    space, _, sampler = prepare(config)
+    preset = resolve_preset(config)
+    data = SearchData.load(config.dataset, None, preset.val_size, preset.train_limit, config.seed)
+    net = Supernet(space, data.mean, data.std, seed=config.seed)
+    net.load_state_dict(torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)["supernet"])
+    teacher = net.extract(sampler.arch(sampler.largest()))
+    if args.arch in ("smallest", "largest"):
+        arch = sampler.arch(sampler.smallest() if args.arch == "smallest" else sampler.largest())
+    else:
+        arch = load_arch(args.arch)
+    val = data.at("val", arch.image_size)
+    print(f"student: {arch.to_dict()}\nteacher (largest fitting subnet): fp32 validation accuracy "
+          f"{100 * evaluate(teacher, data.at('val', teacher.arch.image_size)):.2f}%\n")  # fmt: skip
+    print("| distill weight | fp32 validation | int8 validation (PTQ) | finetune seconds |")
+    print("|---|---|---|---|")
+    for weight in args.distill:
+        finish = replace(preset.finetune, distill=weight, epochs=args.epochs or preset.finetune.epochs, qat_epochs=0)
+        out = run / "finish_distill" / f"distill-{weight:g}"
+        out.mkdir(parents=True, exist_ok=True)
+        start = time.time()
+        model = finetune(net.extract(arch).cpu(), data, out, finish, teacher=teacher)
+        seconds = time.time() - start
+        calibration = calibrate(model, pixels_to_tensor(data.at("train", arch.image_size).images[:512]))
+        print(f"| {weight:g} | {100 * evaluate(model, val):.2f}% | {100 * int8_accuracy(model, calibration, val):.2f}% "
+              f"| {seconds:.0f} |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
