@@ -1,7 +1,7 @@
 """Training throughput on this machine: images per second of the four training steps, and where the time goes.
 
     python benchmarks/train_speed.py [--preset quick] [--threads 2] [--batch-size B] [--rounds 5] [--steps 8]
-                                     [--profile] [--compile]
+                                     [--space SPACE.toml] [--profile] [--compile]
 
 On the largest architecture of the preset's space that fits (the sandwich's top): (a) a standalone
 `VisionTransformer` step, (b) the same architecture as a supernet slice (`Supernet.forward`, the `functional_call`
@@ -28,7 +28,7 @@ from mcuformer.arch import ArchConfig
 from mcuformer.model import VisionTransformer
 from mcuformer.quant.ptq import calibrate
 from mcuformer.quant.qat import FakeQuantForward
-from mcuformer.recipe import RECIPE_AUGMENT
+from mcuformer.recipe import RECIPE_AUGMENT, make_optimizer
 from mcuformer.search.cost import Constraints
 from mcuformer.search.run import PRESETS
 from mcuformer.search.sampler import FitSampler
@@ -40,9 +40,11 @@ from mcuformer.train import pixels_to_tensor
 Step = Callable[[], None]
 
 
-def standalone_step(arch: ArchConfig, pixels: torch.Tensor, labels: torch.Tensor, compiled: bool = False) -> Step:
+def standalone_step(
+    arch: ArchConfig, pixels: torch.Tensor, labels: torch.Tensor, compiled: bool = False, fused: bool = True
+) -> Step:
     model = VisionTransformer(arch, [0.286], [0.353])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    optimizer = make_optimizer(model.parameters(), 1e-3, 0.05) if fused else torch.optim.AdamW(model.parameters())
     forward = torch.compile(model) if compiled else model
 
     def step() -> None:
@@ -55,7 +57,7 @@ def standalone_step(arch: ArchConfig, pixels: torch.Tensor, labels: torch.Tensor
 
 
 def slice_step(net: Supernet, arch: ArchConfig, pixels: torch.Tensor, labels: torch.Tensor) -> Step:
-    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    optimizer = make_optimizer(net.parameters(), 1e-3, 0.05)
 
     def step() -> None:
         loss = F.cross_entropy(net(pixels, arch), labels)
@@ -68,7 +70,7 @@ def slice_step(net: Supernet, arch: ArchConfig, pixels: torch.Tensor, labels: to
 
 def sandwich_step(net: Supernet, sampler: FitSampler, pixels: torch.Tensor, labels: torch.Tensor, preset: str) -> Step:
     config = PRESETS[preset].supernet
-    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    optimizer = make_optimizer(net.parameters(), 1e-3, 0.05)
     sandwich = SandwichStep(net, sampler, config)
     rng = random.Random(0)
     targets = F.one_hot(labels, 10).float()
@@ -84,7 +86,7 @@ def sandwich_step(net: Supernet, sampler: FitSampler, pixels: torch.Tensor, labe
 def qat_step(arch: ArchConfig, pixels: torch.Tensor, labels: torch.Tensor) -> Step:
     model = VisionTransformer(arch, [0.286], [0.353])
     forward = FakeQuantForward(model, calibrate(model, pixels))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = make_optimizer(model.parameters(), 1e-4, 0.05)
 
     def step() -> None:
         loss = F.cross_entropy(forward(model, pixels), labels)
@@ -116,13 +118,14 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's top entries per step")
     parser.add_argument("--compile", action="store_true", help="also time (a) under torch.compile (and its warm-up)")
     parser.add_argument("--preset", default="quick", help="the search preset whose space and supernet settings to use")
+    parser.add_argument("--space", help="a search-space TOML file instead of the shipped one (its --preset table)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.batch_size is None:
         args.batch_size = PRESETS[args.preset].supernet.batch_size
     torch.manual_seed(0)
 
-    space = load_space("stm32f746", args.preset).for_data(1, 10)
+    space = load_space("stm32f746", args.preset, args.space).for_data(1, 10)
     sampler = FitSampler(space, Constraints.for_board("stm32f746"))
     arch = sampler.arch(sampler.largest())  # the sandwich's top: the largest architecture that fits
     net = Supernet(space, [0.286], [0.353])
@@ -131,6 +134,7 @@ def main() -> None:
     sandwich_images = args.batch_size  # images per step; the subnets are extra work on the same images
     steps: dict[str, tuple[Step, int]] = {
         "(a) standalone VisionTransformer": (standalone_step(arch, pixels, labels), args.batch_size),
+        "(a) with the unfused (foreach) AdamW": (standalone_step(arch, pixels, labels, fused=False), args.batch_size),
         "(b) supernet slice, same architecture": (slice_step(net, arch, pixels, labels), args.batch_size),
         f"(c) sandwich step (2 + {PRESETS[args.preset].supernet.num_random} subnets)": (
             sandwich_step(net, sampler, pixels, labels, args.preset), sandwich_images),

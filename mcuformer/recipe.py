@@ -8,6 +8,7 @@ everywhere. Every random draw comes from the `torch.Generator` passed in: a seed
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -137,6 +138,12 @@ def _gamma_pair(alpha: float, generator: torch.Generator) -> tuple[float, float]
                 break
         draws.append(d * v * float(torch.rand((), generator=generator)) ** (1 / alpha))
     return draws[0], draws[1]
+
+
+def make_optimizer(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW, fused: one kernel updates every parameter instead of a dozen small ops per tensor; on these small
+    models that is a measurable share of a CPU step (`benchmarks/train_speed.py`, docs/search.md)."""
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
 
 
 def lr_at(step: int, total: int, warmup: int, base: float) -> float:

@@ -51,19 +51,17 @@ PRESETS: dict[str, Preset] = {
     # The README demo on 2 CPU cores (about 10 minutes of training): the whole training set, a supernet of 7x7-patch
     # ViTs, then most of the time in the winner's finetune; docs/search.md ("Recipe") has the measurements.
     "quick": Preset(
-        supernet=SupernetTrainConfig(epochs=8, batch_size=64, lr=2e-3, warmup_epochs=1, num_random=1),
+        supernet=SupernetTrainConfig(epochs=8, batch_size=128, lr=2e-3, warmup_epochs=1, num_random=1),
         evolution=EvolutionConfig(population=10, generations=3, parents=4),
-        finetune=FinetuneConfig(epochs=20, batch_size=64, lr=1e-3, warmup_epochs=1, qat_epochs=1, qat_lr=1e-4),
+        finetune=FinetuneConfig(epochs=20, batch_size=128, lr=1e-3, warmup_epochs=1, qat_epochs=0),
         train_limit=None,
         val_size=5_000,
     ),
-    # About 100 minutes on 2 CPU cores: a larger space (flash binds), a longer supernet and finish.
+    # About 100 minutes on 2 CPU cores: a larger space, a longer supernet and finish (docs/search.md).
     "standard": Preset(
-        supernet=SupernetTrainConfig(epochs=12, batch_size=128, lr=2e-3, warmup_epochs=1, num_random=1),
+        supernet=SupernetTrainConfig(epochs=15, batch_size=128, lr=2e-3, warmup_epochs=1, num_random=1),
         evolution=EvolutionConfig(population=16, generations=4, parents=6),
-        finetune=FinetuneConfig(
-            epochs=20, batch_size=128, lr=1e-3, warmup_epochs=1, qat_epochs=1, qat_lr=1e-4, distill=0.5
-        ),
+        finetune=FinetuneConfig(epochs=15, batch_size=128, lr=1e-3, warmup_epochs=1, qat_epochs=0, distill=0.5),
         train_limit=None,
         val_size=5_000,
     ),

@@ -189,7 +189,8 @@ def test_search_end_to_end_compiles_within_budget(tmp_path: Path) -> None:
         space_file=str(space_file),
         overrides={"supernet.epochs": 1, "supernet.batch_size": 64, "train_limit": 512, "val_size": 200,
                    "test_limit": 200, "evolution.population": 4, "evolution.generations": 1,
-                   "evolution.parents": 2, "finetune.epochs": 1, "finetune.calibration_images": 64},
+                   "evolution.parents": 2, "finetune.epochs": 1, "finetune.calibration_images": 64,
+                   "finetune.qat_epochs": 1},
     )  # fmt: skip
     result = run_search(config)
     with pytest.raises(Exception, match="--resume"):
