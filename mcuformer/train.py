@@ -19,7 +19,7 @@ from mcuformer.data import ImageSet, load_dataset, split_validation
 from mcuformer.errors import McuformerError
 from mcuformer.model import VisionTransformer
 from mcuformer.quant.ptq import calibrate
-from mcuformer.recipe import RECIPE_AUGMENT, Augment, lr_at
+from mcuformer.recipe import RECIPE_AUGMENT, Augment, lr_at, make_optimizer
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def train(
 
     torch.manual_seed(config.seed)
     model = VisionTransformer(arch, train_set.mean, train_set.std).to(config.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model.parameters(), config.lr, config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs

@@ -25,7 +25,7 @@ from mcuformer.model import VisionTransformer
 from mcuformer.quant import reference
 from mcuformer.quant.ptq import Calibration, calibrate, quantize_model
 from mcuformer.quant.qat import FakeQuantForward
-from mcuformer.recipe import RECIPE_AUGMENT, Augment, lr_at
+from mcuformer.recipe import RECIPE_AUGMENT, Augment, lr_at, make_optimizer
 from mcuformer.search.data import SearchData, resize_batch
 from mcuformer.train import Forward, evaluate, pixels_to_tensor, plain_forward, soft_cross_entropy
 
@@ -75,7 +75,7 @@ def finetune(
     model.to(device)
     if teacher is not None:
         teacher.to(device).eval()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model.parameters(), config.lr, config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed + 1)
     steps = math.ceil(len(train_set) / config.batch_size)
     total, warmup = steps * config.epochs, int(config.warmup_epochs * steps)

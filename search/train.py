@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from mcuformer.checkpoint import atomic_save
 from mcuformer.errors import McuformerError
-from mcuformer.recipe import RECIPE_AUGMENT, Augment, lr_at
+from mcuformer.recipe import RECIPE_AUGMENT, Augment, lr_at, make_optimizer
 from mcuformer.search.data import SearchData, resize_batch
 from mcuformer.search.genome import Genome
 from mcuformer.search.sampler import FitSampler
@@ -108,7 +108,7 @@ def train_supernet(
     device = torch.device(config.device)
     net.to(device)
     sandwich_step = SandwichStep(net, sampler, config)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(net.parameters(), config.lr, config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     rng = random.Random(config.seed)
     steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
