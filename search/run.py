@@ -17,6 +17,7 @@ from tqdm import tqdm
 from mcuformer.checkpoint import save_model
 from mcuformer.errors import McuformerError
 from mcuformer.model import VisionTransformer
+from mcuformer.recipe import Augment
 from mcuformer.search.cost import Constraints
 from mcuformer.search.data import SearchData
 from mcuformer.search.evolution import (
@@ -51,9 +52,9 @@ PRESETS: dict[str, Preset] = {
     # The README demo on 2 CPU cores (about 10 minutes of training): the whole training set, a supernet of 7x7-patch
     # ViTs, then most of the time in the winner's finetune; docs/search.md ("Recipe") has the measurements.
     "quick": Preset(
-        supernet=SupernetTrainConfig(epochs=8, batch_size=128, lr=2e-3, warmup_epochs=1, num_random=1),
+        supernet=SupernetTrainConfig(epochs=10, batch_size=128, lr=2e-3, warmup_epochs=1, num_random=1),
         evolution=EvolutionConfig(population=10, generations=3, parents=4),
-        finetune=FinetuneConfig(epochs=20, batch_size=128, lr=1e-3, warmup_epochs=1, qat_epochs=0),
+        finetune=FinetuneConfig(epochs=30, batch_size=128, lr=1e-3, warmup_epochs=1, qat_epochs=0),
         train_limit=None,
         val_size=5_000,
     ),
@@ -61,7 +62,9 @@ PRESETS: dict[str, Preset] = {
     "standard": Preset(
         supernet=SupernetTrainConfig(epochs=15, batch_size=128, lr=2e-3, warmup_epochs=1, num_random=1),
         evolution=EvolutionConfig(population=16, generations=4, parents=6),
-        finetune=FinetuneConfig(epochs=15, batch_size=128, lr=1e-3, warmup_epochs=1, qat_epochs=0, distill=0.5),
+        finetune=FinetuneConfig(
+            epochs=15, batch_size=128, lr=1e-3, warmup_epochs=1, qat_epochs=0, distill=0.5, augment=Augment(mixup=0.5)
+        ),
         train_limit=None,
         val_size=5_000,
     ),
