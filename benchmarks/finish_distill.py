@@ -14,20 +14,15 @@ int8 reference). Prints a markdown table with the finetune seconds. The test set
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
+from bench_common import load_search_run
 
 from mcuformer.arch import load_arch
 from mcuformer.quant.ptq import calibrate
-from mcuformer.search.data import SearchData
 from mcuformer.search.finish import finetune, int8_accuracy
-from mcuformer.search.run import SearchConfig, prepare, resolve_preset
-from mcuformer.search.supernet import Supernet
-from mcuformer.search.train import CHECKPOINT
 from mcuformer.train import evaluate, pixels_to_tensor
 
 
@@ -38,16 +33,7 @@ def main() -> None:
     parser.add_argument("--distill", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     parser.add_argument("--epochs", type=int, help="finetune epochs (default: the run's preset)")
     args = parser.parse_args()
-    run = Path(args.run)
-    result = json.loads((run / "search.json").read_text())
-    config = SearchConfig(out=run, sram_budget=result["sram_budget"], flash_budget=result["flash_budget"],
-                          board=result["board"], dataset=result["dataset"], preset=result["preset"],
-                          seed=result["seed"])  # fmt: skip
-    space, _, sampler = prepare(config)
-    preset = resolve_preset(config)
-    data = SearchData.load(config.dataset, None, preset.val_size, preset.train_limit, config.seed)
-    net = Supernet(space, data.mean, data.std, seed=config.seed)
-    net.load_state_dict(torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)["supernet"])
+    sampler, preset, data, net, _ = load_search_run(Path(args.run))
     teacher = net.extract(sampler.arch(sampler.largest()))
     if args.arch in ("smallest", "largest"):
         arch = sampler.arch(sampler.smallest() if args.arch == "smallest" else sampler.largest())
@@ -60,7 +46,7 @@ def main() -> None:
     print("|---|---|---|---|")
     for weight in args.distill:
         finish = replace(preset.finetune, distill=weight, epochs=args.epochs or preset.finetune.epochs, qat_epochs=0)
-        out = run / "finish_distill" / f"distill-{weight:g}"
+        out = Path(args.run) / "finish_distill" / f"distill-{weight:g}"
         out.mkdir(parents=True, exist_ok=True)
         start = time.time()
         model = finetune(net.extract(arch).cpu(), data, out, finish, teacher=teacher)

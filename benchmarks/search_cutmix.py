@@ -12,18 +12,14 @@ excluded), averaged over heads and 500 test images; smaller is more local.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from bench_common import load_search_run
 
 from mcuformer.model import VisionTransformer
-from mcuformer.search.data import SearchData
 from mcuformer.search.finish import FinetuneConfig, finetune, package
-from mcuformer.search.run import SearchConfig, prepare, resolve_preset
-from mcuformer.search.supernet import Supernet
-from mcuformer.search.train import CHECKPOINT
 from mcuformer.train import pixels_to_tensor
 
 
@@ -55,15 +51,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="finetune epochs (default: the run's)")
     args = parser.parse_args()
     run = Path(args.run)
-    result = json.loads((run / "search.json").read_text())
-    config = SearchConfig(out=run, sram_budget=result["sram_budget"], flash_budget=result["flash_budget"],
-                          board=result["board"], dataset=result["dataset"], preset=result["preset"],
-                          seed=result["seed"])  # fmt: skip
-    space, _, _ = prepare(config)
-    preset = resolve_preset(config)
-    data = SearchData.load(config.dataset, None, preset.val_size, preset.train_limit, config.seed)
-    net = Supernet(space, data.mean, data.std, seed=config.seed)
-    net.load_state_dict(torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)["supernet"])
+    _, preset, data, net, result = load_search_run(run)
     from mcuformer.arch import ArchConfig
 
     arch = ArchConfig.from_dict(result["winner"]["arch"])

@@ -14,29 +14,16 @@ from __future__ import annotations
 
 import argparse
 import random
-import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bench_common import Job, parse_settings, run_parallel
+
 from mcuformer.search.run import SearchConfig, prepare, resolve_preset
 
 RANDOM_SUBNETS = 8
-
-
-def _value(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
-
-
-def _parse(variant: str) -> dict[str, Any]:
-    return {k: _value(v) for k, _, v in (part.partition("=") for part in variant.split())}
 
 
 def _setup(preset: str, out: Path) -> tuple[Any, Any, Any, Any]:
@@ -59,7 +46,7 @@ def train_one(preset: str, variant: str, out: Path) -> None:
     space, sampler, resolved, data = _setup(preset, out)
     torch.manual_seed(0)
     net = Supernet(space, data.mean, data.std, seed=0)
-    train_supernet(net, data, sampler, out, replace(resolved.supernet, **_parse(variant)), resume=True)
+    train_supernet(net, data, sampler, out, replace(resolved.supernet, **parse_settings([variant])), resume=True)
     (out / "done").write_text("")
 
 
@@ -76,28 +63,13 @@ def main() -> None:
         return
 
     runs = [("base", "")] + [(v.replace(" ", ","), v) for v in args.variants]
-    pending, active = list(runs), []
-    started: dict[str, float] = {}
-    seconds: dict[str, float] = {}
-    while pending or active:
-        while pending and len(active) < args.jobs:
-            name, variant = pending.pop(0)
-            folder = Path(args.out) / name
-            if (folder / "done").is_file():
-                continue
-            folder.mkdir(parents=True, exist_ok=True)
-            command = [sys.executable, __file__, "--preset", args.preset, "--out", str(folder), "--one", variant]
-            active.append((name, subprocess.Popen(command, stdout=(folder / "train.log").open("wb"),
-                                                  stderr=subprocess.STDOUT)))  # fmt: skip
-            started[name] = time.time()
-            print(f"started {name}", flush=True)
-        for name, process in list(active):
-            if process.poll() is not None:
-                active.remove((name, process))
-                seconds[name] = time.time() - started[name]
-                if process.returncode:
-                    raise SystemExit(f"supernet_recipe: run {name} failed; see its train.log")
-        time.sleep(2)
+    jobs = [
+        Job(name, [sys.executable, __file__, "--preset", args.preset, "--out", str(Path(args.out) / name), "--one",
+                   variant], Path(args.out) / name)
+        for name, variant in runs
+        if not (Path(args.out) / name / "done").is_file()
+    ]  # fmt: skip
+    seconds = run_parallel(jobs, args.jobs)
 
     import torch
 

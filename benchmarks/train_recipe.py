@@ -17,12 +17,12 @@ Keys: architecture `patch`, `dim`, `depth`, `heads`, `mlp`, `pool`; training `ep
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-import time
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
+
+from bench_common import Job, parse_settings, run_parallel
 
 ARCH_KEYS = {"patch": "patch_size", "dim": "embed_dim", "depth": "depth", "heads": "num_heads", "mlp": "mlp_ratio",
              "pool": "pool"}  # fmt: skip
@@ -31,27 +31,7 @@ BASE_ARCH: dict[str, Any] = {"image_size": 28, "channels": 1, "patch_size": 4, "
                              "num_heads": 4, "mlp_ratio": 2.0, "num_classes": 10, "pool": "mean"}  # fmt: skip
 
 
-def parse(items: list[str]) -> dict[str, str]:
-    settings = {}
-    for item in items:
-        for part in item.split():
-            key, sep, value = part.partition("=")
-            if not sep:
-                raise SystemExit(f"train_recipe: {part!r} is not key=value")
-            settings[key] = value
-    return settings
-
-
-def _value(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
-
-
-def run_one(settings: dict[str, str], out: Path) -> None:
+def run_one(settings: dict[str, Any], out: Path) -> None:
     import torch
 
     from mcuformer.arch import ArchConfig
@@ -63,8 +43,7 @@ def run_one(settings: dict[str, str], out: Path) -> None:
     config = TrainConfig()
     augment_names = {f.name for f in fields(Augment)}
     augment: dict[str, Any] = {}
-    for key, text in settings.items():
-        value = _value(text)
+    for key, value in settings.items():
         if key in ARCH_KEYS:
             arch_args[ARCH_KEYS[key]] = value
         elif key in TRAIN_KEYS:
@@ -85,33 +64,21 @@ def main() -> None:
     parser.add_argument("--out", default="runs/recipe")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a single run, in its own process
     args = parser.parse_args()
-    base = parse(args.base)
+    base = parse_settings(args.base)
     if args.one is not None:
-        run_one({**base, **parse([args.one])}, Path(args.out))
+        run_one({**base, **parse_settings([args.one])}, Path(args.out))
         return
 
     from mcuformer.checkpoint import load_model
 
     runs = [("base", "")] + [(variant.replace(" ", ","), variant) for variant in args.variants]
-    pending = list(runs)
-    active: list[subprocess.Popen[bytes]] = []
-    while pending or active:
-        while pending and len(active) < args.jobs:
-            name, variant = pending.pop(0)
-            folder = Path(args.out) / name
-            if (folder / "model.pt").is_file():
-                continue
-            folder.mkdir(parents=True, exist_ok=True)
-            log = (folder / "train.log").open("wb")
-            command = [sys.executable, __file__, "--out", str(folder), "--one", variant, "--base", *args.base]
-            active.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
-            print(f"started {name}", flush=True)
-        for process in list(active):
-            if process.poll() is not None:
-                active.remove(process)
-                if process.returncode:
-                    raise SystemExit(f"train_recipe: a run failed (exit {process.returncode}); see its train.log")
-        time.sleep(2)
+    jobs = [
+        Job(name, [sys.executable, __file__, "--out", str(Path(args.out) / name), "--one", variant,
+                   "--base", *args.base], Path(args.out) / name)
+        for name, variant in runs
+        if not (Path(args.out) / name / "model.pt").is_file()
+    ]  # fmt: skip
+    run_parallel(jobs, args.jobs)
 
     print(f"\nbase: {' '.join(args.base) or '(defaults)'} (`python benchmarks/train_recipe.py`, validation split)\n")
     print("| change | validation accuracy | vs base | training seconds |")

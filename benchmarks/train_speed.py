@@ -40,32 +40,29 @@ from mcuformer.train import pixels_to_tensor
 Step = Callable[[], None]
 
 
+def classifier_step(logits: Callable[[], torch.Tensor], labels: torch.Tensor, optimizer: torch.optim.Optimizer) -> Step:
+    """One optimizer step on the cross-entropy of `logits()`."""
+
+    def step() -> None:
+        loss = F.cross_entropy(logits(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
 def standalone_step(
     arch: ArchConfig, pixels: torch.Tensor, labels: torch.Tensor, compiled: bool = False, fused: bool = True
 ) -> Step:
     model = VisionTransformer(arch, [0.286], [0.353])
     optimizer = make_optimizer(model.parameters(), 1e-3, 0.05) if fused else torch.optim.AdamW(model.parameters())
     forward = torch.compile(model) if compiled else model
-
-    def step() -> None:
-        loss = F.cross_entropy(forward(pixels), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
+    return classifier_step(lambda: forward(pixels), labels, optimizer)
 
 
 def slice_step(net: Supernet, arch: ArchConfig, pixels: torch.Tensor, labels: torch.Tensor) -> Step:
-    optimizer = make_optimizer(net.parameters(), 1e-3, 0.05)
-
-    def step() -> None:
-        loss = F.cross_entropy(net(pixels, arch), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
+    return classifier_step(lambda: net(pixels, arch), labels, make_optimizer(net.parameters(), 1e-3, 0.05))
 
 
 def sandwich_step(net: Supernet, sampler: FitSampler, pixels: torch.Tensor, labels: torch.Tensor, preset: str) -> Step:
@@ -86,15 +83,7 @@ def sandwich_step(net: Supernet, sampler: FitSampler, pixels: torch.Tensor, labe
 def qat_step(arch: ArchConfig, pixels: torch.Tensor, labels: torch.Tensor) -> Step:
     model = VisionTransformer(arch, [0.286], [0.353])
     forward = FakeQuantForward(model, calibrate(model, pixels))
-    optimizer = make_optimizer(model.parameters(), 1e-4, 0.05)
-
-    def step() -> None:
-        loss = F.cross_entropy(forward(model, pixels), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
+    return classifier_step(lambda: forward(model, pixels), labels, make_optimizer(model.parameters(), 1e-4, 0.05))
 
 
 def data_step(batch: int) -> Step:
