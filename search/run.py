@@ -63,7 +63,7 @@ PRESETS: dict[str, Preset] = {
         supernet=SupernetTrainConfig(epochs=20, batch_size=128, lr=2e-3, warmup_epochs=1, num_random=1),
         evolution=EvolutionConfig(population=16, generations=4, parents=6),
         finetune=FinetuneConfig(
-            epochs=20, batch_size=128, lr=1e-3, warmup_epochs=1, qat_epochs=0, distill=0.5, augment=Augment(mixup=0.5)
+            epochs=20, batch_size=128, lr=1e-3, warmup_epochs=1, qat_epochs=0, augment=Augment(mixup=0.5)
         ),
         train_limit=None,
         val_size=5_000,
