@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +62,13 @@ def main() -> None:
         train_one(args.preset, args.one, Path(args.out))
         return
 
+    root = Path(args.out) / args.preset  # one folder per preset
     runs = [("base", "")] + [(v.replace(" ", ","), v) for v in args.variants]
     jobs = [
-        Job(name, [sys.executable, __file__, "--preset", args.preset, "--out", str(Path(args.out) / name), "--one",
-                   variant], Path(args.out) / name)
+        Job(name, [sys.executable, __file__, "--preset", args.preset, "--out", str(root / name), "--one",
+                   variant], root / name)
         for name, variant in runs
-        if not (Path(args.out) / name / "done").is_file()
+        if not (root / name / "done").is_file()
     ]  # fmt: skip
     seconds = run_parallel(jobs, args.jobs)
 
@@ -85,7 +86,9 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, variant in runs:
         net = Supernet(space, data.mean, data.std)
-        state = torch.load(Path(args.out) / name / CHECKPOINT, map_location="cpu", weights_only=False)
+        state = torch.load(root / name / CHECKPOINT, map_location="cpu", weights_only=False)
+        if state["config"] != asdict(replace(resolved.supernet, **parse_settings([variant]))):
+            raise SystemExit(f"{root / name} was trained with other settings (the preset changed?): delete it")
         net.load_state_dict(state["supernet"])
         net.eval()
 

@@ -71,21 +71,23 @@ def main() -> None:
 
     from mcuformer.checkpoint import load_model
 
+    # One folder per base, so a finished run is reused only under the same base settings.
+    root = Path(args.out) / (",".join(args.base) or "defaults")
     runs = [("base", "")] + [(variant.replace(" ", ","), variant) for variant in args.variants]
     jobs = [
-        Job(name, [sys.executable, __file__, "--out", str(Path(args.out) / name), "--one", variant,
-                   "--base", *args.base], Path(args.out) / name)
+        Job(name, [sys.executable, __file__, "--out", str(root / name), "--one", variant, "--base", *args.base],
+            root / name)
         for name, variant in runs
-        if not (Path(args.out) / name / "model.pt").is_file()
+        if not (root / name / "model.pt").is_file()
     ]  # fmt: skip
     run_parallel(jobs, args.jobs)
 
     print(f"\nbase: {' '.join(args.base) or '(defaults)'} (`python benchmarks/train_recipe.py`, validation split)\n")
     print("| change | validation accuracy | vs base | training seconds |")
     print("|---|---|---|---|")
-    base_accuracy = load_model(Path(args.out) / "base" / "model.pt").metrics["fp32_val_accuracy"]
+    base_accuracy = load_model(root / "base" / "model.pt").metrics["fp32_val_accuracy"]
     for name, variant in runs:
-        metrics = load_model(Path(args.out) / name / "model.pt").metrics
+        metrics = load_model(root / name / "model.pt").metrics
         accuracy = metrics["fp32_val_accuracy"]
         print(f"| {variant or 'base'} | {100 * accuracy:.2f}% | {100 * (accuracy - base_accuracy):+.2f} | "
               f"{metrics['train_seconds']:.0f} |")  # fmt: skip

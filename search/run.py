@@ -167,7 +167,8 @@ def run_search(config: SearchConfig, resume: bool = False) -> dict[str, Any]:
                f"{winner.sram_bytes:,} B, flash {winner.flash_bytes:,} B")  # fmt: skip
 
     t = time.time()
-    teacher = net.extract(sampler.arch(sampler.largest()))  # already trained: the finish's distillation teacher
+    # The finish's distillation teacher: the largest fitting subnet, already trained (extracted only when used).
+    teacher = net.extract(sampler.arch(sampler.largest())) if preset.finetune.distill > 0 else None
     result_final, model_file = _finish(net, data, winner, out, preset.finetune, teacher)
     save_model(model_file, out / "model.pt")
     seconds["finetune"] = time.time() - t
@@ -204,12 +205,13 @@ def run_search(config: SearchConfig, resume: bool = False) -> dict[str, Any]:
 
 
 def _finish(net: Supernet, data: SearchData, winner: Candidate, out: Path, config: FinetuneConfig,
-            teacher: VisionTransformer) -> tuple[dict[str, float], Any]:  # fmt: skip
+            teacher: VisionTransformer | None) -> tuple[dict[str, float], Any]:  # fmt: skip
     """Finetune, quantize and package `winner`; it learns from `teacher` (per `config.distill`) unless it is the
     teacher itself."""
     model = net.extract(winner.arch.with_name("searched")).cpu()  # the plain VisionTransformer compile reads
-    is_teacher = winner.arch == teacher.arch
-    model = finetune(model, data, out, config, resume=True, teacher=None if is_teacher else teacher)
+    if teacher is not None and winner.arch == teacher.arch:
+        teacher = None
+    model = finetune(model, data, out, config, resume=True, teacher=teacher)
     model_file, metrics = package(model, data, out, config)
     how = "quantization-aware" if metrics["qat"] else "post-training"
     tqdm.write(f"finished: fp32 test accuracy {100 * metrics['fp32_accuracy']:.2f}%, "
