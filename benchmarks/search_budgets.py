@@ -63,7 +63,7 @@ def hand_scaled(
 
 def int8_test_accuracy(model_path: Path, dataset: str) -> float:
     model_file = load_model(model_path)
-    test = load_for_arch(dataset, "test", model_file.arch, None)
+    test = load_for_arch(dataset, "test", model_file.arch, None, model_file.dataset.classes)
     return int8_accuracy(model_file.model, model_file.calibration, test)
 
 

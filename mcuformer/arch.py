@@ -292,6 +292,8 @@ def load_arch(spec: str | Path) -> ArchConfig:
         raise ArchError(f"no preset or file named {str(spec)!r}; presets: {', '.join(PRESETS)}")
     try:
         data = json.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise ArchError(f"architecture file {path} is not text: pass a preset name or a JSON file") from None
     except (OSError, json.JSONDecodeError) as err:
         raise ArchError(f"cannot read architecture file {path}: {err}") from None
     if not isinstance(data, dict):

@@ -81,8 +81,11 @@ def load_model(path: str | Path) -> ModelFile:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelFileError(f"model file {path} is corrupt or not a PyTorch file ({first[:120]})") from None
+        # PyTorch's own text (weights_only advice, zip internals) would not help here: name the kind of failure.
+        raise ModelFileError(
+            f"model file {path} is corrupt or not a PyTorch file ({type(err).__name__}): "
+            "write it again with `mcuformer train` or `mcuformer search`"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ModelFileError(
             f"{path} is not an mcuformer model file (a plain state_dict or another tool's checkpoint?); "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from mcuformer import __version__
 from mcuformer.errors import McuformerError
@@ -28,14 +28,52 @@ SCHEDULE_HELP = (
 DEMO_DEVICE_IMAGES = 1000  # ~0.11 s per image over the emulated UART: all 10,000 take ~20 min
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (the usage block is one `--help` away) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _count(text: str) -> int:
+    """A count of epochs, images, steps...: an integer >= 1 (zero would silently do nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
+    return value
+
+
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (default), cifar10, cifar100, imagefolder")
     p.add_argument("--data-dir", help="dataset folder (CIFAR binary version, ImageFolder root)")
-    p.add_argument("--epochs", type=int, help="training epochs (default: the recipe's, see docs/search.md)")
-    p.add_argument("--batch-size", type=int, help="images per step (default: the recipe's)")
-    p.add_argument("--lr", type=float, help="peak AdamW learning rate (default: the recipe's)")
+    p.add_argument("--epochs", type=_count, help="training epochs (default: the recipe's, see docs/search.md)")
+    p.add_argument("--batch-size", type=_count, help="images per step (default: the recipe's)")
+    p.add_argument("--lr", type=_positive, help="peak AdamW learning rate (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-limit", type=int, help="train on the first N training images only")
+    p.add_argument("--train-limit", type=_count, help="train on the first N training images only")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
 
 
@@ -44,8 +82,8 @@ def _add_search_args(p: argparse.ArgumentParser, with_train_args: bool = True) -
     p.add_argument("--flash", help="flash budget (default: the board's flash)")
     p.add_argument("--board", default="stm32f746", help="target board (see `mcuformer boards`)")
     p.add_argument("--space", help="search-space TOML file (default: the board's shipped space)")
-    p.add_argument("--max-macs", type=int, help="latency limit: multiply-accumulates per inference")
-    p.add_argument("--cutmix", type=float, help="CutMix probability per batch (default: the preset's)")
+    p.add_argument("--max-macs", type=_count, help="latency limit: multiply-accumulates per inference")
+    p.add_argument("--cutmix", type=_probability, help="CutMix probability per batch (default: the preset's)")
     if with_train_args:
         p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (default), cifar10, cifar100, "
                        "imagefolder")  # fmt: skip
@@ -85,6 +123,8 @@ def cmd_compile(args: argparse.Namespace) -> None:
     from mcuformer.codegen.compiler import compile_model
 
     model = Path(args.model)
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise McuformerError(f"-o {args.out} is a file; the build goes into a folder: name a new or existing folder")
     if model.suffix.lower() == ".onnx":
         from mcuformer.codegen.onnx.frontend import compile_onnx
 
@@ -153,8 +193,9 @@ def cmd_peers(args: argparse.Namespace) -> None:
 
     model_file = load_model(args.model)
     dataset = args.dataset or model_file.dataset.name
-    calibration = load_for_arch(dataset, "train", model_file.arch, args.data_dir)
-    test = load_for_arch(dataset, "test", model_file.arch, args.data_dir)
+    classes = model_file.dataset.classes
+    calibration = load_for_arch(dataset, "train", model_file.arch, args.data_dir, classes)
+    test = load_for_arch(dataset, "test", model_file.arch, args.data_dir, classes)
     row = compare(model_file, calibration.subset(np.arange(min(512, len(calibration.images)))),
                   test.subset(np.arange(min(args.n, len(test.images)))), args.board)  # fmt: skip
     print(peer_table([row]))
@@ -256,7 +297,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mcuformer",
         description="Vision transformers on microcontrollers: train, quantize to int8, compile to C, evaluate.",
     )
@@ -284,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", help="ONNX only: calibrate on this dataset's training images (fashion-mnist, cifar10, "
                    "cifar100, imagefolder); default: the ranges stored by `mcuformer export`")  # fmt: skip
     p.add_argument("--data-dir", help="ONNX only: folder of the --calib dataset")
-    p.add_argument("--calib-images", type=int, default=512, help="ONNX only: calibration images (default 512)")
+    p.add_argument("--calib-images", type=_count, default=512, help="ONNX only: calibration images (default 512)")
     p.add_argument("--pixel-mean", help="ONNX only: the model's input is (pixel - mean) / std with pixels in [0, 1]; "
                    "comma-separated per channel (default 0, or what the graph computes itself)")  # fmt: skip
     p.add_argument("--pixel-std", help="ONNX only: see --pixel-mean (default 1)")
@@ -319,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", help="serial port of a flashed board, e.g. /dev/ttyACM0")
     p.add_argument("--dataset", help="dataset (default: the one the model was trained on)")
     p.add_argument("--data-dir")
-    p.add_argument("-n", type=int, help="first N test images only")
+    p.add_argument("-n", type=_count, help="first N test images only")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(
@@ -355,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--board", default="stm32f746", help="board whose plan gives our SRAM and flash")
     p.add_argument("--dataset", help="dataset (default: the one the model was trained on)")
     p.add_argument("--data-dir")
-    p.add_argument("-n", type=int, default=1000, help="test images both int8 models classify (default 1000)")
+    p.add_argument("-n", type=_count, default=1000, help="test images both int8 models classify (default 1000)")
     p.set_defaults(func=cmd_peers)
 
     p = sub.add_parser(
@@ -396,8 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--arch", help=f"train this fixed architecture (e.g. {DEMO_PRESET}) instead of searching one")
     _add_search_args(p, with_train_args=False)
-    p.add_argument("-n", type=int, help="first N test images on the host (default: all)")
-    p.add_argument("--device-images", type=int, default=DEMO_DEVICE_IMAGES,
+    p.add_argument("-n", type=_count, help="first N test images on the host (default: all)")
+    p.add_argument("--device-images", type=_count, default=DEMO_DEVICE_IMAGES,
                    help="first N test images on the emulated device (default %(default)s)")  # fmt: skip
     _add_train_args(p)
     p.set_defaults(func=cmd_demo)
@@ -410,6 +451,10 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except McuformerError as err:
         print(f"mcuformer: error: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError) as err:
+        # A path the user gave that cannot be used the way the command needs (e.g. -o naming an existing file).
+        print(f"mcuformer: error: {err.strerror}: {err.filename} (check the paths given)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mcuformer: interrupted (training resumes from its last checkpoint)", file=sys.stderr)

@@ -26,12 +26,13 @@ from mcuformer.checkpoint import load_model
 from mcuformer.codegen.compiler import build_graph, read_manifest
 from mcuformer.codegen.emit import model_hash
 from mcuformer.codegen.hostrun import build_host_runner, run_host
+from mcuformer.device.errors import DeviceError
 from mcuformer.errors import McuformerError
 from mcuformer.quant import reference
 from mcuformer.train import load_for_arch, pixels_to_tensor
 
 HOST = "host"
-CHECKPOINT_EVERY = 25  # images between two saves of a device run's logits
+CHECKPOINT_SECONDS = 2.0  # a device run's logits are saved at least this often (and when it stops on an error)
 SECONDS_PER_IMAGE_BOUND = 2.0  # generous QEMU bound for the session watchdog
 
 
@@ -63,6 +64,7 @@ class EvalResult:
     mean_count: float
     seconds_per_image: float
     memory: MeasuredMemory | None
+    link: dict[str, int] | None = None  # the serial link's counters (LinkStats): retries, timeouts, restarts...
 
     def table(self) -> str:
         lines = [
@@ -76,6 +78,10 @@ class EvalResult:
         if self.counter:
             lines.append(f"  latency: {self.mean_count:,.0f} {self.counter} per inference (mean); "
                          f"{1000 * self.seconds_per_image:.1f} ms per image round trip")  # fmt: skip
+        if self.link and (self.link["retries"] or self.link["restarts"]):
+            k = self.link
+            lines.append(f"  link: {k['retries']} resends ({k['timeouts']} after timeouts), {k['restarts']} device "
+                         f"restarts, {k['bad_frames']} corrupt frames, {k['noise_bytes']} noise bytes")  # fmt: skip
         m = self.memory
         if m is not None:
             lines += [
@@ -90,6 +96,12 @@ class EvalResult:
 def firmware_digest(elf: Path) -> str:
     """Names the firmware an eval checkpoint belongs to (its ELF's SHA-256, 16 hex digits)."""
     return hashlib.sha256(elf.read_bytes()).hexdigest()[:16]
+
+
+def resume_key(model_hash: str, int8_images: np.ndarray) -> str:
+    """What determines a device run's logits: the model and the exact images (not their folder's name or count:
+    the same count from another --data-dir must not reuse them). The firmware's digest is added on QEMU."""
+    return f"{model_hash}:{hashlib.sha256(int8_images.tobytes()).hexdigest()[:16]}"
 
 
 def _save_partial(path: Path, key: str, logits: np.ndarray, counts: np.ndarray, done: int) -> None:
@@ -132,7 +144,7 @@ def _device_link(build: Path, target: str, port: str | None, n_images: int) -> I
 
 def _run_device(
     build: Path, target: str, port: str | None, images: np.ndarray, manifest: dict[str, Any], key: str
-) -> tuple[np.ndarray, np.ndarray, float, str, MeasuredMemory | None]:
+) -> tuple[np.ndarray, np.ndarray, float, str, MeasuredMemory | None, dict[str, int]]:
     from mcuformer.device.runner import check_hello
 
     classes = manifest["num_classes"]
@@ -145,16 +157,27 @@ def _run_device(
             tqdm.write(f"resuming the {target} eval at image {done}/{len(images)}")
         hello = link.info or link.hello()
         check_hello(hello, manifest, link.name)
-        start = time.perf_counter()
-        for i in tqdm(range(done, len(images)), desc=f"eval on {target}", unit="img", initial=done,
-                      total=len(images)):  # fmt: skip
-            result = link.infer(images[i])
-            logits[i] = np.frombuffer(result.logits, np.int8)
-            counts[i] = result.count
-            if (i + 1) % CHECKPOINT_EVERY == 0:
-                _save_partial(partial, key, logits, counts, i + 1)
+        start = saved = time.perf_counter()
+        i = done
+        try:
+            for i in tqdm(range(done, len(images)), desc=f"eval on {target}", unit="img", initial=done,
+                          total=len(images)):  # fmt: skip
+                try:
+                    result = link.infer(images[i])
+                except DeviceError as err:
+                    raise DeviceError(f"test image {i}: {err} (run the eval again to resume at this image)") from None
+                logits[i] = np.frombuffer(result.logits, np.int8)
+                counts[i] = result.count
+                if time.perf_counter() - saved >= CHECKPOINT_SECONDS:
+                    _save_partial(partial, key, logits, counts, i + 1)
+                    saved = time.perf_counter()
+            i = len(images)
+        finally:
+            if i > done:  # whatever stopped the run, the images answered so far are kept
+                _save_partial(partial, key, logits, counts, i)
         seconds = (time.perf_counter() - start) / max(len(images) - done, 1)
         mem = link.memory()
+        stats = asdict(link.stats)
     memory = None
     if firmware is not None:
         report = json.loads((build / "memory_report.json").read_text())
@@ -169,7 +192,7 @@ def _run_device(
             measured_flash=firmware.size.flash_bytes,
         )
     partial.unlink(missing_ok=True)
-    return logits, counts, seconds, hello.counter_kind.name.lower(), memory
+    return logits, counts, seconds, hello.counter_kind.name.lower(), memory, stats
 
 
 def evaluate_build(
@@ -187,7 +210,10 @@ def evaluate_build(
     qmodel, graph = build_graph(model_file, manifest["name"], manifest.get("schedule", "layer"))
     if model_hash(graph) != manifest["model_hash"]:
         raise McuformerError(f"{build}/model.pt does not match the generated C (hash differs): recompile")
-    data = load_for_arch(dataset or manifest["dataset"], "test", model_file.arch, data_dir)
+    if limit is not None and limit < 1:
+        raise McuformerError(f"the number of test images must be at least 1, got {limit}")
+    data = load_for_arch(dataset or manifest["dataset"], "test", model_file.arch, data_dir,
+                         model_file.dataset.classes)  # fmt: skip
     if limit is not None:
         data = data.subset(np.arange(min(limit, len(data))))
     with torch.no_grad():
@@ -197,15 +223,16 @@ def evaluate_build(
         ])  # fmt: skip
     ref_logits = reference.predict(qmodel, data.images)
     int8_images = reference.quantize_pixels(data.images)
-    memory, counter, counts = None, "", np.zeros(1)
+    memory, counter, counts, link = None, "", np.zeros(1), None
     if target == HOST and port is None:
         exe = build_host_runner(build)
         start = time.perf_counter()
         dev_logits = run_host(exe, int8_images, ref_logits.shape[1])
         seconds = (time.perf_counter() - start) / max(len(data), 1)
     else:
-        key = f"{manifest['model_hash']}:{data.name}:{len(data)}"
-        dev_logits, counts, seconds, counter, memory = _run_device(build, target, port, int8_images, manifest, key)
+        key = resume_key(manifest["model_hash"], int8_images)
+        dev_logits, counts, seconds, counter, memory, link = _run_device(build, target, port, int8_images, manifest,
+                                                                         key)  # fmt: skip
     ref_pred = ref_logits.argmax(1)
     result = EvalResult(
         target=target if port is None else port,
@@ -220,6 +247,7 @@ def evaluate_build(
         mean_count=float(np.mean(counts)) if counter else 0.0,
         seconds_per_image=seconds,
         memory=memory,
+        link=link,
     )
     name = target if port is None else "serial"
     (build / f"eval_{name}.json").write_text(json.dumps(asdict(result), indent=2) + "\n")

@@ -66,8 +66,16 @@ def evaluate(model: VisionTransformer, data: ImageSet, batch_size: int = 500, de
     return correct / max(len(data), 1)
 
 
-def load_for_arch(name: str, split: str, arch: ArchConfig, root: str | Path | None) -> ImageSet:
+def load_for_arch(
+    name: str, split: str, arch: ArchConfig, root: str | Path | None, classes: tuple[str, ...] | None = None
+) -> ImageSet:
+    """The split resized for `arch`, checked against its channels and classes (and, given a model's class names,
+    against those: the same images under renamed or reordered folders would silently mean other labels)."""
     data = load_dataset(name, split, root)
+    if classes is not None and tuple(data.classes) != tuple(classes):
+        where = f"{name} at {root}" if root else name
+        raise McuformerError(f"the model's classes {list(classes)} differ from {where}'s {list(data.classes)}: "
+                             "evaluate on the data it was trained on (same folder names)")  # fmt: skip
     if data.channels != arch.channels:
         raise McuformerError(
             f"dataset {name} has {data.channels} channel(s) but the architecture expects {arch.channels}"

@@ -6,6 +6,7 @@ the seeded searches replay without re-evaluating), finetuning (checkpoint per ep
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -133,13 +134,53 @@ def prepare(config: SearchConfig) -> tuple[SearchSpace, Constraints, FitSampler]
     return space, constraints, sampler
 
 
+RUN_KEY = "run_key.json"
+
+
+def run_key(config: SearchConfig, space: SearchSpace, constraints: Constraints) -> dict[str, Any]:
+    """What determines a search's result: a resumed run must share all of it (the device and the random finish
+    do not change the winner)."""
+    return {
+        "board": config.board,
+        "dataset": config.dataset,
+        "data_dir": str(Path(config.data_dir).resolve()) if config.data_dir else None,
+        "preset": config.preset,
+        "space": repr(space),
+        "sram_budget": constraints.sram_budget,
+        "flash_budget": constraints.flash_budget,
+        "max_macs": constraints.max_macs,
+        "seed": config.seed,
+        "cutmix": config.cutmix,
+        "overrides": {k: repr(v) for k, v in sorted(config.overrides.items())},
+    }
+
+
+def _check_run_key(out: Path, key: dict[str, Any], resume: bool) -> None:
+    """Refuses to resume a run started with other settings, naming each difference; records the key otherwise."""
+    path = out / RUN_KEY
+    if resume and path.is_file():
+        old = json.loads(path.read_text())
+        changed = [name for name in sorted(set(old) | set(key)) if old.get(name) != key.get(name)]
+        if changed:
+            diffs = "; ".join(f"{name}: {_short(old.get(name))} then, {_short(key.get(name))} now" for name in changed)
+            raise McuformerError(f"{out} was started with other settings ({diffs}): resume it with the same "
+                                 "options, or use another --out")  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(path, key)
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def run_search(config: SearchConfig, resume: bool = False) -> dict[str, Any]:
     out = Path(config.out)
     if not resume and (out / SUPERNET_CHECKPOINT).exists():
         raise McuformerError(f"{out} already holds a search; pass --resume to continue it or use another --out")
     space, constraints, sampler = prepare(config)
     preset = resolve_preset(config)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_run_key(out, run_key(config, space, constraints), resume)
     seconds: dict[str, float] = {}
     tqdm.write(f"search space {space.name}: {len(space.resolutions)} resolutions, widths {list(space.embed_dims)}, "
                f"depths {list(space.depths)}; constraints: {constraints.describe()}")  # fmt: skip

@@ -74,7 +74,7 @@ def test_python_and_c_agree_on_the_protocol():
     assert c["MCF_PROTO_HEADER_BYTES"] == protocol.HEADER_BYTES
     assert c["MCF_PROTO_TRAILER_BYTES"] == protocol.TRAILER_BYTES
     assert c["MCF_PROTO_SMALL_PAYLOAD"] == protocol.SMALL_PAYLOAD
-    assert (c["MCF_PROTO_GAP_MS"], c["MCF_PROTO_IDLE_MS"]) == (protocol.GAP_MS, protocol.IDLE_MS)
+    assert c["MCF_PROTO_GAP_MS"] == protocol.GAP_MS
     assert c["MCF_MSG_REPLY"] == protocol.REPLY and c["MCF_HELLO_FLAG_DEBUG"] == protocol.HELLO_FLAG_DEBUG
     assert {k[8:]: v for k, v in c.items() if k.startswith("MCF_MSG_") and k != "MCF_MSG_REPLY"} == {
         m.name: m.value for m in Msg
@@ -273,7 +273,7 @@ def test_corrupt_frames_are_rejected_and_retried_without_hanging(firmware, test_
         assert link.infer(image) == good and link.stats.retries == 2  # reply header corrupt: asked again
         link.port = FlakyPort(raw_port, corrupt_reads=1, read_size=12 + 10 + 4)
         assert link.infer(image) == good and link.stats.retries == 3  # reply payload corrupt: asked again
-        link.port = FlakyPort(raw_port, corrupt_writes=10)
+        link.port, link.retries = FlakyPort(raw_port, corrupt_writes=10), 3
         with pytest.raises(DeviceProtocolError, match=r"INFER to .* failed after 4 attempts: .*PAYLOAD_CRC"):
             link.infer(image)
         link.port = raw_port

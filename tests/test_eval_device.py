@@ -12,7 +12,7 @@ from mcuformer.data import load_dataset
 from mcuformer.device.build import build_firmware
 from mcuformer.device.platformio import run_pio
 from mcuformer.device.qemu import qemu_session
-from mcuformer.evaluate import evaluate_build, firmware_digest
+from mcuformer.evaluate import evaluate_build, firmware_digest, resume_key
 from mcuformer.quant import reference
 
 
@@ -46,7 +46,7 @@ def test_interrupted_eval_resumes_from_its_checkpoint(qemu_build):
     logits = np.zeros_like(expected)
     logits[:25] = expected[:25]
     firmware = build_firmware(build, load_board("qemu-m7"))
-    key = f"{manifest['model_hash']}:fashion-mnist:30:{firmware_digest(firmware.elf)}"
+    key = f"{resume_key(manifest['model_hash'], reference.quantize_pixels(images))}:{firmware_digest(firmware.elf)}"
     np.savez(partial, key=key, logits=logits, counts=np.full(30, 7), done=25)
     result = evaluate_build(build, "qemu-m7", limit=30)
     assert result.logits_exact == 1.0 and not partial.exists()
@@ -58,7 +58,8 @@ def test_eval_does_not_resume_logits_of_another_firmware(qemu_build):
     manifest = json.loads((build / "mcuformer.json").read_text())
     partial = build / "eval_qemu-m7.partial.npz"
     wrong = np.zeros((30, manifest["num_classes"]), np.int8)  # what a since-changed firmware "computed"
-    key = f"{manifest['model_hash']}:fashion-mnist:30:{'0' * 16}"
+    images = reference.quantize_pixels(load_dataset("fashion-mnist", "test").images[:30])
+    key = f"{resume_key(manifest['model_hash'], images)}:{'0' * 16}"
     np.savez(partial, key=key, logits=wrong, counts=np.full(30, 7), done=25)
     result = evaluate_build(build, "qemu-m7", limit=30)
     assert result.logits_exact == 1.0 and result.mean_count > 10_000  # all 30 images ran on the device

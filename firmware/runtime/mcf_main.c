@@ -225,6 +225,8 @@ static void handle_peek_poke(const mcf_frame *request) {
 #endif
 
 int main(void) {
+    /* Announce the start: a host that was talking to an earlier run of the firmware handshakes again. */
+    mcf_proto_send(MCF_MSG_BOOT, 0, (const uint8_t *)MCF_MODEL_HASH, MCF_HASH_BYTES, 0, 0);
     for (;;) {
         mcf_frame request;
         const mcf_rx_status status = mcf_proto_receive(&request, payload_sink);

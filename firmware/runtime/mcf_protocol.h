@@ -8,10 +8,14 @@
  *          7  u16  CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF) of bytes 0..6
  *          9  ...  payload
  *        9+n  u32  CRC-32 (IEEE 802.3, zlib.crc32) of the payload
- * The header has its own CRC so that a corrupt length is caught before any payload is waited for. On a bad
- * frame the device drains the line until it is idle for MCF_PROTO_IDLE_MS, then answers one MCF_MSG_ERROR; a
- * frame that stops arriving for MCF_PROTO_GAP_MS is dropped with MCF_ERR_TIMEOUT. The host retries on CRC
- * errors. Python mirrors these numbers; tests/test_device.py checks that both sides agree. */
+ * The header has its own CRC so that a corrupt length is caught before any payload is waited for. The device
+ * finds frames by their sync byte: after a header that fails its CRC it scans the bytes it read for the next
+ * sync (no idle window is needed), and bytes that are no frame followed by MCF_PROTO_GAP_MS of silence count as
+ * a lost frame. Each such stretch of noise is answered with one MCF_MSG_ERROR (seq 0); a frame with a valid
+ * header but a bad payload, or one that stops arriving for MCF_PROTO_GAP_MS, is answered with an error carrying
+ * its seq. The host retries on these errors. At start-up the device announces itself with MCF_MSG_BOOT, so that
+ * a host sees a reset and handshakes again. Python mirrors these numbers; tests/test_device.py checks that both
+ * sides agree. */
 #ifndef MCF_PROTOCOL_H
 #define MCF_PROTOCOL_H
 
@@ -22,10 +26,9 @@
 #define MCF_PROTO_HEADER_BYTES 9
 #define MCF_PROTO_TRAILER_BYTES 4
 #define MCF_PROTO_SMALL_PAYLOAD 64 /* payload limit of every request but INFER */
-/* A frame whose next byte does not come within GAP_MS is dropped; after a bad frame the line must be quiet
- * for IDLE_MS before the error reply goes out. */
-#define MCF_PROTO_GAP_MS 1000
-#define MCF_PROTO_IDLE_MS 50
+/* A frame whose next byte does not come within GAP_MS is dropped (short: a lost byte costs one retry, not a
+ * minute; the host writes a frame in one go, so only a stalled host or a lost byte leaves such a gap). */
+#define MCF_PROTO_GAP_MS 300
 
 /* Requests (host -> device). */
 #define MCF_MSG_HELLO 0x01     /* -> version, model hash, sizes, board */
@@ -40,6 +43,7 @@
 /* Device -> host only. */
 #define MCF_MSG_ERROR 0xEE /* u8 code, u8 request type, u16 0, i32 detail */
 #define MCF_MSG_FAULT 0xFA /* unsolicited fault report, then the device halts */
+#define MCF_MSG_BOOT 0xB0  /* unsolicited at start-up (seq 0): the model hash; the host handshakes again */
 
 /* Error codes of MCF_MSG_ERROR. */
 #define MCF_ERR_HEADER_CRC 1
@@ -74,8 +78,8 @@ uint16_t mcf_crc16_update(uint16_t crc, const uint8_t *data, uint32_t length);
 uint32_t mcf_crc32_update(uint32_t crc, const uint8_t *data, uint32_t length); /* crc = 0 to start */
 
 /* Blocks until a frame starts (no timeout while idle), then receives it with MCF_PROTO_GAP_MS between bytes.
- * On error, frame->type/seq hold what was received (seq is 0 when the header itself was bad) and the line has
- * been drained. */
+ * On error, frame->type/seq hold what was received (0 when the header itself was bad); the next call goes on
+ * scanning from where this one stopped. */
 mcf_rx_status mcf_proto_receive(mcf_frame *frame, mcf_payload_sink sink);
 
 /* Sends one frame: the payload is the concatenation of head (head_length bytes) and tail (tail_length). */

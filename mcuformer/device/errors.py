@@ -35,6 +35,10 @@ class DeviceProtocolError(DeviceError):
     """The device answered with something the protocol does not allow, or kept failing CRC checks."""
 
 
+class DeviceRestarted(DeviceError):
+    """The device announced a restart (BOOT) while a request was in flight; the link has handshaken again."""
+
+
 class DeviceRejected(DeviceError):
     """The device answered a request with an error frame that retrying does not fix."""
 

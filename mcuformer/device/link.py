@@ -1,9 +1,13 @@
 """The host end of the serial protocol on a pyserial port: requests with timeouts, retries and clear errors.
 
 Every wait has a deadline: a request waits `timeout` seconds plus the time the payload needs at MIN_BYTES_PER_S
-(QEMU's emulated UART takes host->device bytes at 10-50 KiB/s). Corrupt replies and the device's CRC/timeout error
-frames are retried (`retries` times); silence raises DeviceTimeout naming the port; a fault report raises
-DeviceFault.
+(QEMU's emulated UART takes host->device bytes at 10-50 KiB/s). A reply that stops arriving mid-frame is abandoned
+after FRAME_GAP_S. Corrupt or lost replies and the device's CRC/timeout error frames are resent with exponential
+back-off, `retries` times; once a request type has been answered, later ones wait a few times its slowest answer
+(not the first-request allowance) and a timeout is resent too. A BOOT frame (the device restarted) makes the link
+handshake again, check the model hash and resend. A reply is accepted only with the request's sequence number.
+Whatever happens, the caller gets the device's answer or an error: never another request's reply. Silence raises
+DeviceTimeout naming the port; a fault report raises DeviceFault.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from mcuformer.device.errors import (
     DeviceFault,
     DeviceProtocolError,
     DeviceRejected,
+    DeviceRestarted,
     DeviceTimeout,
 )
 from mcuformer.device.protocol import (
@@ -51,9 +56,15 @@ MIN_BYTES_PER_S = 5_000  # slowest upload rate allowed for: 172,800 B of image t
 HELLO_TIMEOUT_S = 5.0
 HELLO_RETRY_S = 1.0
 REQUEST_TIMEOUT_S = 5.0
-INFER_TIMEOUT_S = 60.0
-DEFAULT_RETRIES = 3
+INFER_TIMEOUT_S = 60.0  # the first inference's allowance (a large model on a slow board)
+DEFAULT_RETRIES = 12  # a frame at 1e-3 flips per byte fails ~55% of the time: 13 attempts all fail < 1e-3
+BACKOFF_S = 0.02  # first pause before a resend, doubled each attempt up to MAX_BACKOFF_S
+MAX_BACKOFF_S = 0.5
 LOST_REPLY_QUIET_S = 0.2  # after a corrupt header, a line quiet this long means the reply is lost: retry
+FRAME_GAP_S = 1.0  # a reply whose next byte does not come within this is lost (the device sends it in one go)
+SLOWEST_FACTOR = 10.0  # once answered, a request type waits this many times its slowest answer...
+MIN_ADAPTIVE_TIMEOUT_S = 5.0  # ...but at least this long
+MAX_RESTARTS = 5  # device restarts one request survives (each followed by a handshake)
 
 
 class SerialPort(Protocol):
@@ -79,6 +90,8 @@ class LinkStats:
     noise_bytes: int = 0  # bytes skipped while looking for a sync byte
     bytes_sent: int = 0
     bytes_received: int = 0
+    timeouts: int = 0  # requests resent after no (complete) reply came
+    restarts: int = 0  # BOOT frames seen after the handshake (each followed by a new handshake)
 
 
 class _Retry(Exception):
@@ -86,6 +99,10 @@ class _Retry(Exception):
 
 
 class _Timeout(Exception):
+    pass
+
+
+class _Restarted(Exception):
     pass
 
 
@@ -109,6 +126,7 @@ class DeviceLink:
         self._seq = 0
         self._pending = bytearray()
         self._received_in_wait = 0
+        self._slowest: dict[int, float] = {}  # request type -> slowest reply seen (seconds)
         port.timeout = POLL_S
         port.write_timeout = WRITE_TIMEOUT_S
 
@@ -121,7 +139,7 @@ class DeviceLink:
             wait = min(HELLO_RETRY_S, end - time.monotonic())
             try:
                 frame = self.request(Msg.HELLO, timeout=max(wait, POLL_S), retries=0, any_seq=True,
-                                     what=f"HELLO within {timeout:g} s")  # fmt: skip
+                                     what=f"HELLO within {timeout:g} s", handshake=True)  # fmt: skip
                 break
             except (DeviceTimeout, DeviceProtocolError):
                 if time.monotonic() >= end:
@@ -140,10 +158,15 @@ class DeviceLink:
         data = image.tobytes() if isinstance(image, np.ndarray) else bytes(image)
         if self.info is not None and len(data) != self.info.input_bytes:
             raise ValueError(f"image has {len(data)} bytes; the model on {self.name} takes {self.info.input_bytes}")
-        if self.info is not None and self.info.stream_rows:
-            return self._infer_rows(data, self.info.stream_rows, timeout)
-        frame = self.request(Msg.INFER, data, timeout=timeout)
-        return self._decode(InferResult.decode, frame)
+        for restart in range(MAX_RESTARTS + 1):
+            try:
+                if self.info is not None and self.info.stream_rows:
+                    return self._infer_rows(data, self.info.stream_rows, timeout)
+                return self._decode(InferResult.decode, self.request(Msg.INFER, data, timeout=timeout))
+            except DeviceRestarted:  # handshake done: the image goes again, whole
+                if restart == MAX_RESTARTS:
+                    raise
+        raise AssertionError("unreachable")
 
     def _infer_rows(self, data: bytes, rows: int, timeout: float) -> InferResult:
         """Streaming builds: the image as `rows` strips, each embedded on arrival; the last reply has the logits."""
@@ -200,30 +223,48 @@ class DeviceLink:
         retries: int | None = None,
         any_seq: bool = False,
         what: str | None = None,
+        handshake: bool = False,
     ) -> Frame:
-        """Sends a request and returns its reply frame, retrying on CRC errors and the device's error frames."""
+        """Sends a request and returns its reply frame, resending (with back-off) on CRC errors, the device's error
+        frames, lost replies and, for a request type answered before, timeouts. A device restart (BOOT) is followed
+        by a new handshake and raises DeviceRestarted: the caller decides what to send again."""
         retries = self.retries if retries is None else retries
         name = _name(msg_type)
+        slowest = self._slowest.get(msg_type)
+        if slowest is not None:
+            timeout = min(timeout, max(MIN_ADAPTIVE_TIMEOUT_S, SLOWEST_FACTOR * slowest))
         budget = timeout + len(payload) / MIN_BYTES_PER_S
+        why = ""
         for attempt in range(retries + 1):
+            if attempt:
+                self.stats.retries += 1
+                time.sleep(min(BACKOFF_S * 2 ** (attempt - 1), MAX_BACKOFF_S))
             seq = self._next_seq()
             self.stats.requests += 1
+            sent = time.monotonic()
             self.send_raw(encode_frame(msg_type, seq, payload))
             self._received_in_wait = 0
             try:
-                return self._await_reply(msg_type, seq, time.monotonic() + budget, any_seq)
-            except _Retry as why:
-                if attempt == retries:
-                    raise DeviceProtocolError(
-                        f"{name} to {self.name} failed after {retries + 1} attempts: {why}"
-                    ) from None
-                self.stats.retries += 1
+                frame = self._await_reply(msg_type, seq, sent + budget, any_seq, handshake)
+            except _Retry as err:
+                why = str(err)
+                continue
             except _Timeout:
-                raise DeviceTimeout(
-                    f"device did not answer {what or f'{name} within {budget:.3g} s'} on {self.name}: "
-                    f"{self._timeout_detail()}"
-                ) from None
-        raise AssertionError("unreachable")
+                if slowest is None:  # never answered yet: no evidence that the device is there at all
+                    raise DeviceTimeout(
+                        f"device did not answer {what or f'{name} within {budget:.3g} s'} on {self.name}: "
+                        f"{self._timeout_detail()}"
+                    ) from None
+                self.stats.timeouts += 1
+                why = f"no complete reply within {budget:.3g} s ({self._timeout_detail()})"
+                continue
+            except _Restarted:
+                self.stats.restarts += 1
+                self._handshake_again()
+                raise DeviceRestarted(f"{self.name} restarted while handling {name}; handshake repeated") from None
+            self._slowest[msg_type] = max(self._slowest.get(msg_type, 0.0), time.monotonic() - sent)
+            return frame
+        raise DeviceProtocolError(f"{name} to {self.name} failed after {retries + 1} attempts: {why}")
 
     def send_raw(self, data: bytes) -> None:
         """Writes bytes as they are (tests use it to send corrupt frames)."""
@@ -247,8 +288,16 @@ class DeviceLink:
     # ---- internals ----------------------------------------------------------------------------------------------
 
     def _next_seq(self) -> int:
-        self._seq = (self._seq + 1) & 0xFF
+        """1..255: the device's errors about frames it could not read carry seq 0."""
+        self._seq = self._seq % 255 + 1
         return self._seq
+
+    def _handshake_again(self) -> None:
+        before = self.info
+        after = self.hello()
+        if before is not None and after.model_hash != before.model_hash:
+            raise DeviceProtocolError(f"{self.name} restarted with another model (hash {after.model_hash}, was "
+                                      f"{before.model_hash}): flash this build again")  # fmt: skip
 
     def _decode(self, decode: Callable[[bytes], T], frame: Frame) -> T:
         try:
@@ -256,17 +305,21 @@ class DeviceLink:
         except ValueError as err:
             raise DeviceProtocolError(f"malformed {_name(frame.type & ~REPLY)} reply from {self.name}: {err}") from None
 
-    def _await_reply(self, msg_type: int, seq: int, deadline: float, any_seq: bool) -> Frame:
+    def _await_reply(self, msg_type: int, seq: int, deadline: float, any_seq: bool, handshake: bool) -> Frame:
         while True:
             frame = self._read_frame(deadline)
             if frame.type == msg_type | REPLY and (any_seq or frame.seq == seq):
                 return frame
+            if frame.type == Msg.BOOT:
+                if handshake:  # a start-up announcement before the handshake: expected
+                    continue
+                raise _Restarted()
             if frame.type == Msg.FAULT:
                 report = self._decode(FaultReport.decode, frame)
                 raise DeviceFault(f"device {self.name} faulted: {report.describe()}", report)
             if frame.type == Msg.ERROR:
                 error = self._decode(ErrorReply.decode, frame)
-                if error.code in RETRYABLE_ERRORS:
+                if error.code in RETRYABLE_ERRORS and frame.seq in (seq, 0):  # 0: a frame it could not read
                     raise _Retry(f"device reported {error.describe()}")
                 if frame.seq == seq:
                     raise DeviceRejected(f"{self.name} rejected {_name(msg_type)}: {error.describe()}",
@@ -287,15 +340,17 @@ class DeviceLink:
                 self._pending[:0] = rest  # look for the next sync byte inside what was read
                 quiet = LOST_REPLY_QUIET_S
                 continue
-            body = self._read_exact(header.length + TRAILER_BYTES, deadline)
+            body = self._read_exact(header.length + TRAILER_BYTES, deadline, FRAME_GAP_S, "a reply stopped mid-frame")
             payload = body[: header.length]
             if not payload_crc_ok(payload, body[header.length :]):
                 self.stats.bad_frames += 1
                 raise _Retry(f"a {_name(header.type & ~REPLY)} reply failed its CRC check")
             return Frame(header.type, header.seq, payload)
 
-    def _read_exact(self, n: int, deadline: float, quiet: float | None = None) -> bytes:
-        """n bytes, or _Timeout at the deadline, or _Retry when `quiet` seconds pass without a byte."""
+    def _read_exact(
+        self, n: int, deadline: float, quiet: float | None = None, lost: str = "a reply header failed its CRC check"
+    ) -> bytes:
+        """n bytes, or _Timeout at the deadline, or _Retry(`lost`) when `quiet` seconds pass without a byte."""
         buf = bytearray(self._pending[:n])
         del self._pending[:n]
         last_byte = time.monotonic()
@@ -304,7 +359,7 @@ class DeviceLink:
             if now >= deadline or (quiet is not None and now - last_byte >= quiet):
                 self._pending[:0] = buf
                 if now < deadline:
-                    raise _Retry("a reply header failed its CRC check")
+                    raise _Retry(lost)
                 raise _Timeout()
             try:
                 chunk = self.port.read(n - len(buf))

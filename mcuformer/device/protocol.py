@@ -4,8 +4,9 @@ Frame, little-endian::
 
     u8 sync 0xA5 | u8 type | u8 seq | u32 length | u16 CRC-16/CCITT-FALSE of the 7 bytes before | payload | u32 CRC-32
 
-A reply has type = request | 0x80 and the request's seq. The device answers a corrupt or truncated frame with one
-ERROR frame (after the line has been quiet for 50 ms) and reports a fault with an unsolicited FAULT frame. Images
+A reply has type = request | 0x80 and the request's seq. The device finds frames by their sync byte (after a bad
+header it rescans the bytes it read), answers each corrupt or truncated frame or stretch of noise with one ERROR
+frame, reports a fault with an unsolicited FAULT frame and announces every start with a BOOT frame. Images
 travel whole in the INFER payload (the length field is 32-bit: 240x240x3 = 172,800 B fits), written by the device
 straight into the model's input buffer.
 
@@ -27,8 +28,7 @@ HEADER_BYTES = HEADER.size + 2
 TRAILER_BYTES = 4
 SMALL_PAYLOAD = 64  # payload limit of every request but INFER
 MAX_REPLY_PAYLOAD = 1 << 20  # sanity limit on what the host accepts
-GAP_MS = 1000
-IDLE_MS = 50
+GAP_MS = 300  # the device drops a frame whose next byte does not come within this
 REPLY = 0x80
 HELLO_FLAG_DEBUG = 0x01
 
@@ -44,6 +44,7 @@ class Msg(IntEnum):
     POKE = 0x11
     ERROR = 0xEE
     FAULT = 0xFA
+    BOOT = 0xB0  # unsolicited at start-up: the model hash
 
 
 class ErrorCode(IntEnum):

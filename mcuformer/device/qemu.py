@@ -7,16 +7,20 @@
 QEMU runs with `-icount shift=0` (one instruction per virtual nanosecond: timer counts are instruction counts and
 repeat exactly) and semihosting (the firmware's EXIT ends QEMU with its status). The serial port is a TCP socket
 with `wait=on` by default (the guest starts only once the host is connected, so nothing is lost) or a pty. The
-session always ends QEMU: EXIT, then terminate, then kill; a watchdog kills it after `session_timeout` seconds.
+session always ends QEMU: EXIT, then terminate, then kill; a watchdog kills it after `session_timeout` seconds, and
+QEMU gets SIGKILL from the kernel when the process that started it dies, however it dies (PR_SET_PDEATHSIG).
+With `monitor=True` the session can reset the emulated board (`reset()`, fault injection).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -31,7 +35,7 @@ import serial
 
 from mcuformer.boards import Board, load_board
 from mcuformer.device.errors import QemuError
-from mcuformer.device.link import HELLO_TIMEOUT_S, DeviceLink
+from mcuformer.device.link import DEFAULT_RETRIES, HELLO_TIMEOUT_S, DeviceLink
 
 QEMU = "qemu-system-arm"
 START_TIMEOUT_S = 10.0
@@ -40,15 +44,17 @@ SESSION_TIMEOUT_S = 600.0
 BIND_ATTEMPTS = 3
 STDERR_TAIL = 600
 _PTY_LINE = re.compile(rb"char device redirected to (/dev/pts/\d+)")
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 Transport = Literal["tcp", "pty"]
 
 
-def qemu_command(elf: Path, board: Board, serial_arg: str) -> list[str]:
+def qemu_command(elf: Path, board: Board, serial_arg: str, monitor: Path | None = None) -> list[str]:
     if board.qemu is None:
         raise QemuError(f"board {board.name} is not emulated (no [qemu] in boards/{board.name}.toml)")
+    monitor_arg = f"unix:{monitor},server=on,wait=off" if monitor is not None else "none"
     return [QEMU, "-M", board.qemu.machine, "-cpu", board.qemu.cpu, "-kernel", str(elf), "-display", "none",
-            "-monitor", "none", "-icount", "shift=0", "-semihosting-config", "enable=on,target=native",
+            "-monitor", monitor_arg, "-icount", "shift=0", "-semihosting-config", "enable=on,target=native",
             "-serial", serial_arg, *board.qemu.extra_args]  # fmt: skip
 
 
@@ -59,6 +65,20 @@ class QemuSession:
     command: list[str]
     stderr_path: Path
     returncode: int | None = None
+    monitor: Path | None = None
+
+    def reset(self, timeout: float = 2.0) -> None:
+        """Resets the emulated board (QEMU's `system_reset`): the firmware starts again and announces it (BOOT)."""
+        if self.monitor is None:
+            raise QemuError("this QEMU session has no monitor: start it with qemu_session(..., monitor=True)")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(self.monitor))
+            sock.sendall(b"system_reset\n")
+            seen = b""
+            with contextlib.suppress(TimeoutError):  # the second prompt: the command has been carried out
+                while seen.count(b"(qemu)") < 2 and (chunk := sock.recv(4096)):
+                    seen += chunk
 
     def running(self) -> bool:
         return self.process.poll() is None
@@ -89,10 +109,21 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _die_with(parent: int) -> Callable[[], None]:
+    """Runs in the child before exec: SIGKILL when `parent` dies (a kill -9 of the eval must not leave QEMU)."""
+
+    def arm() -> None:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+    return arm
+
+
 def _start(command: list[str], stderr_path: Path, capture_stdout: bool) -> subprocess.Popen[bytes]:
     try:
         with stderr_path.open("wb") as err:
-            return subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=err,
+            return subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=err, preexec_fn=_die_with(os.getpid()),
                                     stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL)  # fmt: skip
     except OSError as exc:
         raise QemuError(f"cannot start {command[0]}: {exc}") from None
@@ -146,7 +177,8 @@ def qemu_session(
     hello: bool = True,
     hello_timeout: float = HELLO_TIMEOUT_S,
     session_timeout: float = SESSION_TIMEOUT_S,
-    retries: int = 3,
+    retries: int = DEFAULT_RETRIES,
+    monitor: bool = False,
 ) -> Iterator[QemuSession]:
     """Starts QEMU on `elf`, connects, optionally handshakes (HELLO), yields the session and always stops QEMU."""
     board = load_board(board) if isinstance(board, str) else board
@@ -162,12 +194,13 @@ def qemu_session(
     process: subprocess.Popen[bytes] | None = None
     watchdog: threading.Timer | None = None
     try:
-        process, handle, name, command = _launch(elf, board, transport, stderr_path)
+        monitor_path = log_dir / "monitor.sock" if monitor else None
+        process, handle, name, command = _launch(elf, board, transport, stderr_path, monitor_path)
         watchdog = threading.Timer(session_timeout, process.kill)
         watchdog.daemon = True
         watchdog.start()
         link = DeviceLink(handle, name, retries=retries)
-        session = QemuSession(link, process, command, stderr_path)
+        session = QemuSession(link, process, command, stderr_path, monitor=monitor_path)
         link.diagnose = session.diagnose
         if hello:
             link.hello(hello_timeout)
@@ -183,13 +216,13 @@ def qemu_session(
 
 
 def _launch(
-    elf: Path, board: Board, transport: Transport, stderr_path: Path
+    elf: Path, board: Board, transport: Transport, stderr_path: Path, monitor: Path | None
 ) -> tuple[subprocess.Popen[bytes], serial.SerialBase, str, list[str]]:
     """Starts QEMU and opens its serial port; retries when the chosen TCP port was taken meanwhile."""
     for attempt in range(BIND_ATTEMPTS):
         port = _free_port()
         serial_arg = f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on" if transport == "tcp" else "pty"
-        command = qemu_command(elf, board, serial_arg)
+        command = qemu_command(elf, board, serial_arg, monitor)
         process = _start(command, stderr_path, capture_stdout=transport == "pty")
         try:
             if transport == "tcp":
