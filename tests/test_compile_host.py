@@ -11,7 +11,7 @@ import torch
 
 from mcuformer.arch import PRESETS, ArchConfig
 from mcuformer.checkpoint import DatasetMeta, ModelFile, save_model
-from mcuformer.cli import main
+from mcuformer.cli import SCHEDULE_NAMES, main
 from mcuformer.codegen.compiler import compile_model
 from mcuformer.codegen.hostrun import build_host_runner, run_host
 from mcuformer.data import load_dataset
@@ -39,11 +39,14 @@ def test_generated_c_equals_the_reference_on_real_and_random_images(micro_build)
     assert len(np.unique(expected.argmax(1))) > 1  # a model that predicts one class would prove little
 
 
-def test_sanitized_build_runs_clean(micro_build):
-    exe = build_host_runner(micro_build.out_dir, sanitize=True)
-    images = load_dataset("fashion-mnist", "test").images[:20]
+@pytest.mark.parametrize("schedule", SCHEDULE_NAMES)
+def test_sanitized_build_runs_clean_under_every_schedule(micro_run, schedule, tmp_path):
+    """The generated C and the kernels under ASan + UBSan (any report aborts the run), bit-exact, every schedule."""
+    compiled = compile_model(micro_run[0] / "model.pt", "stm32f746", tmp_path / schedule, schedule=schedule)
+    exe = build_host_runner(compiled.out_dir, sanitize=True)
+    images = load_dataset("fashion-mnist", "test").images[:8]
     got = run_host(exe, reference.quantize_pixels(images), 10)
-    assert np.array_equal(got, reference.predict(micro_build.qmodel, images))
+    assert np.array_equal(got, reference.predict(compiled.qmodel, images))
 
 
 def test_build_folder_is_complete_and_deterministic(micro_run, micro_build, tmp_path):

@@ -6,7 +6,13 @@
 
 int main(void) {
     int8_t logits[MCF_MODEL_NUM_CLASSES];
+#if MCF_MODEL_STREAM_ROWS
+    /* A streaming build's input holds one strip: the whole image waits here and mcf_model_run feeds it. */
+    static int8_t image_buffer[MCF_MODEL_INPUT_BYTES];
+    int8_t *image = image_buffer;
+#else
     int8_t *image = mcf_model_input(); /* zero copy, as the firmware does */
+#endif
     long count = 0;
     while (fread(image, 1, MCF_MODEL_INPUT_BYTES, stdin) == MCF_MODEL_INPUT_BYTES) {
         mcf_status status = mcf_model_run(image, logits);
