@@ -135,6 +135,28 @@ def prepare(config: SearchConfig) -> tuple[SearchSpace, Constraints, FitSampler]
 
 
 RUN_KEY = "run_key.json"
+STAGE_SECONDS = "stage_seconds.json"
+
+
+class StageClock:
+    """Wall seconds per stage, summed over every process that worked on the run: a resumed run adds its share
+    instead of reporting only its own (a replayed, finished stage adds the seconds it takes to reload)."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / STAGE_SECONDS
+        self.seconds: dict[str, float] = {}
+        if self.path.is_file():
+            self.seconds = json.loads(self.path.read_text())
+        elif (out / "search.json").is_file():  # a run finished before stage seconds had their own file
+            self.seconds = dict(json.loads((out / "search.json").read_text()).get("seconds", {}))
+        self._started = time.time()
+
+    def start(self) -> None:
+        self._started = time.time()
+
+    def stop(self, stage: str) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.time() - self._started
+        write_json(self.path, self.seconds)
 
 
 def run_key(config: SearchConfig, space: SearchSpace, constraints: Constraints) -> dict[str, Any]:
@@ -181,42 +203,44 @@ def run_search(config: SearchConfig, resume: bool = False) -> dict[str, Any]:
     space, constraints, sampler = prepare(config)
     preset = resolve_preset(config)
     _check_run_key(out, run_key(config, space, constraints), resume)
-    seconds: dict[str, float] = {}
+    clock = StageClock(out)
     tqdm.write(f"search space {space.name}: {len(space.resolutions)} resolutions, widths {list(space.embed_dims)}, "
                f"depths {list(space.depths)}; constraints: {constraints.describe()}")  # fmt: skip
 
-    t = time.time()
+    clock.start()
     data = SearchData.load(config.dataset, config.data_dir, preset.val_size, preset.train_limit, config.seed,
                            preset.test_limit)  # fmt: skip
     torch.manual_seed(config.seed)
     net = Supernet(space, data.mean, data.std, seed=config.seed)
     log = train_supernet(net, data, sampler, out, preset.supernet, resume=True)
-    seconds["supernet"] = time.time() - t
+    clock.stop("supernet")
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return {}  # under torchrun only the first process searches and finishes
 
-    t = time.time()
+    clock.start()
     net.eval()
     fitness = Fitness(lambda arch: subnet_accuracy(net, data, arch), out / "fitness_cache.json")
     evolution = evolve(sampler, fitness, preset.evolution)
-    seconds["evolution"] = time.time() - t
-    t = time.time()
+    clock.stop("evolution")
+    clock.start()
     randoms = random_search(sampler, fitness, len(evolution), config.seed) if config.compare_random else []
-    seconds["random_search"] = time.time() - t
+    clock.stop("random_search")
     winner = best(evolution)
     tqdm.write(f"winner: val accuracy {100 * winner.accuracy:.2f}% (inherited weights), peak SRAM "
                f"{winner.sram_bytes:,} B, flash {winner.flash_bytes:,} B")  # fmt: skip
 
-    t = time.time()
+    clock.start()
     # The finish's distillation teacher: the largest fitting subnet, already trained (extracted only when used).
     teacher = net.extract(sampler.arch(sampler.largest())) if preset.finetune.distill > 0 else None
     result_final, model_file = _finish(net, data, winner, out, preset.finetune, teacher)
     save_model(model_file, out / "model.pt")
-    seconds["finetune"] = time.time() - t
+    clock.stop("finetune")
     random_final: dict[str, float] = {}
     if config.finish_random and randoms:
+        clock.start()
         random_final, random_file = _finish(net, data, best(randoms), out / "random", preset.finetune, teacher)
         save_model(random_file, out / "random" / "model.pt")
+        clock.stop("random_finish")  # the benchmark's comparison, not part of the search's own time
 
     result = {
         "board": config.board,
@@ -234,7 +258,7 @@ def run_search(config: SearchConfig, resume: bool = False) -> dict[str, Any]:
         "final": result_final,
         "random_final": random_final,
         "supernet_log": log,
-        "seconds": seconds,
+        "seconds": clock.seconds,
         "candidates": [c.to_dict() for c in evolution + randoms],
     }
     write_json(out / "search.json", result)
