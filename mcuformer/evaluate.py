@@ -28,6 +28,7 @@ from mcuformer.codegen.emit import model_hash
 from mcuformer.codegen.hostrun import build_host_runner, run_host
 from mcuformer.device.errors import DeviceError
 from mcuformer.errors import McuformerError
+from mcuformer.progress import progress
 from mcuformer.quant import reference
 from mcuformer.train import load_for_arch, pixels_to_tensor
 
@@ -160,7 +161,7 @@ def _run_device(
         start = saved = time.perf_counter()
         i = done
         try:
-            for i in tqdm(range(done, len(images)), desc=f"eval on {target}", unit="img", initial=done,
+            for i in progress(range(done, len(images)), desc=f"eval on {target}", unit="img", initial=done,
                           total=len(images)):  # fmt: skip
                 try:
                     result = link.infer(images[i])

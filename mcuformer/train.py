@@ -18,6 +18,7 @@ from mcuformer.checkpoint import DatasetMeta, ModelFile, atomic_save, save_model
 from mcuformer.data import ImageSet, load_dataset, split_validation
 from mcuformer.errors import McuformerError
 from mcuformer.model import VisionTransformer
+from mcuformer.progress import progress
 from mcuformer.quant.ptq import calibrate
 from mcuformer.recipe import RECIPE_AUGMENT, Augment, lr_at, make_optimizer
 
@@ -138,7 +139,7 @@ def train(
         model.train()
         started = time.perf_counter()
         order = torch.randperm(len(train_set), generator=generator)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
+        bar = progress(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
         running = 0.0
         for step in bar:
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
@@ -151,7 +152,7 @@ def train(
             loss.backward()
             optimizer.step()
             running = 0.9 * running + 0.1 * loss.item() if step else loss.item()
-            bar.set_postfix(loss=f"{running:.3f}")
+            bar.set_postfix(loss=f"{running:.3f}", refresh=False)
         seconds = time.perf_counter() - started
         accuracy = evaluate(model, val_set, device=config.device)
         history.append({"epoch": epoch + 1, "val_accuracy": accuracy, "seconds": seconds})

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from mcuformer.arch import ArchConfig
+from mcuformer.progress import progress as progress_bar
 from mcuformer.search.data import SearchData
 from mcuformer.search.genome import Genome, crossover, mutate
 from mcuformer.search.sampler import FitSampler
@@ -119,13 +119,13 @@ def evolve(sampler: FitSampler, fitness: Fitness, config: EvolutionConfig, progr
     rng = random.Random(config.seed)
     seen: set[ArchConfig] = set()
     history: list[Candidate] = []
-    bar = tqdm(total=config.evaluations, desc="evolution", unit="arch", leave=False, disable=not progress)
+    bar = progress_bar(total=config.evaluations, desc="evolution", unit="arch", leave=False, disable=not progress)
 
     def add(genome: Genome, generation: int) -> None:
         history.append(_candidate(sampler, fitness, genome, "evolution", generation))
         seen.add(sampler.arch(genome))
         bar.update(1)
-        bar.set_postfix(best=f"{max(c.accuracy for c in history):.4f}")
+        bar.set_postfix(best=f"{max(c.accuracy for c in history):.4f}", refresh=False)
 
     # Generation 0: random fitting architectures, plus the largest fitting one (a strong seed under tight budgets).
     first = [sampler.largest()]
@@ -164,7 +164,7 @@ def random_search(sampler: FitSampler, fitness: Fitness, evaluations: int, seed:
     rng = random.Random(seed + 7919)  # a different stream from the evolution's generation 0
     seen: set[ArchConfig] = set()
     history: list[Candidate] = []
-    for _ in tqdm(range(evaluations), desc="random search", unit="arch", leave=False, disable=not progress):
+    for _ in progress_bar(range(evaluations), desc="random search", unit="arch", leave=False, disable=not progress):
         for _ in range(MAX_ATTEMPTS):
             genome = sampler.random(rng)
             if sampler.arch(genome) not in seen:

@@ -22,6 +22,7 @@ from mcuformer.checkpoint import DatasetMeta, ModelFile, atomic_save
 from mcuformer.data import ImageSet
 from mcuformer.errors import McuformerError
 from mcuformer.model import VisionTransformer
+from mcuformer.progress import progress
 from mcuformer.quant import reference
 from mcuformer.quant.ptq import Calibration, calibrate, quantize_model
 from mcuformer.quant.qat import FakeQuantForward
@@ -92,7 +93,7 @@ def finetune(
     for epoch in range(start, config.epochs):
         model.train()
         order = torch.randperm(len(train_set), generator=generator)
-        bar = tqdm(range(steps), desc=f"{phase} epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
+        bar = progress(range(steps), desc=f"{phase} epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
         running = 0.0
         for step in bar:
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
@@ -110,7 +111,7 @@ def finetune(
             loss.backward()
             optimizer.step()
             running = 0.9 * running + 0.1 * loss.item() if step else loss.item()
-            bar.set_postfix(loss=f"{running:.3f}")
+            bar.set_postfix(loss=f"{running:.3f}", refresh=False)
         accuracy = evaluate(model, data.at("val", arch.image_size), device=config.device, forward=forward)
         tqdm.write(f"{phase} epoch {epoch + 1}/{config.epochs}: loss {running:.3f}, val accuracy {accuracy:.4f}")
         atomic_save({"arch": arch.to_dict(), "config": asdict(config), "epoch": epoch + 1,

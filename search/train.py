@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from mcuformer.checkpoint import atomic_save
 from mcuformer.errors import McuformerError
+from mcuformer.progress import progress
 from mcuformer.recipe import RECIPE_AUGMENT, Augment, lr_at, make_optimizer
 from mcuformer.search.data import SearchData, resize_batch
 from mcuformer.search.genome import Genome
@@ -134,7 +135,7 @@ def train_supernet(
     for epoch in range(start_epoch, config.epochs):
         net.train()
         order = torch.randperm(len(data.train), generator=generator)
-        bar = tqdm(range(steps_per_epoch), desc=f"supernet epoch {epoch + 1}/{config.epochs}", unit="step",
+        bar = progress(range(steps_per_epoch), desc=f"supernet epoch {epoch + 1}/{config.epochs}", unit="step",
                    leave=False, disable=rank != 0)  # fmt: skip
         running = 0.0
         for step in bar:
@@ -150,7 +151,7 @@ def train_supernet(
             running = 0.9 * running + 0.1 * loss if step else loss
             _average_gradients(net, world)
             optimizer.step()
-            bar.set_postfix(loss=f"{running:.3f}")
+            bar.set_postfix(loss=f"{running:.3f}", refresh=False)
         log["epochs"].append({"epoch": epoch + 1, "largest_loss": running})
         if rank == 0:
             tqdm.write(f"supernet epoch {epoch + 1}/{config.epochs}: largest-subnet loss {running:.3f}")
