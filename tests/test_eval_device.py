@@ -1,6 +1,10 @@
 """`mcuformer eval` on the emulated Cortex-M7, the PlatformIO project, and `flash`'s guard for emulated boards."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +14,6 @@ from mcuformer.cli import main
 from mcuformer.codegen.compiler import compile_model
 from mcuformer.data import load_dataset
 from mcuformer.device.build import build_firmware
-from mcuformer.device.platformio import run_pio
 from mcuformer.device.qemu import qemu_session
 from mcuformer.evaluate import evaluate_build, firmware_digest, resume_key
 from mcuformer.quant import reference
@@ -70,7 +73,12 @@ def test_platformio_project_builds_offline_for_the_emulator_and_runs(qemu_build)
     ini = (project / "platformio.ini").read_text()
     assert "[env:stm32f746]" in ini and "platform = ststm32" in ini and "board = disco_f746ng" in ini
     assert "[env:qemu-m7]" in ini and "symlink://" in ini
-    elf = run_pio(project, load_board("qemu-m7"))
+    # Exactly what a user types in the project folder: no environment prepared by mcuformer, no network.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORMIO")}
+    pio = Path(sys.executable).with_name("pio")
+    build = subprocess.run([str(pio), "run", "-e", "qemu-m7"], cwd=project, env=env, capture_output=True, text=True)
+    assert build.returncode == 0, (build.stdout + build.stderr)[-3000:]
+    elf = project / ".pio" / "build" / "qemu-m7" / "firmware.elf"
     images = reference.quantize_pixels(load_dataset("fashion-mnist", "test").images[:5])
     expected = reference.predict(qemu_build.qmodel, load_dataset("fashion-mnist", "test").images[:5])
     with qemu_session(elf, "qemu-m7") as session:
