@@ -22,7 +22,8 @@ import numpy as np
 
 from mcuformer.arch import PRESETS
 from mcuformer.boards import load_board
-from mcuformer.codegen.compiler import compile_model, read_manifest
+from mcuformer.codegen.build_dir import read_manifest
+from mcuformer.codegen.compiler import compile_model
 from mcuformer.device.build import build_firmware
 from mcuformer.device.errors import DeviceError
 from mcuformer.device.faults import FaultProxy, Faults

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mcuformer.arch import ArchConfig, load_arch
 from mcuformer.boards import Board, load_board
 from mcuformer.checkpoint import ModelFile, load_model
+from mcuformer.codegen.build_dir import BuildDir
 from mcuformer.codegen.emit import model_hash, write_sources
 from mcuformer.codegen.ir import Graph
 from mcuformer.codegen.lower import lower
 from mcuformer.codegen.plan_plot import plot_plan
 from mcuformer.codegen.planner import MemoryPlan, plan_memory
 from mcuformer.codegen.report import MemoryReport, check_budget, memory_report
-from mcuformer.errors import McuformerError
 from mcuformer.quant.placeholder import placeholder_qvit
 from mcuformer.quant.ptq import quantize_model
 from mcuformer.quant.qmodel import QViT
 
-MANIFEST = "mcuformer.json"
 DEFAULT_SCHEDULE = "fused"
 EMULATOR_BOARD = "qemu-m7"  # every build's PlatformIO project also gets an env for the emulator
 
@@ -34,15 +31,6 @@ class CompiledModel:
     plan: MemoryPlan
     report: MemoryReport
     out_dir: Path
-
-
-def read_manifest(build_dir: str | Path) -> dict[str, Any]:
-    """The manifest `compile` writes into a build folder."""
-    path = Path(build_dir) / MANIFEST
-    if not path.is_file():
-        raise McuformerError(f"{build_dir} is not an mcuformer build (no {MANIFEST}); run `mcuformer compile` first")
-    manifest: dict[str, Any] = json.loads(path.read_text())
-    return manifest
 
 
 def build_graph(model_file: ModelFile, name: str, schedule: str = DEFAULT_SCHEDULE) -> tuple[QViT, Graph]:
@@ -96,10 +84,11 @@ def compile_model(
     report = memory_report(graph, plan, board)
     if enforce_budget:
         check_budget(report)
-    write_sources(graph, plan, out / "src")
-    if Path(model_path).resolve() != (out / "model.pt").resolve():
-        shutil.copyfile(model_path, out / "model.pt")  # the build is self-contained: eval re-derives from it
-    report.write(out / "memory_report.json")
+    build = BuildDir(out)
+    write_sources(graph, plan, build.src)
+    if Path(model_path).resolve() != build.model.resolve():
+        shutil.copyfile(model_path, build.model)  # the build is self-contained: eval re-derives from it
+    report.write(build.memory_report)
     (out / "memory_report.txt").write_text(report.summary() + "\n\n" + report.op_table() + "\n")
     plot_plan(plan, out / "memory_plan.png", f"{name} on {board.name}: arena {plan.arena_bytes:,} B")
     manifest = {
@@ -116,7 +105,7 @@ def compile_model(
         "arena_bytes": plan.arena_bytes,
         "fp32_accuracy": model_file.metrics.get("fp32_accuracy"),
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    build.write_manifest(manifest)
     if with_platformio:
         from mcuformer.device.platformio import write_project  # the device layer builds on codegen
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mcuformer.codegen.build_dir import BuildDir
 from mcuformer.codegen.host_build import KERNEL_INCLUDE, compile_host, kernel_sources
 from mcuformer.errors import McuformerError
 from mcuformer.firmware import FIRMWARE_DIR
@@ -20,7 +21,7 @@ def build_host_runner(build_dir: Path, sanitize: bool = False) -> Path:
     MCF_CHECK_SCRATCH makes the model fail unless every planned scratch buffer has exactly the size the kernel's
     own _get_buffer_size asks for: every host run checks the planner's scratch sizes against the C.
     """
-    src = Path(build_dir) / "src"
+    src = BuildDir(build_dir).src
     exe = Path(build_dir) / ("host_runner_san" if sanitize else "host_runner")
     sources = [*kernel_sources(), src / "mcf_model.c", src / "mcf_weights.c", HOST_MAIN]
     return compile_host(sources, exe, include_dirs=[src, KERNEL_INCLUDE], sanitize=sanitize,

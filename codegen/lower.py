@@ -276,7 +276,3 @@ def _lower(model: QViT, name: str, schedule: str, options: Schedule) -> Graph:
                   "kv_per_head": bool(options.kv_per_head)}  # fmt: skip
     verify(graph)
     return graph
-
-
-def const_bytes(graph: Graph) -> int:
-    return sum(c.nbytes for c in graph.consts.values())

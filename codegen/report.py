@@ -10,7 +10,7 @@ from mcuformer.boards import Board
 from mcuformer.codegen.code_size import code_bytes_estimate
 from mcuformer.codegen.ir import OP_SIGNATURES, Graph
 from mcuformer.codegen.planner import MemoryPlan
-from mcuformer.errors import McuformerError
+from mcuformer.errors import BudgetError
 
 STACK_RESERVE_BYTES = 4096  # stack the firmware reserves (the linker script uses the same number)
 RUNTIME_STATIC_BYTES = 1024  # runtime statics outside the arena: serial buffers, counters
@@ -23,10 +23,6 @@ def runtime_static_bytes(num_ops: int) -> int:
 
 _FLASH_KIND = {"weight": "weights", "bias": "biases", "mult": "requant", "shift": "requant",
                "table": "tables", "exp_table": "tables", "gamma": "norm", "beta": "norm"}  # fmt: skip
-
-
-class BudgetError(McuformerError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from mcuformer.boards import load_board
 from mcuformer.checkpoint import load_model
-from mcuformer.codegen.compiler import build_graph, read_manifest
+from mcuformer.codegen.build_dir import BuildDir, read_manifest
+from mcuformer.codegen.compiler import build_graph
 from mcuformer.codegen.emit import model_hash
 from mcuformer.codegen.hostrun import build_host_runner, run_host
 from mcuformer.device.errors import DeviceError
@@ -181,7 +182,7 @@ def _run_device(
         stats = asdict(link.stats)
     memory = None
     if firmware is not None:
-        report = json.loads((build / "memory_report.json").read_text())
+        report = json.loads(BuildDir(build).memory_report.read_text())
         memory = MeasuredMemory(
             predicted_arena=manifest["arena_bytes"],
             measured_arena=mem.arena_bytes,
@@ -207,8 +208,8 @@ def evaluate_build(
     """Run the build on `target` ("host", an emulated board, or any board with `port`) over test images."""
     build = Path(build_dir)
     manifest = read_manifest(build)
-    model_file = load_model(build / "model.pt")
-    qmodel, graph = build_graph(model_file, manifest["name"], manifest.get("schedule", "layer"))
+    model_file = load_model(BuildDir(build).model)
+    qmodel, graph = build_graph(model_file, manifest["name"], BuildDir(build).schedule())
     if model_hash(graph) != manifest["model_hash"]:
         raise McuformerError(f"{build}/model.pt does not match the generated C (hash differs): recompile")
     if limit is not None and limit < 1:

@@ -22,21 +22,6 @@ INPUT_NAME = "pixels"
 OUTPUT_NAME = "logits"
 
 
-def add_metadata(model: onnx.ModelProto, model_file: ModelFile, kind: str) -> None:
-    ds = model_file.dataset
-    entries = {
-        metadata.FORMAT: kind,
-        metadata.ARCH_NAME: metadata.dumps(model_file.arch.name),
-        metadata.DATASET: metadata.dumps(
-            {"name": ds.name, "mean": list(ds.mean), "std": list(ds.std), "classes": list(ds.classes)}
-        ),  # fmt: skip
-        metadata.CALIBRATION: metadata.dumps({k: list(v) for k, v in model_file.calibration.items()}),
-    }
-    for key, value in entries.items():
-        prop = model.metadata_props.add()
-        prop.key, prop.value = key, value
-
-
 def export_fp32(model_file: ModelFile, out: str | Path) -> Path:
     """The fp32 ViT as ONNX (input `pixels` [batch, C, H, W] in [0, 1], output `logits`)."""
     out = Path(out)
@@ -51,7 +36,7 @@ def export_fp32(model_file: ModelFile, out: str | Path) -> Path:
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
         )  # fmt: skip
     model = onnx.load(str(out))
-    add_metadata(model, model_file, "fp32")
+    metadata.write(model, model_file, "fp32")
     onnx.checker.check_model(model)
     onnx.save(model, str(out))
     return out

@@ -21,7 +21,8 @@ import numpy as np
 
 from mcuformer.boards import load_board
 from mcuformer.checkpoint import load_model
-from mcuformer.codegen.compiler import build_graph, read_manifest
+from mcuformer.codegen.build_dir import BuildDir, read_manifest
+from mcuformer.codegen.compiler import build_graph
 from mcuformer.codegen.macs import graph_macs
 from mcuformer.data import load_dataset
 from mcuformer.errors import McuformerError
@@ -153,7 +154,7 @@ def profile_build(
 
     build = Path(build_dir)
     manifest = read_manifest(build)
-    _, graph = build_graph(load_model(build / "model.pt"), manifest["name"], manifest.get("schedule", "fused"))
+    _, graph = build_graph(load_model(BuildDir(build).model), manifest["name"], BuildDir(build).schedule())
     macs = graph_macs(graph)
     if image is None:
         image = load_dataset(manifest["dataset"], "test", data_dir).images[0]

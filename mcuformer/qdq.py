@@ -25,6 +25,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from mcuformer.checkpoint import ModelFile
+from mcuformer.codegen.onnx import metadata
 from mcuformer.errors import McuformerError
 from mcuformer.model import Block, LowRankLinear
 from mcuformer.quant.ptq import quantize_model
@@ -210,12 +211,10 @@ def build_qdq(model_file: ModelFile) -> onnx.ModelProto:
 
 
 def export_qdq(model_file: ModelFile, out: str | Path) -> Path:
-    from mcuformer.export import add_metadata
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx_model = build_qdq(model_file)
-    add_metadata(onnx_model, model_file, "qdq")
+    metadata.write(onnx_model, model_file, "qdq")
     onnx.checker.check_model(onnx_model, full_check=True)
     onnx.save(onnx_model, str(out))
     return out

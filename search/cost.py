@@ -11,14 +11,10 @@ from dataclasses import dataclass, field
 
 from mcuformer.arch import LINEAR_NAMES, ArchConfig
 from mcuformer.boards import Board, load_board
-from mcuformer.errors import McuformerError
+from mcuformer.errors import BudgetError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|k|mb|mib|m)?\s*$", re.IGNORECASE)
 _UNITS = {None: 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2}
-
-
-class BudgetError(McuformerError):
-    """A budget that cannot be parsed, or that no architecture of the space meets."""
 
 
 def parse_size(text: str | int) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +176,3 @@ def random_search(sampler: FitSampler, fitness: Fitness, evaluations: int, seed:
 
 def best(history: list[Candidate]) -> Candidate:
     return max(history, key=lambda c: (c.accuracy, -c.sram_bytes, -c.flash_bytes))
-
-
-def config_dict(config: EvolutionConfig) -> dict[str, Any]:
-    return asdict(config)

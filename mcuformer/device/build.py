@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mcuformer.boards import Board, load_board
-from mcuformer.codegen.compiler import read_manifest
+from mcuformer.codegen.build_dir import BuildDir, read_manifest
 from mcuformer.codegen.host_build import KERNEL_INCLUDE, kernel_sources
 from mcuformer.codegen.report import STACK_RESERVE_BYTES
 from mcuformer.device.errors import FirmwareBudgetError, FirmwareBuildError
@@ -115,7 +115,7 @@ def firmware_sources(build_dir: Path, board: Board, kernel_variant: str | None =
             f"available: {', '.join(sorted(p.name for p in BSP_DIR.iterdir() if p.is_dir()))}"
         )
     bsp = BSP_DIR / board.bsp
-    model = sorted((Path(build_dir) / "src").glob("*.c"))
+    model = sorted(BuildDir(build_dir).src.glob("*.c"))
     if not model:
         raise FirmwareBuildError(f"{build_dir}/src has no generated C; run `mcuformer compile` first")
     if not bsp.is_dir():
@@ -133,7 +133,7 @@ def _compile_flags(build_dir: Path, board: Board, debug_commands: bool) -> list[
         f"-DMCF_BOARD_CLOCK_HZ={board.clock_hz}u",
         f"-DMCF_DEBUG_COMMANDS={int(debug_commands)}",
         "-DMCF_PROFILE=1",
-        f"-I{Path(build_dir) / 'src'}",
+        f"-I{BuildDir(build_dir).src}",
         f"-I{KERNEL_INCLUDE}",
         f"-I{RUNTIME_DIR}",
         f"-I{BSP_DIR / board.bsp}",
@@ -165,7 +165,7 @@ def build_firmware(
     manifest = read_manifest(build)
     target: Board = board if isinstance(board, Board) else load_board(board or str(manifest["board"]))
     suffix = ("-debug" if debug_commands else "") + (f"-{kernel_variant}" if kernel_variant else "")
-    out = Path(out_dir) if out_dir is not None else build / "firmware" / f"{target.name}{suffix}"
+    out = Path(out_dir) if out_dir is not None else BuildDir(build).firmware(target.name, suffix)
     obj_dir = out / "obj"
     obj_dir.mkdir(parents=True, exist_ok=True)
     gcc = _tool("gcc")

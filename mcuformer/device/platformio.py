@@ -20,8 +20,9 @@ from pathlib import Path
 import SCons
 
 from mcuformer.boards import Board, load_board
+from mcuformer.codegen.build_dir import BuildDir, read_manifest
 from mcuformer.codegen.host_build import KERNEL_INCLUDE, kernel_sources
-from mcuformer.device.build import BSP_DIR, RUNTIME_DIR, read_manifest
+from mcuformer.device.build import BSP_DIR, RUNTIME_DIR
 from mcuformer.device.errors import FirmwareBuildError
 from mcuformer.device.linker import write_linker_script
 from mcuformer.firmware import FIRMWARE_DIR
@@ -103,7 +104,7 @@ def write_project(build_dir: str | Path, boards: list[Board] | None = None) -> P
     for variant in variants:  # each env compiles its board's variant only (build_src_filter below)
         _copy_tree(kernel_sources(variant), src / f"kernels_{variant}")
     _copy_tree(sorted(KERNEL_INCLUDE.glob("*.h")), src / "kernels" / "include")
-    _copy_tree(sorted((build / "src").glob("*.[ch]")), src / "model")
+    _copy_tree(sorted(BuildDir(build).src.glob("*.[ch]")), src / "model")
     _copy_tree(sorted(RUNTIME_DIR.glob("*.[ch]")), src / "runtime")
     core, toolchain = ensure_offline_packages()
     # core_dir: the offline env's build tool (scons) lives there, so a plain `pio run -e qemu-m7` in this folder

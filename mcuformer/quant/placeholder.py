@@ -1,8 +1,8 @@
 """A weightless int8 model: every tensor of the right shape and dtype, all zeros.
 
 The memory planner needs shapes, not values, so the search can plan thousands of candidate architectures
-without building or calibrating a torch model. tests/test_arch_plan.py pins that the plan of a placeholder
-equals the plan of the real quantized model, byte for byte.
+without building or calibrating a torch model. tests/test_search.py (test_search_end_to_end_compiles_within_budget)
+pins that the plan the search promised, made from a placeholder, is the plan of the real compiled model.
 """
 
 from __future__ import annotations

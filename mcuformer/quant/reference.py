@@ -52,8 +52,3 @@ def predict(model: QViT, images: np.ndarray, batch_size: int = 500) -> np.ndarra
     return np.concatenate(
         [forward(model, images[i : i + batch_size]) for i in range(0, len(images), batch_size)], axis=0
     )
-
-
-def dequantize_logits(model: QViT, logits: np.ndarray) -> np.ndarray:
-    q = model.logits
-    return (logits.astype(np.float64) - q.zero_point) * q.scale
