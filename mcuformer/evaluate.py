@@ -7,12 +7,10 @@ eval resumes where it stopped.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mcuformer.boards import load_board
 from mcuformer.checkpoint import load_model
 from mcuformer.codegen.build_dir import BuildDir, read_manifest
 from mcuformer.codegen.compiler import build_graph
@@ -120,38 +117,15 @@ def _load_partial(path: Path, key: str, n: int, classes: int) -> tuple[np.ndarra
     return np.zeros((n, classes), np.int8), np.zeros(n, np.int64), 0
 
 
-@contextlib.contextmanager
-def _device_link(build: Path, target: str, port: str | None, n_images: int) -> Iterator[tuple[Any, Any]]:
-    """(link, firmware or None) for a QEMU board or a serial port; always released."""
-    from mcuformer.device.build import build_firmware
-    from mcuformer.device.link import open_serial
-    from mcuformer.device.qemu import qemu_session
-
-    if port is not None:
-        link = open_serial(port)
-        try:
-            link.hello()
-            yield link, None
-        finally:
-            link.close()
-        return
-    board = load_board(target)
-    if board.qemu is None:
-        raise McuformerError(f"board {target} is not emulated: pass --port with the board's serial port")
-    firmware = build_firmware(build, board)
-    timeout = 120.0 + SECONDS_PER_IMAGE_BOUND * n_images
-    with qemu_session(firmware.elf, board, session_timeout=timeout) as session:
-        yield session.link, firmware
-
-
 def _run_device(
     build: Path, target: str, port: str | None, images: np.ndarray, manifest: dict[str, Any], key: str
 ) -> tuple[np.ndarray, np.ndarray, float, str, MeasuredMemory | None, dict[str, int]]:
-    from mcuformer.device.runner import check_hello
+    from mcuformer.device.runner import check_hello, device_session
 
     classes = manifest["num_classes"]
     partial = build / f"eval_{target}.partial.npz"
-    with _device_link(build, target, port, len(images)) as (link, firmware):
+    timeout = 120.0 + SECONDS_PER_IMAGE_BOUND * len(images)
+    with device_session(build, target, port, session_timeout=timeout) as (link, firmware):
         if firmware is not None:  # logits of another firmware (kernels changed since) are not resumed
             key = f"{key}:{firmware_digest(firmware.elf)}"
         logits, counts, done = _load_partial(partial, key, len(images), classes)

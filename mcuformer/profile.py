@@ -10,9 +10,7 @@ MACs per op come from the graph (mcuformer.codegen.macs), re-derived from the bu
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -118,28 +116,6 @@ class Profile:
         return data
 
 
-@contextlib.contextmanager
-def _link(build: Path, board_name: str, port: str | None, kernels: str | None) -> Iterator[tuple[Any, str]]:
-    from mcuformer.device.build import build_firmware
-    from mcuformer.device.link import open_serial
-    from mcuformer.device.qemu import qemu_session
-
-    board = load_board(board_name)
-    if port is not None:
-        link = open_serial(port)
-        try:
-            link.hello()
-            yield link, kernels or board.kernels
-        finally:
-            link.close()
-        return
-    if board.qemu is None:
-        raise McuformerError(f"board {board_name} is not emulated: pass --port with the board's serial port")
-    firmware = build_firmware(build, board, kernel_variant=kernels)
-    with qemu_session(firmware.elf, board) as session:
-        yield session.link, kernels or board.kernels
-
-
 def profile_build(
     build_dir: str | Path,
     board: str = "qemu-m7",
@@ -159,7 +135,10 @@ def profile_build(
     if image is None:
         image = load_dataset(manifest["dataset"], "test", data_dir).images[0]
     pixels = reference.quantize_pixels(image)
-    with _link(build, board, port, kernels) as (link, variant):
+    from mcuformer.device.runner import device_session
+
+    variant = kernels or load_board(board).kernels
+    with device_session(build, board, port, kernels=kernels) as (link, _):
         hello = link.info or link.hello()
         check_hello(hello, manifest, link.name)
         result = link.infer(pixels)

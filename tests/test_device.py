@@ -32,10 +32,10 @@ from mcuformer.device.errors import (
     FirmwareBuildError,
     QemuError,
 )
-from mcuformer.device.link import DeviceLink
 from mcuformer.device.protocol import ErrorCode, ErrorReply, Msg, encode_frame
 from mcuformer.device.qemu import qemu_session
 from mcuformer.device.runner import run_images
+from mcuformer.device.serial_link import DeviceLink
 from mcuformer.firmware import FIRMWARE_DIR
 from mcuformer.quant import reference
 

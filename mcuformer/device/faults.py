@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from mcuformer.device.link import SerialPort
+from mcuformer.device.serial_link import SerialPort
 
 CHUNK = 4096
 POLL_S = 0.02

@@ -10,7 +10,7 @@ frame, reports a fault with an unsolicited FAULT frame and announces every start
 travel whole in the INFER payload (the length field is 32-bit: 240x240x3 = 172,800 B fits), written by the device
 straight into the model's input buffer.
 
-This module is pure: encoding, decoding and the message layouts; I/O lives in mcuformer.device.link.
+This module is pure: encoding, decoding and the message layouts; I/O lives in mcuformer.device.serial_link.
 """
 
 from __future__ import annotations

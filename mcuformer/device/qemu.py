@@ -35,7 +35,7 @@ import serial
 
 from mcuformer.boards import Board, load_board
 from mcuformer.device.errors import QemuError
-from mcuformer.device.link import DEFAULT_RETRIES, HELLO_TIMEOUT_S, DeviceLink
+from mcuformer.device.serial_link import DEFAULT_RETRIES, HELLO_TIMEOUT_S, DeviceLink
 
 QEMU = "qemu-system-arm"
 START_TIMEOUT_S = 10.0
