@@ -1,13 +1,15 @@
 """The serial eval over a damaged link: QEMU's Cortex-M7 behind a fault-injecting proxy, one row per fault kind.
 
-    python benchmarks/serial_faults.py [--build BUILD] [--images 1000] [--only flips-1e-4 ...] [--doc FILE]
+    python benchmarks/serial_faults.py [--build BUILD] [--images 1000] [--only "flips 1e-4" ...] [--doc FILE]
+        [--resume]
 
 Each scenario runs `mcuformer eval BUILD --port socket://...` (evaluate_build with a port) through
 mcuformer.device.faults.FaultProxy in front of a fresh QEMU, on the first --images test images, and prints: faults
 injected, resends, resends after timeouts, device restarts (each followed by a handshake), images completed,
 wrong results (logits that differ from the int8 reference: must be 0), seconds and the overhead over the clean
 link. A scenario that cannot finish must end in an error naming the image, never in a wrong number. Without
---build the script trains and compiles a small model first (runs/faults/micro, about a minute).
+--build the script trains and compiles a small model first (runs/faults/micro, about a minute). Each finished
+scenario is saved (runs/faults/results.json); --resume keeps the ones measured with the same images and seed.
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/faults")
     parser.add_argument("--doc", help="write the table to this markdown file")
+    parser.add_argument("--resume", action="store_true", help="keep the scenarios already measured (same settings)")
     args = parser.parse_args()
     out = Path(args.out)
     build = Path(args.build) if args.build else default_build(out)
@@ -123,13 +126,22 @@ def main() -> None:
     if args.only:
         chosen = {name: chosen[name] for name in args.only}
     rows: dict[str, dict[str, Any]] = {}
+    saved = out / "results.json"
+    if args.resume and saved.is_file():
+        previous = json.loads(saved.read_text())
+        if previous.get("settings") == {"images": args.images, "seed": args.seed, "build": str(build)}:
+            rows = {name: row for name, row in previous["rows"].items() if name in chosen}
     command = "python benchmarks/serial_faults.py" + (f" --build {args.build}" if args.build else "") + (
         f" --images {args.images}")  # fmt: skip
+    settings_key = {"images": args.images, "seed": args.seed, "build": str(build)}
     for name, settings in chosen.items():
+        if name in rows:
+            continue
         rows[name] = run_scenario(build, elf, args.images, settings, args.seed)
         print(f"{name}: {rows[name]}", flush=True)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
+        saved.write_text(json.dumps({"settings": settings_key, "rows": rows}, indent=1) + "\n")
+    rows = {name: rows[name] for name in chosen}  # table in scenario order
     table = markdown(rows, args.images, command)
     print(table)
     if args.doc:
