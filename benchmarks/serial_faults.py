@@ -93,7 +93,14 @@ def run_scenario(build: Path, elf: Path, images: int, settings: dict[str, Any], 
 def markdown(rows: dict[str, dict[str, Any]], images: int, command: str) -> str:
     clean = rows.get("clean", {}).get("seconds")
     lines = [
-        f"Regenerate: `{command}` ({images} test images per scenario, QEMU mps2-an500)",
+        "# The serial eval over a damaged link",
+        "",
+        "`mcuformer eval BUILD --port socket://...` through a proxy (mcuformer.device.faults) that damages the bytes",
+        "between the host and QEMU's emulated Cortex-M7; rates are per byte and apply both ways unless the scenario",
+        "names a direction. `wrong results` counts test images whose logits differ from the int8 reference: it must",
+        "be 0 whatever the link does (an image that cannot get through stops the eval with an error naming it).",
+        "",
+        f"Regenerate: `{command}` ({images} test images per scenario, QEMU mps2-an500, a small model)",
         "",
         "| scenario | faults injected | resends | after timeouts | device restarts | images completed | wrong results "
         "| seconds | overhead |",
