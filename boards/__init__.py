@@ -154,7 +154,10 @@ def board_names() -> list[str]:
     return sorted(p.stem for p in BOARDS_DIR.glob("*.toml"))
 
 
-def load_board(name: str) -> Board:
+def load_board(name: str | Board) -> Board:
+    """The board named `name` (boards/<name>.toml, validated); a Board passes through unchanged."""
+    if isinstance(name, Board):
+        return name
     path = BOARDS_DIR / f"{name}.toml"
     if not path.is_file():
         raise BoardError(f"unknown board {name!r}; known boards: {', '.join(board_names())}")

@@ -49,7 +49,7 @@ def plan_arch(arch: ArchConfig, board: str | Board, schedule: str = DEFAULT_SCHE
     This is the one planner: the search uses it as its constraint and the compiler emits the same plan, so
     peak SRAM and flash here equal what the compiled firmware reserves, to the byte.
     """
-    board = load_board(board) if isinstance(board, str) else board
+    board = load_board(board)
     graph = graph_for_arch(arch, (arch.name or "model").replace("-", "_"), schedule)
     return memory_report(graph, plan_memory(graph), board)
 
@@ -75,7 +75,7 @@ def compile_model(
     schedule: str = DEFAULT_SCHEDULE,
 ) -> CompiledModel:
     """Compile model.pt for a board into out_dir (C sources, memory report, manifest)."""
-    board = load_board(board) if isinstance(board, str) else board
+    board = load_board(board)
     model_file = load_model(model_path)
     out = Path(out_dir)
     name = name or out.name or "model"

@@ -163,7 +163,7 @@ def build_firmware(
     """
     build = Path(build_dir)
     manifest = read_manifest(build)
-    target: Board = board if isinstance(board, Board) else load_board(board or str(manifest["board"]))
+    target = load_board(board or str(manifest["board"]))
     suffix = ("-debug" if debug_commands else "") + (f"-{kernel_variant}" if kernel_variant else "")
     out = Path(out_dir) if out_dir is not None else BuildDir(build).firmware(target.name, suffix)
     obj_dir = out / "obj"

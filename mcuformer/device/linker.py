@@ -27,7 +27,7 @@ def _environment() -> jinja2.Environment:
 
 def render_linker_script(board: Board | str, stack_bytes: int = STACK_RESERVE_BYTES) -> str:
     """The linker script text: FLASH and RAM from the board, the stack of `stack_bytes` at the top of RAM."""
-    board = load_board(board) if isinstance(board, str) else board
+    board = load_board(board)
     if stack_bytes <= 0 or stack_bytes % 8:
         raise ValueError(f"stack_bytes must be a positive multiple of 8, got {stack_bytes}")
     return (

@@ -181,7 +181,7 @@ def qemu_session(
     monitor: bool = False,
 ) -> Iterator[QemuSession]:
     """Starts QEMU on `elf`, connects, optionally handshakes (HELLO), yields the session and always stops QEMU."""
-    board = load_board(board) if isinstance(board, str) else board
+    board = load_board(board)
     elf = Path(elf)
     if not elf.is_file():
         raise QemuError(f"no firmware at {elf}")

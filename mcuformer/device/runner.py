@@ -47,7 +47,7 @@ def device_session(
         finally:
             link.close()
         return
-    board = load_board(board) if isinstance(board, str) else board
+    board = load_board(board)
     if board.qemu is None:
         raise DeviceError(f"board {board.name} is not emulated: pass --port with the board's serial port")
     firmware = build_firmware(build, board, kernel_variant=kernels)

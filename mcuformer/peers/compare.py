@@ -43,7 +43,7 @@ def compare(
     name: str | None = None,
 ) -> PeerRow:
     """Both int8 versions of model_file on the same test images; calibration: the images TFLM quantizes with."""
-    board = load_board(board) if isinstance(board, str) else board
+    board = load_board(board)
     label = name or model_file.arch.name or "model"
     qmodel, graph = build_graph(model_file, label.replace("-", "_"))
     plan = plan_memory(graph)
