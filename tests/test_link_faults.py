@@ -76,7 +76,7 @@ def test_the_eval_survives_a_lossy_link_bit_exact(compiled, firmware, scenario):
 
 
 def test_a_link_too_bad_to_use_fails_naming_the_image_never_a_wrong_number(compiled, firmware):
-    failure = pytest.raises(McuformerError, match=r"test image 0: INFER to .* failed after 13 attempts")
+    failure = pytest.raises(McuformerError, match=r"test image 0: INFER to .* failed after 25 attempts")
     with lossy_link(firmware, to_device=Faults(flip=0.02)) as proxy, failure:
         evaluate_build(compiled.out_dir, port=proxy.url, limit=IMAGES)
     assert not (compiled.out_dir / "eval_host.partial.npz").exists()  # nothing answered, nothing kept
