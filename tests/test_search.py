@@ -236,3 +236,21 @@ def test_finish_distills_from_the_teacher(tiny_data: SearchData, tmp_path: Path)
 
     assert share_of_class_3(1.0, "taught") > 0.9
     assert share_of_class_3(0.0, "labels") < 0.5
+
+
+def test_stage_seconds_add_up_over_resumed_processes(tmp_path: Path) -> None:
+    """A resumed run reports the time every process spent on a stage, not only its own share."""
+    from mcuformer.search.run import StageClock
+
+    first = StageClock(tmp_path)
+    first.start()
+    first.stop("supernet")
+    first.seconds["supernet"] = 100.0  # as if the first process had trained for 100 s before it was killed
+    first.stop("supernet")
+    again = StageClock(tmp_path)  # a new process on the same run folder
+    again.start()
+    again.stop("supernet")
+    assert 100.0 <= again.seconds["supernet"] < 101.0
+    (tmp_path / "stage_seconds.json").unlink()
+    (tmp_path / "search.json").write_text('{"seconds": {"finetune": 42.0}}')  # a run from before the file existed
+    assert StageClock(tmp_path).seconds == {"finetune": 42.0}
