@@ -35,10 +35,14 @@ import torch
 
 from mcuformer.arch import PRESETS, ArchConfig
 from mcuformer.codegen.compiler import graph_for_arch, plan_arch
-from mcuformer.codegen.kernels import attention_block_heads_scratch_bytes, patch_embed_rows_scratch_bytes
 from mcuformer.codegen.lower import decomposed_image_offset
 from mcuformer.codegen.planner import plan_memory
-from mcuformer.quant.fused import attention_block_scratch_bytes, mlp_block_scratch_bytes
+from mcuformer.codegen.scratch import (
+    attention_block_heads_scratch_bytes,
+    attention_block_scratch_bytes,
+    mlp_block_scratch_bytes,
+    patch_embed_rows_scratch_bytes,
+)
 
 REFERENCE = ("cifar-p4-d64", "fmnist-small", "fmnist-lowrank", "mcuformer-240")
 LADDER = (("naive", "naive"), ("+integration", "integrated"), ("+overwriting", "blocks"), ("+decomposition", "fused"))
@@ -67,7 +71,7 @@ def bound(arch: ArchConfig, schedule: str = "fused") -> int:
         return max(peak, tokens + _align(arch.patch_size * arch.image_size * arch.channels))
     image = _align(arch.image_size**2 * arch.channels)
     offset = decomposed_image_offset(arch)
-    row = patch_embed_rows_scratch_bytes(arch.image_size, arch.patch_size, d)
+    row = patch_embed_rows_scratch_bytes(arch.image_size, arch.image_size, arch.channels, arch.patch_size, d)
     return max(peak, tokens + image if offset is None else max(tokens, offset + image) + row)
 
 

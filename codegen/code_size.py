@@ -1,35 +1,15 @@
 """Flash taken by code, estimated without building: the kernels a graph uses plus a cost per kernel call.
 
-KERNEL_TEXT_BYTES are upper bounds of each kernel's .text, static helpers included, in either variant (portable, dsp)
-for a Cortex-M7 (gcc 12, -O2 -mthumb); tests/test_code_size.py rebuilds the kernels and fails if any bound is
-exceeded.
+The kernel symbols an op kind links are in the op table (ops.py). KERNEL_TEXT_BYTES are upper bounds of each
+kernel's .text, static helpers included, in either variant (portable, dsp) for a Cortex-M7 (gcc 12, -O2 -mthumb);
+tests/test_code_size.py rebuilds the kernels and fails if any bound is exceeded.
 """
 
 from __future__ import annotations
 
 from mcuformer.codegen.ir import Graph
+from mcuformer.codegen.ops import OPS
 
-# kernel kind -> kernel symbols it links (attention links softmax too)
-KERNEL_SYMBOLS: dict[str, tuple[str, ...]] = {
-    "patch_embed": ("mcf_patch_embed_s8",),
-    "patch_embed_stream": ("mcf_patch_embed_s8",),
-    "linear": ("mcf_linear_s8",),
-    "add": ("mcf_add_s8",),
-    "lut": ("mcf_lut_s8",),
-    "layernorm": ("mcf_layernorm_s8",),
-    "attention": ("mcf_attention_s8", "mcf_attention_s8_get_buffer_size", "mcf_attention_row_s8", "mcf_softmax_s8"),
-    "mean_pool": ("mcf_mean_pool_s8",),
-    "copy": ("mcf_copy_s8",),
-    "patch_embed_rows": ("mcf_patch_embed_rows_s8", "mcf_patch_embed_rows_s8_get_buffer_size", "mcf_patch_embed_s8",
-                         "mcf_copy_s8"),
-    "attention_block": ("mcf_attention_block_s8", "mcf_attention_block_s8_get_buffer_size", "mcf_attention_row_s8",
-                        "mcf_softmax_s8", "mcf_layernorm_s8", "mcf_linear_s8", "mcf_add_s8"),
-    "attention_block_heads": ("mcf_attention_block_heads_s8", "mcf_attention_block_heads_s8_get_buffer_size",
-                              "mcf_attention_row_s8", "mcf_softmax_s8", "mcf_layernorm_s8", "mcf_linear_s8",
-                              "mcf_add_s8"),
-    "mlp_block": ("mcf_mlp_block_s8", "mcf_mlp_block_s8_get_buffer_size", "mcf_layernorm_s8", "mcf_linear_s8",
-                  "mcf_lut_s8", "mcf_add_s8"),
-}  # fmt: skip
 KERNEL_TEXT_BYTES: dict[str, int] = {  # largest variant (portable, dsp) + ~25% (Cortex-M7, -O2), rounded up to 16
     "mcf_patch_embed_s8": 4432,  # dsp: 2 patches x 2 channels, unrolled tails
     "mcf_linear_s8": 4896,  # dsp: 2x2, 1x2, 1x1 cores and the one-token widened path
@@ -59,7 +39,7 @@ LIBC_BYTES = 1024  # memcpy/memmove (newlib-nano) and libgcc 64-bit division (La
 
 
 def code_bytes_estimate(graph: Graph) -> int:
-    symbols = {s for op in graph.ops for s in KERNEL_SYMBOLS[op.kind]}
+    symbols = {s for op in graph.ops for s in OPS[op.kind].symbols}
     kernels = sum(KERNEL_TEXT_BYTES[s] for s in symbols)
     calls = len(graph.ops) * (CALL_BYTES + STRUCT_BYTES)
     return kernels + calls + MODEL_RUN_BYTES + RUNTIME_BYTES + LIBC_BYTES

@@ -14,13 +14,15 @@ import jinja2
 import numpy as np
 
 from mcuformer import __version__
-from mcuformer.codegen.ir import OP_SIGNATURES, Graph, Op
+from mcuformer.codegen.ir import Graph, Op
 from mcuformer.codegen.lower import SCHEDULES
+from mcuformer.codegen.ops import OPS, Init, Operands, Static, op_dims, operand_map
 from mcuformer.codegen.planner import MemoryPlan
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t"}
 VALUES_PER_LINE = 24
+LINE_WIDTH = 100  # struct initialisers longer than this get one field per line
 
 
 @dataclass(frozen=True)
@@ -56,61 +58,63 @@ def model_hash(graph: Graph) -> str:
     return digest.hexdigest()[:16]
 
 
+INT32_RANGE = range(-(2**31), 2**31)
+
+
+def c_initializer(value: Init, name: str, statics: list[dict[str, str]], top: bool = True) -> str:
+    """A C initialiser with designated fields; a Static becomes its own declaration (named after its field).
+    A long struct gets one top-level field per line."""
+    if isinstance(value, Static):
+        statics.append({"ctype": value.ctype, "name": name, "init": c_initializer(value.init, name, statics)})
+        return f"&{name}"
+    if isinstance(value, dict):
+        fields = [f".{key} = {c_initializer(v, f'{name}_{key}', statics, False)}" for key, v in value.items()]
+        if top and sum(len(f) + 2 for f in fields) > LINE_WIDTH:
+            return "{\n" + "".join(f"    {f},\n" for f in fields) + "}"
+        return "{ " + ", ".join(fields) + " }"
+    if isinstance(value, int):
+        return str(value) if value in INT32_RANGE else f"{value}LL"
+    return str(value)
+
+
 def _op_view(graph: Graph, plan: MemoryPlan, op: Op) -> dict[str, Any]:
+    """What the template needs of one op: its struct declarations and its kernel call, from the op table."""
+    kind = OPS[op.kind]
+
     def operand(name: str) -> str:
         if name in graph.consts:
             return const_symbol(name)
         return f"ARENA({plan.tensor_offsets[name]})"
 
-    shape = graph.shape
-    dims: tuple[int, ...] = ()
-    if op.kind == "linear":
-        x, w = shape(op.inputs[0]), shape(op.inputs[1])
-        dims = (int(np.prod(x[:-1])) if len(x) > 1 else 1, w[1], w[0])
-    elif op.kind in ("patch_embed", "patch_embed_rows", "patch_embed_stream"):
-        h, w_, c = shape(op.inputs[0])
-        dims = (h, w_, c, op.attrs["patch"], shape(op.inputs[1])[0])
-    elif op.kind in ("layernorm", "mean_pool"):
-        x = shape(op.inputs[0])
-        dims = (int(np.prod(x[:-1])) if len(x) > 1 else 1, x[-1])
-    elif op.kind == "attention":
-        tokens, channels = shape(op.inputs[0])
-        dims = (tokens, channels, op.attrs["heads"])
-    operands = dict(zip((r.lstrip("?$") for r in OP_SIGNATURES[op.kind]), op.inputs, strict=True))
-    layers: dict[str, dict[str, Any]] = {}
-    for role, name in operands.items():
-        if "." in role:
-            layer, part = role.split(".")
-            layers.setdefault(layer, {"present": bool(name)})[part] = operand(name) if name else "NULL"
-    for key, value in op.attrs.items():
-        if "." in key:
-            layer, field = key.split(".")
-            layers.setdefault(layer, {"present": True})[field] = value
-    if op.kind in ("attention_block", "attention_block_heads"):
-        tokens, channels = shape(op.inputs[0])
-        rank = lambda v: shape(v)[0] if v else 0  # noqa: E731
-        dims = (tokens, channels, op.attrs["heads"], rank(operands["qkv_v.weight"]), rank(operands["proj_v.weight"]))
-    elif op.kind == "mlp_block":
-        tokens, channels = shape(op.inputs[0])
-        rank = lambda v: shape(v)[0] if v else 0  # noqa: E731
-        dims = (tokens, channels, shape(operands["fc1_u.weight"])[0], rank(operands["fc1_v.weight"]),
-                rank(operands["fc2_v.weight"]))  # fmt: skip
-    # The kernel's own scratch (the last scratch operand): exactly its _get_buffer_size, except that the naive
+    symbols = {role: operand(name) if name else "NULL" for role, name in operand_map(op).items()}
+    dims = op_dims(graph, op)
+    operands = Operands(op, symbols, dims)
+    decls: list[dict[str, str]] = []
+    for struct in kind.structs:
+        name = f"{op.name}_{struct.suffix}"
+        statics: list[dict[str, str]] = []
+        init = c_initializer(struct.build(operands), op.name, statics)
+        decls += [*statics, {"ctype": struct.ctype, "name": name, "init": init}]
+    out = operand(op.output)
+    special = {"out": out, "size": str(graph.tensors[op.output].nbytes)}
+    if "out_row" in kind.args:  # a streamed strip's tokens go to patch row `row`
+        special["out_row"] = f"{out} + row * {dims['width'] // dims['patch'] * dims['out_ch']}"
+    special.update({f"scratch{i}": operand(s) for i, s in enumerate(op.scratch)})
+    args = [f"&{op.name}_{a[1:]}" if a.startswith("&") else special.get(a) or symbols[a] for a in kind.args]
+    # The kernel's own scratch (the last scratch operand) is exactly its _get_buffer_size, except that the naive
     # schedules' attention reserves the whole score matrix on top of the row the kernel needs.
-    scratch_bytes = graph.tensors[op.scratch[-1]].nbytes if op.scratch else 0
     full_scores = op.kind == "attention" and bool(SCHEDULES[graph.meta.get("schedule", "fused")].full_scores)
     return {
         "name": op.name,
         "kind": op.kind,
-        "scratch_bytes": scratch_bytes,
+        "kernel": kind.kernel,
+        "decls": decls,
+        "args": args,
+        "copy_in": symbols["x"] if kind.in_place_block and symbols["x"] != out else "",
+        "size": special["size"],
+        "out": out,
+        "scratch_bytes": graph.tensors[op.scratch[-1]].nbytes if kind.scratch else 0,
         "scratch_check": ">" if full_scores else "!=",
-        "layers": layers,
-        "attrs": op.attrs,
-        "dims": dims,
-        "args": [operand(n) if n else "NULL" for n in op.inputs],
-        "out": operand(op.output),
-        "scratch": [operand(s) for s in op.scratch],
-        "size": graph.tensors[op.output].nbytes,
     }
 
 

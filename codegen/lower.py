@@ -5,13 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from mcuformer.arch import ArchConfig
-from mcuformer.codegen.ir import OP_ATTRS, Graph, IRError, Op, TensorSpec, verify
-from mcuformer.codegen.kernels import (
-    attention_block_heads_scratch_bytes,
-    attention_scratch_bytes,
-    patch_embed_rows_scratch_bytes,
-)
-from mcuformer.quant.fused import AttentionBlockDims, MlpBlockDims
+from mcuformer.codegen.ir import Graph, IRError, Op, TensorSpec
+from mcuformer.codegen.ops import OPS, kernel_scratch_bytes
+from mcuformer.codegen.verify import verify
 from mcuformer.quant.qmodel import QAdd, QBlock, QFactored, QLayerNorm, QLinear, QViT
 
 
@@ -82,6 +78,13 @@ class _Builder:
     def scratch(self, name: str, nbytes: int) -> str:
         return self.graph.add_tensor(TensorSpec(name, (nbytes,), scratch=True))
 
+    def kernel_scratch(
+        self, name: str, kind: str, inputs: tuple[str, ...], attrs: dict[str, int], extra: int = 0
+    ) -> str:
+        """The scratch an op's kernel asks for (the op table's mirror of its _get_buffer_size), + `extra` bytes."""
+        probe = Op(name, kind, inputs, "", attrs)  # the sizes follow from the operands and attributes alone
+        return self.scratch(name, kernel_scratch_bytes(self.graph, probe) + extra)
+
     def fused_block(self, index: int, x: str, block: QBlock) -> str:
         """The block as two per-token fused ops written over the residual stream (K, V: the op's own buffers)."""
         g, p = self.graph, f"b{index}"
@@ -100,20 +103,18 @@ class _Builder:
                       "attn.score_zp": attn.score.zero_point, "attn.out_mult": attn.out_mult,
                       "attn.out_shift": attn.out_shift, "attn.out_zp": attn.output.zero_point})  # fmt: skip
         self.residual_attrs(block.res1, attrs)
-        attrs = {key: attrs[key] for key in OP_ATTRS["attention_block"]}
-        dims = AttentionBlockDims.from_block(block, tokens)
+        kind = "attention_block_heads" if self.schedule.kv_per_head else "attention_block"
+        attrs = {key: attrs[key] for key in OPS[kind].attrs}
         x1 = self.tensor(f"{p}_res1", (tokens, dim), alias_of=x if self.schedule.overwrite_tokens else None)
-        scratch: tuple[str, ...]
+        buffers: tuple[str, ...]
         if self.schedule.kv_per_head:
             head_dim = dim // attn.heads
-            size = attention_block_heads_scratch_bytes(tokens, dim, attn.heads, dims.qkv_rank, dims.proj_rank)
-            scratch = (self.scratch(f"{p}_k_head", tokens * head_dim), self.scratch(f"{p}_v_head", tokens * head_dim),
-                       self.scratch(f"{p}_context", tokens * dim), self.scratch(f"{p}_attn_scratch", size))  # fmt: skip
-            g.add_op(Op(f"{p}_attention_block", "attention_block_heads", operands, x1, attrs, scratch))
+            buffers = (self.scratch(f"{p}_k_head", tokens * head_dim), self.scratch(f"{p}_v_head", tokens * head_dim),
+                       self.scratch(f"{p}_context", tokens * dim))  # fmt: skip
         else:
-            scratch = (self.scratch(f"{p}_k", tokens * dim), self.scratch(f"{p}_v", tokens * dim),
-                       self.scratch(f"{p}_attn_scratch", dims.scratch_bytes()))  # fmt: skip
-            g.add_op(Op(f"{p}_attention_block", "attention_block", operands, x1, attrs, scratch))
+            buffers = (self.scratch(f"{p}_k", tokens * dim), self.scratch(f"{p}_v", tokens * dim))
+        scratch = self.kernel_scratch(f"{p}_attn_scratch", kind, operands, attrs)
+        g.add_op(Op(f"{p}_attention_block", kind, operands, x1, attrs, (*buffers, scratch)))
 
         attrs = {}
         operands = (
@@ -125,8 +126,8 @@ class _Builder:
             *self.linear_operands(f"{p}_fc2_u", block.fc2.u, "fc2_u", attrs),
         )  # fmt: skip
         self.residual_attrs(block.res2, attrs)
-        attrs = {key: attrs[key] for key in OP_ATTRS["mlp_block"]}
-        mlp_scratch = self.scratch(f"{p}_mlp_scratch", MlpBlockDims.from_block(block, tokens).scratch_bytes())
+        attrs = {key: attrs[key] for key in OPS["mlp_block"].attrs}
+        mlp_scratch = self.kernel_scratch(f"{p}_mlp_scratch", "mlp_block", operands, attrs)
         x2 = self.tensor(f"{p}_res2", (tokens, dim), alias_of=x1 if self.schedule.overwrite_tokens else None)
         g.add_op(Op(f"{p}_mlp_block", "mlp_block", operands, x2, attrs, (mlp_scratch,)))
         return x2
@@ -138,16 +139,15 @@ class _Builder:
         q, k, v = (self.linear(f"{p}_{part}", t, getattr(block, part)) for part in "qkv")
         attn = block.attn
         tokens, dim = g.shape(q)
-        scores = attention_scratch_bytes(tokens, dim, attn.heads)
-        if self.schedule.full_scores:  # what a layer-by-layer interpreter holds: every head's N x N scores
-            scores += attn.heads * tokens * tokens
-        scratch = self.scratch(f"{p}_attn_scratch", scores)
-        context = self.tensor(f"{p}_context", (tokens, dim))
         attrs = {"heads": attn.heads, "q_zp": attn.q.zero_point, "k_zp": attn.k.zero_point,
                  "v_zp": attn.v.zero_point, "score_mult": attn.score_mult, "score_shift": attn.score_shift,
                  "score_zp": attn.score.zero_point, "out_mult": attn.out_mult, "out_shift": attn.out_shift,
                  "out_zp": attn.output.zero_point}  # fmt: skip
         exp = g.add_const(f"{p}_exp", attn.exp_table)
+        # A layer-by-layer interpreter holds every head's N x N scores besides the row the kernel needs.
+        full_scores = attn.heads * tokens * tokens if self.schedule.full_scores else 0
+        scratch = self.kernel_scratch(f"{p}_attn_scratch", "attention", (q, k, v, exp), attrs, full_scores)
+        context = self.tensor(f"{p}_context", (tokens, dim))
         g.add_op(Op(f"{p}_attention", "attention", (q, k, v, exp), context, attrs, (scratch,)))
         x = self.residual_add(f"{p}_res1", x, self.factored(f"{p}_proj", context, block.proj), block.res1)
         h = self.layernorm(f"{p}_norm2", x, block.norm2)
@@ -244,8 +244,7 @@ def _lower(model: QViT, name: str, schedule: str, options: Schedule) -> Graph:
     elif image_offset is None:
         graph.add_op(Op("patch_embed", "patch_embed", (graph.input, *consts), patch_rows, attrs))
     else:
-        row_scratch = b.scratch("patch_row_scratch", patch_embed_rows_scratch_bytes(arch.image_size, arch.patch_size,
-                                                                                  dim))  # fmt: skip
+        row_scratch = b.kernel_scratch("patch_row_scratch", "patch_embed_rows", (graph.input, *consts), attrs)
         graph.add_op(Op("patch_embed", "patch_embed_rows", (graph.input, *consts), patch_rows, attrs, (row_scratch,)))
     pos = graph.add_const("pos_embed", model.pos_embed)
     embedded = b.tensor("embedded", (patches, dim), alias_of=patch_rows)

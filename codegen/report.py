@@ -8,7 +8,8 @@ from pathlib import Path
 
 from mcuformer.boards import Board
 from mcuformer.codegen.code_size import code_bytes_estimate
-from mcuformer.codegen.ir import OP_SIGNATURES, Graph
+from mcuformer.codegen.ir import Graph
+from mcuformer.codegen.ops import OPS, graph_macs
 from mcuformer.codegen.planner import MemoryPlan
 from mcuformer.errors import BudgetError
 
@@ -30,6 +31,7 @@ class OpRow:
     index: int
     name: str
     kind: str
+    macs: int
     live_bytes: int
     live_buffers: list[str]
 
@@ -49,6 +51,7 @@ class MemoryReport:
     flash_budget: int
     peak_op: str
     peak_live_bytes: int
+    macs: int  # multiply-accumulates of one inference (the op table's count)
     ops: list[OpRow]
 
     def to_json(self) -> str:
@@ -70,9 +73,9 @@ class MemoryReport:
         ])  # fmt: skip
 
     def op_table(self) -> str:
-        lines = [f"{'#':>3}  {'op':<18} {'kind':<12} {'live B':>8}  live buffers"]
+        lines = [f"{'#':>3}  {'op':<18} {'kind':<12} {'MACs':>10} {'live B':>8}  live buffers"]
         for row in self.ops:
-            lines.append(f"{row.index:>3}  {row.name:<18} {row.kind:<12} {row.live_bytes:>8,}  "
+            lines.append(f"{row.index:>3}  {row.name:<18} {row.kind:<12} {row.macs:>10,} {row.live_bytes:>8,}  "
                          + " ".join(row.live_buffers))  # fmt: skip
         return "\n".join(lines)
 
@@ -80,7 +83,7 @@ class MemoryReport:
 def flash_by_kind(graph: Graph) -> dict[str, int]:
     kinds: dict[str, str] = {}
     for op in graph.ops:
-        for role, name in zip(OP_SIGNATURES[op.kind], op.inputs, strict=True):
+        for role, name in zip(OPS[op.kind].roles, op.inputs, strict=True):
             if name in graph.consts:
                 kinds.setdefault(name, _FLASH_KIND.get(role.lstrip("?$").rsplit(".", 1)[-1], "embeddings"))
     totals: dict[str, int] = {}
@@ -93,8 +96,9 @@ def memory_report(graph: Graph, plan: MemoryPlan, board: Board) -> MemoryReport:
     by_kind = flash_by_kind(graph)
     code = code_bytes_estimate(graph)
     peak = plan.peak_op
+    macs = graph_macs(graph)
     rows = [
-        OpRow(i, op.name, op.kind, plan.live_bytes[i], [b.name for b in plan.live_at(i)])
+        OpRow(i, op.name, op.kind, macs[i], plan.live_bytes[i], [b.name for b in plan.live_at(i)])
         for i, op in enumerate(graph.ops)
     ]
     return MemoryReport(
@@ -111,6 +115,7 @@ def memory_report(graph: Graph, plan: MemoryPlan, board: Board) -> MemoryReport:
         flash_budget=board.flash_bytes,
         peak_op=graph.ops[peak].name,
         peak_live_bytes=plan.live_bytes[peak],
+        macs=sum(macs),
         ops=rows,
     )
 

@@ -5,7 +5,8 @@
 The firmware counts every op (MCF_PROFILE: the generated mcf_model.c marks the end of each op, the runtime keeps the
 counter deltas) and reports them with the PROFILE message after an INFER. On QEMU (`-icount shift=0`) the counter
 counts instructions with a resolution of 40 (one 25 MHz timer tick); on a real board (DWT CYCCNT) it counts cycles.
-MACs per op come from the graph (mcuformer.codegen.macs), re-derived from the build's model.pt like `eval` does.
+MACs per op come from the op table (mcuformer.codegen.ops) on the graph, re-derived from the build's model.pt like
+`eval` does.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from mcuformer.boards import load_board
 from mcuformer.checkpoint import load_model
 from mcuformer.codegen.build_dir import BuildDir, read_manifest
 from mcuformer.codegen.compiler import build_graph
-from mcuformer.codegen.macs import graph_macs
+from mcuformer.codegen.ops import graph_macs
 from mcuformer.data import load_dataset
 from mcuformer.errors import McuformerError
 from mcuformer.quant import reference

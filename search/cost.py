@@ -1,4 +1,4 @@
-"""What a candidate costs on the board: exact SRAM and flash from the compiler's planner, MACs by count.
+"""What a candidate costs on the board: exact SRAM, flash and MACs from the compiler's plan.
 
 The planner (`plan_arch`) is the one the compiler emits, so a candidate accepted here compiles and fits. Calls are
 cached per architecture (ArchConfig is frozen and hashable; its name does not take part in equality).
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from mcuformer.arch import LINEAR_NAMES, ArchConfig
+from mcuformer.arch import ArchConfig
 from mcuformer.boards import Board, load_board
 from mcuformer.errors import BudgetError
 
@@ -28,19 +28,6 @@ def parse_size(text: str | int) -> int:
     if value < 1 or value != int(value):
         raise BudgetError(f"size {text!r} is not a whole, positive number of bytes")
     return int(value)
-
-
-def arch_macs(arch: ArchConfig) -> int:
-    """Multiply-accumulates of one inference (linears, attention products, patch embedding, head)."""
-    n, d = arch.num_tokens, arch.embed_dim
-    total = arch.num_patches * arch.patch_dim * d
-    for layer in range(arch.depth):
-        for linear in LINEAR_NAMES:
-            fan_in, fan_out = arch.linear_shape(layer, linear)
-            rank = arch.ranks[layer].get(linear)
-            total += n * (fan_in * fan_out if rank is None else rank * (fan_in + fan_out))
-        total += 2 * n * n * d  # scores Q K^T and context P V, over all heads
-    return total + d * arch.num_classes
 
 
 @dataclass(frozen=True)
@@ -82,7 +69,7 @@ class Constraints:
             from mcuformer.codegen.compiler import plan_arch  # the compiler is heavy; import on first use
 
             report = plan_arch(arch, self.board, schedule=self.schedule)
-            macs = arch_macs(arch)
+            macs = report.macs
             fits = report.sram_bytes <= self.sram_budget and report.flash_bytes <= self.flash_budget
             if self.max_macs is not None:
                 fits = fits and macs <= self.max_macs

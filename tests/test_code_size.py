@@ -4,8 +4,9 @@ import subprocess
 
 import pytest
 
-from mcuformer.codegen.code_size import KERNEL_SYMBOLS, KERNEL_TEXT_BYTES
+from mcuformer.codegen.code_size import KERNEL_TEXT_BYTES
 from mcuformer.codegen.host_build import KERNEL_INCLUDE, kernel_sources
+from mcuformer.codegen.ops import OPS
 
 M7_FLAGS = ["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16", "-O2", "-ffunction-sections"]
 
@@ -25,7 +26,7 @@ def test_kernel_text_sizes_stay_within_the_estimate(tmp_path, variant):
         assert len(public) == 1, f"{source.name}: one public function per file, got {public}"
         # The file's static helpers (those the compiler did not inline) count towards its one public function.
         sizes[public[0]] = sum(size for _, _, size in code)
-    every_symbol = {s for symbols in KERNEL_SYMBOLS.values() for s in symbols}
+    every_symbol = {s for kind in OPS.values() for s in kind.symbols}
     assert every_symbol <= set(sizes), every_symbol - set(sizes)
     for symbol, size in sizes.items():
         assert symbol in KERNEL_TEXT_BYTES, f"{symbol} has no code-size estimate"

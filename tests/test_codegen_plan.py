@@ -10,10 +10,11 @@ from mcuformer.arch import PRESETS, ArchConfig, LayerRanks
 from mcuformer.boards import Board, load_board
 from mcuformer.codegen.compiler import graph_for_arch, plan_arch
 from mcuformer.codegen.emit import render
-from mcuformer.codegen.ir import IRError, Op, TensorSpec, verify
+from mcuformer.codegen.ir import IRError, Op, TensorSpec
 from mcuformer.codegen.lower import SCHEDULES, lower
 from mcuformer.codegen.planner import check_plan, lifetimes, plan_memory
 from mcuformer.codegen.report import BudgetError, check_budget, memory_report
+from mcuformer.codegen.verify import verify
 from mcuformer.model import VisionTransformer
 from mcuformer.quant.ptq import calibrate, quantize_model
 
@@ -80,7 +81,7 @@ def test_fused_schedule_needs_less_and_keeps_only_k_and_v_per_sequence(seed):
             live = {b.name for b in fused.live_at(index)}
             per_token = graph.tensors[op.scratch[2]].nbytes
             assert fused.live_bytes[index] <= 3 * ((tokens * dim + 3) // 4 * 4) + per_token, live
-            # one 4-token block of the DSP kernels (widened input, int8 rows, score row; quant.fused), ranks < dim
+            # one 4-token block of the DSP kernels (widened input, int8 rows, score row; codegen.scratch), ranks < dim
             assert per_token <= 12 * dim + tokens + 8
 
 

@@ -5,7 +5,7 @@ mcf_attention_block_s8 then mcf_mlp_block_s8, in place on a copy of x, against r
 pass): through ctypes with guard bytes around x, K, V and a scratch of exactly get_buffer_size bytes; through an
 AddressSanitizer + UBSan executable with every buffer and parameter array in its own exact-size heap block; and
 on whole random-weight QViTs (fused forward == reference.forward). Plus mcf_attention_row_s8 against one row of
-ops.attention, the scratch sizes against mcuformer.quant.fused, argument checking and the Cortex-M7 build.
+ops.attention, the scratch sizes against mcuformer.codegen.scratch, argument checking and the Cortex-M7 build.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import math
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +37,10 @@ from kernel_ctypes import (
 
 from mcuformer.arch import PRESETS, ArchConfig, LayerRanks
 from mcuformer.codegen.host_build import KERNEL_INCLUDE, compile_host, kernel_sources
+from mcuformer.codegen.scratch import attention_block_scratch_bytes, mlp_block_scratch_bytes
 from mcuformer.firmware import KERNELS_DIR
 from mcuformer.model import VisionTransformer
-from mcuformer.quant import fused, ops, reference, spec
-from mcuformer.quant.fused import attention_block_scratch_bytes, mlp_block_scratch_bytes
+from mcuformer.quant import ops, reference, spec
 from mcuformer.quant.ptq import calibrate, quantize_add, quantize_layernorm, quantize_linear, quantize_model
 from mcuformer.quant.qmodel import QAdd, QAttention, QBlock, QFactored, QLayerNorm, QLinear, QParams, QViT
 
@@ -560,7 +560,7 @@ def test_attention_row_invalid_arguments(lib: ctypes.CDLL) -> None:
 
 
 def test_buffer_sizes_match_python(lib: ctypes.CDLL) -> None:
-    """C get_buffer_size == mcuformer.quant.fused for many dims; 0 (C) / ValueError (Python) when invalid."""
+    """C get_buffer_size == mcuformer.codegen.scratch for many dims; 0 (C) / ValueError (Python) when invalid."""
     rng = np.random.default_rng(8)
     ref = ctypes.byref
     for _ in range(3000):
@@ -616,14 +616,6 @@ def test_buffer_size_formulas() -> None:
             assert mlp_block_scratch_bytes(tokens, d, hidden) == (d + hidden + 3) // 4 * 4
         else:
             assert chain <= size == (3 + 12 * max(d, hidden, r1, r2) + 3) // 4 * 4
-    cfg = random_config(np.random.default_rng(0))
-    block, _ = random_block(np.random.default_rng(1), cfg)
-    a, m = fused.AttentionBlockDims.from_block(block, cfg.tokens), fused.MlpBlockDims.from_block(block, cfg.tokens)
-    assert (a.channels, a.heads, a.qkv_rank, a.proj_rank) == (cfg.channels, cfg.heads, cfg.qkv_rank, cfg.proj_rank)
-    assert (m.hidden, m.fc1_rank, m.fc2_rank) == (cfg.hidden, cfg.fc1_rank, cfg.fc2_rank)
-    assert a.scratch_bytes() == attention_block_scratch_bytes(*astuple(a))
-    assert m.scratch_bytes() == mlp_block_scratch_bytes(*astuple(m))
-    assert a.kv_bytes() == cfg.tokens * cfg.channels
 
 
 # --------------------------------------------------------------------------------------- invalid arguments

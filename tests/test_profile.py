@@ -11,7 +11,7 @@ import pytest
 
 from mcuformer.cli import main
 from mcuformer.codegen.compiler import CompiledModel, compile_model
-from mcuformer.codegen.macs import graph_macs, op_macs
+from mcuformer.codegen.ops import graph_macs, op_macs
 from mcuformer.profile import CPI_RANGE, Profile, profile_build
 
 

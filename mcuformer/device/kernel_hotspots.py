@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mcuformer.codegen.ops import OPS
 from mcuformer.device.build import _tool
 from mcuformer.device.errors import QemuError
 from mcuformer.device.kernel_harness import TICK_INSTRUCTIONS, build_harness, harness_command
@@ -55,10 +56,14 @@ class BlockShape:
         return f"{self.tokens}x{self.channels}, {self.heads} heads, hidden {self.hidden}"
 
     def macs(self, phase: str) -> int:
+        """The op table's MACs of the phase's kernel on this shape (full rank)."""
         n, d = self.tokens, self.channels
+        dims = {"tokens": n, "channels": d, "heads": self.heads, "qkv_rank": 0, "proj_rank": 0}
         if phase == "mlp_block":
-            return 2 * n * d * self.hidden
-        return 4 * n * d * d + 2 * n * n * d  # q, k, v and proj; scores and context
+            dims = {"tokens": n, "channels": d, "hidden": self.hidden, "fc1_rank": 0, "fc2_rank": 0}
+        macs = OPS[phase].macs
+        assert macs is not None
+        return macs(dims, {})
 
 
 @dataclass

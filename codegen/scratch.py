@@ -1,37 +1,31 @@
-"""Sizes of the fused per-token block kernels (firmware/kernels/include/mcf_fused.h), for the memory planner.
+"""Python mirrors of the kernels' `_get_buffer_size` functions: the scratch each kernel asks for.
 
-mcf_attention_block_s8 and mcf_mlp_block_s8 run a block's two halves token by token, in place on the residual
-stream x [tokens][d]. Besides x, the attention half needs K and V ([tokens][d] each, placed by the planner) and
-each half a per-token scratch. The functions here mirror the C `_get_buffer_size` functions exactly (tests
-compare them over many random dims).
+The op table (`ops.py`) sizes every op's scratch with these; tests compare them with the C functions over many
+random dims, and `MCF_CHECK_SCRATCH` host builds check every planned op against its kernel.
 
-Scratch layout (both kernels): the per-token buffers form a chain, each written by an op from the previous one
-(so an op's input and output must not overlap); even-indexed buffers start the scratch and odd-indexed ones end
-it, so the scratch needs max(c[i] + c[i + 1]) bytes over consecutive chain buffers; the attention half also
-keeps one score row (`tokens` bytes) beside the q/context row. Sizes are rounded up to a multiple of 4.
-The C functions use the equivalent closed forms (a rank of 0 counting as d in the first):
+The fused per-token blocks (firmware/kernels/include/mcf_fused.h) run a block's two halves token by token, in place
+on the residual stream x [tokens][d]. Short sequences use a chain of per-token buffers, each written by an op from
+the previous one (so an op's input and output must not overlap); even-indexed buffers start the scratch and odd-
+indexed ones end it, so the scratch needs max(c[i] + c[i + 1]) over consecutive chain buffers; the attention half
+also keeps one score row (`tokens` bytes) beside the q/context row. The C functions use the equivalent closed forms
+(a rank of 0 counting as d in the first):
     attention: d + max(qkv_rank, proj_rank, tokens)
     MLP:       max(fc1_rank + max(d, hidden) or d + hidden, fc2_rank + max(d, hidden) or d + hidden)
+Sizes are rounded up to a multiple of 4.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from mcuformer.quant.qmodel import QBlock, QFactored
-
 INT32_MAX = 2**31 - 1
-
-
-def _align4(n: int) -> int:
-    return (n + 3) // 4 * 4
-
-
 # mcf_fused.h: sequences of at least BLOCK_MIN_TOKENS tokens get a scratch for the DSP kernels' 4-token blocks,
 # BLOCK_ROW_BYTES per value of the widest row (4 tokens x (int16 + int8)); shorter ones the one-token chain.
 BLOCK_MIN_TOKENS = 16
 BLOCK_TOKENS = 4  # MCF_FUSED_BLOCK_TOKENS
 BLOCK_ROW_BYTES = 12
+
+
+def _align4(n: int) -> int:
+    return (n + 3) // 4 * 4
 
 
 def _chain_need(chain: list[int]) -> int:
@@ -42,6 +36,19 @@ def _checked(size: int, what: str) -> int:
     if size > INT32_MAX - 3:
         raise ValueError(f"{what} scratch of {size} bytes does not fit int32")
     return _align4(size)
+
+
+def attention_scratch_bytes(tokens: int, channels: int, heads: int) -> int:
+    """mcf_attention_s8_get_buffer_size: one int8 score/probability row of `tokens` values, word aligned."""
+    if tokens <= 0 or channels <= 0 or heads <= 0 or channels % heads:
+        raise ValueError(f"invalid attention dims tokens={tokens} channels={channels} heads={heads}")
+    return _align4(tokens)
+
+
+def patch_embed_rows_scratch_bytes(height: int, width: int, channels: int, patch: int, out_ch: int) -> int:
+    """mcf_patch_embed_rows_s8_get_buffer_size: one patch row of tokens, word aligned."""
+    del height, channels  # the row of tokens depends on the width only
+    return _align4(width // patch * out_ch)
 
 
 def attention_block_scratch_bytes(tokens: int, channels: int, heads: int, qkv_rank: int = 0, proj_rank: int = 0) -> int:
@@ -62,6 +69,21 @@ def attention_block_scratch_bytes(tokens: int, channels: int, heads: int, qkv_ra
     return _checked(max(_chain_need(chain), channels + tokens), "attention block")
 
 
+def attention_block_heads_scratch_bytes(tokens: int, channels: int, heads: int, qkv_rank: int = 0,
+                                        proj_rank: int = 0) -> int:  # fmt: skip
+    """mcf_attention_block_heads_s8_get_buffer_size.
+
+    From BLOCK_MIN_TOKENS tokens on, room for blocks of 4 tokens: 3 + 8 * max(width, tokens) + 4 * (width +
+    tokens) with width = max(d, ranks); shorter sequences: max(d + qkv_rank + head_dim + tokens, proj_rank + d).
+    """
+    if tokens <= 0 or channels <= 0 or heads <= 0 or channels % heads or qkv_rank < 0 or proj_rank < 0:
+        raise ValueError(f"invalid attention block dims tokens={tokens} channels={channels} heads={heads}")
+    if tokens >= BLOCK_MIN_TOKENS:
+        width = max(channels, qkv_rank, proj_rank)
+        return _align4(3 + 8 * max(width, tokens) + BLOCK_TOKENS * (width + tokens))
+    return _align4(max(channels + qkv_rank + channels // heads + tokens, proj_rank + channels))
+
+
 def mlp_block_scratch_bytes(tokens: int, channels: int, hidden: int, fc1_rank: int = 0, fc2_rank: int = 0) -> int:
     """mcf_mlp_block_s8_get_buffer_size; ranks 0 mean full rank (no V factor).
 
@@ -78,49 +100,3 @@ def mlp_block_scratch_bytes(tokens: int, channels: int, hidden: int, fc1_rank: i
         return _checked(3 + BLOCK_ROW_BYTES * max(channels, hidden, fc1_rank, fc2_rank), "MLP block")
     chain = [channels, *([fc1_rank] if fc1_rank else []), hidden, *([fc2_rank] if fc2_rank else []), channels]
     return _checked(_chain_need(chain), "MLP block")
-
-
-def _rank(layer: QFactored) -> int:
-    return 0 if layer.v is None else int(layer.v.weight.shape[0])
-
-
-@dataclass(frozen=True)
-class AttentionBlockDims:
-    """mcf_attention_block_dims (field order as in C)."""
-
-    tokens: int
-    channels: int
-    heads: int
-    qkv_rank: int = 0
-    proj_rank: int = 0
-
-    @classmethod
-    def from_block(cls, block: QBlock, tokens: int) -> AttentionBlockDims:
-        qkv_rank = 0 if block.qkv_v is None else int(block.qkv_v.weight.shape[0])
-        return cls(tokens, int(block.q.weight.shape[0]), block.attn.heads, qkv_rank, _rank(block.proj))
-
-    def scratch_bytes(self) -> int:
-        return attention_block_scratch_bytes(self.tokens, self.channels, self.heads, self.qkv_rank, self.proj_rank)
-
-    def kv_bytes(self) -> int:
-        """Bytes of each of the K and V buffers ([tokens][channels] int8)."""
-        return self.tokens * self.channels
-
-
-@dataclass(frozen=True)
-class MlpBlockDims:
-    """mcf_mlp_block_dims (field order as in C)."""
-
-    tokens: int
-    channels: int
-    hidden: int
-    fc1_rank: int = 0
-    fc2_rank: int = 0
-
-    @classmethod
-    def from_block(cls, block: QBlock, tokens: int) -> MlpBlockDims:
-        fc1 = block.fc1.u.weight.shape
-        return cls(tokens, int(block.fc2.u.weight.shape[0]), int(fc1[0]), _rank(block.fc1), _rank(block.fc2))
-
-    def scratch_bytes(self) -> int:
-        return mlp_block_scratch_bytes(self.tokens, self.channels, self.hidden, self.fc1_rank, self.fc2_rank)
