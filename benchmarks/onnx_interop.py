@@ -24,9 +24,9 @@ from onnx_models import export, timm_vit  # noqa: E402
 
 from mcuformer.checkpoint import load_model  # noqa: E402
 from mcuformer.cli import main  # noqa: E402
+from mcuformer.codegen.onnx.qdq import export_qdq  # noqa: E402
 from mcuformer.data import load_dataset  # noqa: E402
 from mcuformer.evaluate import evaluate_build  # noqa: E402
-from mcuformer.qdq import export_qdq  # noqa: E402
 from mcuformer.quant import reference  # noqa: E402
 from mcuformer.quant.ptq import quantize_model  # noqa: E402
 

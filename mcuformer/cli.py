@@ -143,7 +143,7 @@ def cmd_compile(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from mcuformer.export import export_model
+    from mcuformer.codegen.onnx.export import export_model
 
     export_model(args.model, args.onnx, qdq=args.qdq)
     print(f"wrote {args.onnx} ({'int8 QDQ' if args.qdq else 'fp32'} ONNX, opset 17); "

@@ -16,12 +16,12 @@ from mcuformer.cli import main
 from mcuformer.codegen.compiler import compile_model
 from mcuformer.codegen.emit import model_hash
 from mcuformer.codegen.onnx.errors import OnnxImportError
+from mcuformer.codegen.onnx.export import export_fp32
 from mcuformer.codegen.onnx.frontend import compile_onnx, import_onnx
+from mcuformer.codegen.onnx.qdq import export_qdq
 from mcuformer.data import load_dataset
 from mcuformer.evaluate import evaluate_build
-from mcuformer.export import export_fp32
 from mcuformer.model import VisionTransformer
-from mcuformer.qdq import export_qdq
 from mcuformer.quant import reference, spec
 from mcuformer.quant.ptq import calibrate, quantize_model
 

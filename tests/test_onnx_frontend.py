@@ -18,9 +18,9 @@ from mcuformer.cli import main
 from mcuformer.codegen.compiler import compile_model
 from mcuformer.codegen.emit import model_hash
 from mcuformer.codegen.onnx.errors import OnnxImportError
+from mcuformer.codegen.onnx.export import export_fp32
 from mcuformer.codegen.onnx.frontend import compile_onnx, read_onnx
 from mcuformer.evaluate import evaluate_build
-from mcuformer.export import export_fp32
 
 SMALL = ArchConfig.uniform(image_size=28, channels=1, patch_size=7, embed_dim=16, depth=2, num_heads=2, mlp_ratio=2,
                            num_classes=10, rank=LayerRanks(fc1=8, proj=8))  # fmt: skip

@@ -1,7 +1,7 @@
 """`mcuformer export model.pt --onnx out.onnx`: the fp32 model, or its int8 form as a QDQ graph.
 
 fp32: PyTorch's exporter (opset 17) on mcuformer's ViT, normalisation included: the input is pixels in [0, 1].
-QDQ (`mcuformer.qdq`): the int8 model as ONNX QuantizeLinear/DequantizeLinear around float ops, for tools that
+QDQ (`qdq.py`): the int8 model as ONNX QuantizeLinear/DequantizeLinear around float ops, for tools that
 read quantized ONNX. Both carry metadata (dataset, exact calibration ranges) so that the ONNX front end
 re-imports them into the same model.pt.
 """
@@ -45,7 +45,7 @@ def export_fp32(model_file: ModelFile, out: str | Path) -> Path:
 def export_model(model_path: str | Path, out: str | Path, qdq: bool = False) -> Path:
     model_file = load_model(model_path)
     if qdq:
-        from mcuformer.qdq import export_qdq
+        from mcuformer.codegen.onnx.qdq import export_qdq
 
         return export_qdq(model_file, out)
     return export_fp32(model_file, out)
