@@ -21,9 +21,10 @@ from pathlib import Path
 from bench_common import load_search_run
 
 from mcuformer.arch import load_arch
+from mcuformer.data import pixels_to_tensor
 from mcuformer.quant.ptq import calibrate
 from mcuformer.search.finish import finetune, int8_accuracy
-from mcuformer.train import evaluate, pixels_to_tensor
+from mcuformer.train import evaluate
 
 
 def main() -> None:

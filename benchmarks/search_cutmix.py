@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from bench_common import load_search_run
 
+from mcuformer.data import pixels_to_tensor
 from mcuformer.model import VisionTransformer
 from mcuformer.search.finish import FinetuneConfig, finetune, package
-from mcuformer.train import pixels_to_tensor
 
 
 @torch.no_grad()

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from mcuformer.arch import ArchConfig
+from mcuformer.data import pixels_to_tensor
 from mcuformer.model import VisionTransformer
 from mcuformer.quant.ptq import calibrate
 from mcuformer.quant.qat import FakeQuantForward
@@ -35,7 +36,6 @@ from mcuformer.search.sampler import FitSampler
 from mcuformer.search.space import load_space
 from mcuformer.search.supernet import Supernet
 from mcuformer.search.train import SandwichStep
-from mcuformer.train import pixels_to_tensor
 
 Step = Callable[[], None]
 

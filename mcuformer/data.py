@@ -135,6 +135,11 @@ class ImageSet:
         return dataclasses.replace(self, images=images)
 
 
+def pixels_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW in [0, 1] (the model's input)."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+
+
 def split_validation(
     full: ImageSet, val_size: int, seed: int, train_limit: int | None = None
 ) -> tuple[ImageSet, ImageSet]:

@@ -24,11 +24,12 @@ from mcuformer.codegen.build_dir import BuildDir, read_manifest
 from mcuformer.codegen.compiler import build_graph
 from mcuformer.codegen.emit import model_hash
 from mcuformer.codegen.hostrun import build_host_runner, run_host
+from mcuformer.data import pixels_to_tensor
 from mcuformer.device.errors import DeviceError
 from mcuformer.errors import McuformerError
 from mcuformer.progress import progress
 from mcuformer.quant import reference
-from mcuformer.train import load_for_arch, pixels_to_tensor
+from mcuformer.train import load_for_arch
 
 HOST = "host"
 CHECKPOINT_SECONDS = 2.0  # a device run's logits are saved at least this often (and when it stops on an error)

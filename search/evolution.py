@@ -18,12 +18,12 @@ from typing import Any
 import torch
 
 from mcuformer.arch import ArchConfig
+from mcuformer.data import pixels_to_tensor
 from mcuformer.progress import progress as progress_bar
 from mcuformer.search.data import SearchData
 from mcuformer.search.genome import Genome, crossover, mutate
 from mcuformer.search.sampler import FitSampler
 from mcuformer.search.supernet import Supernet
-from mcuformer.train import pixels_to_tensor
 
 MAX_ATTEMPTS = 200  # draws per child before a generation gives up on finding a new fitting candidate
 

@@ -9,7 +9,6 @@ bit, so they are what the device will show.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -18,36 +17,29 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from mcuformer.checkpoint import DatasetMeta, ModelFile, atomic_save
-from mcuformer.data import ImageSet
-from mcuformer.errors import McuformerError
+from mcuformer.checkpoint import DatasetMeta, ModelFile
+from mcuformer.data import ImageSet, pixels_to_tensor
+from mcuformer.loop import LoopConfig, Run, fit, soft_cross_entropy
 from mcuformer.model import VisionTransformer
-from mcuformer.progress import progress
 from mcuformer.quant import reference
 from mcuformer.quant.ptq import Calibration, calibrate, quantize_model
 from mcuformer.quant.qat import FakeQuantForward
-from mcuformer.recipe import RECIPE_AUGMENT, Augment, lr_at, make_optimizer
 from mcuformer.search.data import SearchData, resize_batch
-from mcuformer.train import Forward, evaluate, pixels_to_tensor, plain_forward, soft_cross_entropy
+from mcuformer.train import Forward, evaluate, plain_forward
 
 CHECKPOINT = "finetune.pt"
 QAT_CHECKPOINT = "qat.pt"
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneConfig(LoopConfig):
     epochs: int = 5
-    batch_size: int = 128
     lr: float = 5e-4
-    weight_decay: float = 0.05
     warmup_epochs: float = 0.2
-    augment: Augment = RECIPE_AUGMENT
     distill: float = 0.0  # weight of the teacher's soft predictions in the targets (0: labels only)
     calibration_images: int = 512
     qat_epochs: int = 1  # quantization-aware epochs after the finetune (0: post-training quantization only)
     qat_lr: float = 1e-4
-    seed: int = 0
-    device: str = "cpu"
 
     def qat(self) -> FinetuneConfig:
         """The settings of the quantization-aware phase: a short, low learning-rate finetune without mixing."""
@@ -65,58 +57,31 @@ def finetune(
     checkpoint: str = CHECKPOINT,
     teacher: VisionTransformer | None = None,
 ) -> VisionTransformer:
-    """Finetune in place (checkpoint per epoch, resumable) on the search's training split at the model's size.
-    `forward` replaces the plain forward (QAT passes its fake-quantized one). With a `teacher` (the supernet's
-    largest subnet, already trained) and `config.distill` > 0, the targets blend in its soft predictions."""
+    """Finetune in place on the one training loop (checkpoint per epoch, resumable) on the search's training split
+    at the model's size. `forward` replaces the plain forward (QAT passes its fake-quantized one). With a `teacher`
+    (the supernet's largest subnet, already trained) and `config.distill` > 0, the targets blend in its soft
+    predictions."""
     arch = model.arch
-    phase = "finetune" if checkpoint == CHECKPOINT else Path(checkpoint).stem
-    train_set = data.at("train", arch.image_size)
-    ckpt_path = Path(out_dir) / checkpoint
     device = torch.device(config.device)
-    model.to(device)
     if teacher is not None:
         teacher.to(device).eval()
-    optimizer = make_optimizer(model.parameters(), config.lr, config.weight_decay)
-    generator = torch.Generator().manual_seed(config.seed + 1)
-    steps = math.ceil(len(train_set) / config.batch_size)
-    total, warmup = steps * config.epochs, int(config.warmup_epochs * steps)
-    start = 0
-    if resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state["arch"] != arch.to_dict() or state["config"] != asdict(config):
-            raise McuformerError(f"{ckpt_path} belongs to another {phase}; use a new --out or delete it")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        start = state["epoch"]
-    labels = torch.from_numpy(train_set.labels)
-    for epoch in range(start, config.epochs):
-        model.train()
-        order = torch.randperm(len(train_set), generator=generator)
-        bar = progress(range(steps), desc=f"{phase} epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
-        running = 0.0
-        for step in bar:
-            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-            pixels, targets = config.augment(pixels_to_tensor(train_set.images[idx.numpy()]), labels[idx],
-                                             arch.num_classes, generator)  # fmt: skip
-            pixels, targets = pixels.to(device), targets.to(device)
-            if teacher is not None and config.distill > 0:
-                with torch.no_grad():
-                    taught = F.softmax(teacher(resize_batch(pixels, teacher.arch.image_size)), dim=1)
-                targets = (1 - config.distill) * targets + config.distill * taught
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(epoch * steps + step, total, warmup, config.lr)
-            loss = soft_cross_entropy(forward(model, pixels), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            running = 0.9 * running + 0.1 * loss.item() if step else loss.item()
-            bar.set_postfix(loss=f"{running:.3f}", refresh=False)
-        accuracy = evaluate(model, data.at("val", arch.image_size), device=config.device, forward=forward)
-        tqdm.write(f"{phase} epoch {epoch + 1}/{config.epochs}: loss {running:.3f}, val accuracy {accuracy:.4f}")
-        atomic_save({"arch": arch.to_dict(), "config": asdict(config), "epoch": epoch + 1,
-                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "generator": generator.get_state()}, ckpt_path)  # fmt: skip
+
+    def step(pixels: torch.Tensor, targets: torch.Tensor) -> float:
+        if teacher is not None and config.distill > 0:
+            with torch.no_grad():
+                taught = F.softmax(teacher(resize_batch(pixels, teacher.arch.image_size)), dim=1)
+            targets = (1 - config.distill) * targets + config.distill * taught
+        loss = soft_cross_entropy(forward(model, pixels), targets)
+        loss.backward()
+        return loss.item()
+
+    val_set = data.at("val", arch.image_size)
+    run = Run(model, data.at("train", arch.image_size), arch.num_classes, config, Path(out_dir) / checkpoint,
+              {"arch": arch.to_dict(), "config": asdict(config)}, step,
+              end_epoch=lambda: {"val_accuracy": evaluate(model, val_set, device=config.device, forward=forward)},
+              name="finetune epoch" if checkpoint == CHECKPOINT else f"{Path(checkpoint).stem} epoch",
+              generator_seed=config.seed + 1)  # fmt: skip
+    fit(run, resume)
     return model.cpu().eval()
 
 

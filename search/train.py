@@ -1,15 +1,14 @@
 """Supernet training: the sandwich rule with in-place distillation, sampling only architectures that fit.
 
 Each step trains the largest fitting subnet on the labels, then the smallest and `num_random` random fitting
-subnets on the largest one's soft predictions (in-place distillation), accumulating gradients into one update.
-A checkpoint after every epoch (atomic) lets a killed run resume losing at most the epoch in progress. With
+subnets on the largest one's soft predictions (in-place distillation), accumulating gradients into one update,
+as steps of the one training loop (`mcuformer.loop`: a checkpoint per epoch, resume after a kill). With
 `torchrun`, every process trains the same subnets on its share of each batch and gradients are averaged by
 all-reduce (data parallel, DDP semantics); see `_average_gradients` for why not the DDP wrapper itself.
 """
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,33 +17,21 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from mcuformer.checkpoint import atomic_save
-from mcuformer.errors import McuformerError
-from mcuformer.progress import progress
-from mcuformer.recipe import RECIPE_AUGMENT, Augment, lr_at, make_optimizer
+from mcuformer.loop import LoopConfig, Run, fit, soft_cross_entropy
 from mcuformer.search.data import SearchData, resize_batch
 from mcuformer.search.genome import Genome
 from mcuformer.search.sampler import FitSampler
 from mcuformer.search.supernet import Supernet
-from mcuformer.train import pixels_to_tensor, soft_cross_entropy
 
 CHECKPOINT = "supernet.pt"
 
 
 @dataclass(frozen=True)
-class SupernetTrainConfig:
+class SupernetTrainConfig(LoopConfig):
     epochs: int = 10
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    augment: Augment = RECIPE_AUGMENT
     num_random: int = 2  # random subnets per step besides the largest and the smallest
     distill: bool = True  # in-place distillation from the largest subnet
-    seed: int = 0
-    device: str = "cpu"
 
 
 class SandwichStep:
@@ -102,69 +89,15 @@ def train_supernet(
     resume: bool = True,
     stop_after_epoch: int | None = None,
 ) -> dict[str, Any]:
-    """Train `net` in place; returns the training log. `stop_after_epoch` simulates an interrupt (tests)."""
+    """Train `net` in place on the one training loop; returns the training log. `stop_after_epoch` simulates an
+    interrupt (tests)."""
     rank, world = _world()
-    out = Path(out_dir)
-    ckpt_path = out / CHECKPOINT
-    device = torch.device(config.device)
-    net.to(device)
     sandwich_step = SandwichStep(net, sampler, config)
-    optimizer = make_optimizer(net.parameters(), config.lr, config.weight_decay)
-    generator = torch.Generator().manual_seed(config.seed)
     rng = random.Random(config.seed)
-    steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    warmup = int(config.warmup_epochs * steps_per_epoch)
-    log: dict[str, Any] = {"epochs": [], "config": asdict(config)}
-    start_epoch = 0
-    if resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state["config"] != asdict(config) or state["space"] != repr(net.space):
-            raise McuformerError(f"{ckpt_path} was written with other settings; use a new --out or delete it")
-        net.load_state_dict(state["supernet"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        rng.setstate(state["rng"])
-        log = state["log"]
-        start_epoch = state["epoch"]
-        if rank == 0:
-            tqdm.write(f"resuming supernet training after epoch {start_epoch}/{config.epochs}")
-
-    labels_all = torch.from_numpy(data.train.labels)
-    classes = net.space.num_classes
-    for epoch in range(start_epoch, config.epochs):
-        net.train()
-        order = torch.randperm(len(data.train), generator=generator)
-        bar = progress(range(steps_per_epoch), desc=f"supernet epoch {epoch + 1}/{config.epochs}", unit="step",
-                   leave=False, disable=rank != 0)  # fmt: skip
-        running = 0.0
-        for step in bar:
-            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-            idx = idx[rank::world]  # this process's share of the batch
-            pixels, targets = config.augment(pixels_to_tensor(data.train.images[idx.numpy()]), labels_all[idx],
-                                             classes, generator)  # fmt: skip
-            pixels, targets = pixels.to(device), targets.to(device)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(epoch * steps_per_epoch + step, total_steps, warmup, config.lr)
-            optimizer.zero_grad(set_to_none=True)
-            loss = sandwich_step(pixels, targets, rng)
-            running = 0.9 * running + 0.1 * loss if step else loss
-            _average_gradients(net, world)
-            optimizer.step()
-            bar.set_postfix(loss=f"{running:.3f}", refresh=False)
-        log["epochs"].append({"epoch": epoch + 1, "largest_loss": running})
-        if rank == 0:
-            tqdm.write(f"supernet epoch {epoch + 1}/{config.epochs}: largest-subnet loss {running:.3f}")
-            atomic_save(
-                {
-                    "supernet": net.state_dict(), "optimizer": optimizer.state_dict(),
-                    "generator": generator.get_state(), "rng": rng.getstate(), "epoch": epoch + 1,
-                    "config": asdict(config), "space": repr(net.space), "log": log,
-                },
-                ckpt_path,
-            )  # fmt: skip
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
-            break
-    log["largest"] = sandwich_step.largest.to_dict()
-    log["smallest"] = sandwich_step.smallest.to_dict()
-    return log
+    identity = {"config": asdict(config), "space": repr(net.space)}
+    run = Run(net, data.train, net.space.num_classes, config, Path(out_dir) / CHECKPOINT, identity,
+              step=lambda pixels, targets: sandwich_step(pixels, targets, rng), name="supernet epoch", rng=rng,
+              shard=(rank, world), before_update=lambda: _average_gradients(net, world))  # fmt: skip
+    history = fit(run, resume, stop_after_epoch)
+    return {"epochs": history, "config": asdict(config), "largest": sandwich_step.largest.to_dict(),
+            "smallest": sandwich_step.smallest.to_dict()}  # fmt: skip

@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from mcuformer.data import load_dataset
+from mcuformer.data import load_dataset, pixels_to_tensor
 from mcuformer.quant import reference
 from mcuformer.quant.ptq import INPUT_QPARAMS, calibrate, quantize_linear, quantize_model
 from mcuformer.quant.qat import FakeQuantForward, fake_quant_weight, quantized_weight_names
 from mcuformer.search.data import SearchData
 from mcuformer.search.finish import QAT_CHECKPOINT, FinetuneConfig, int8_accuracy, quantize
-from mcuformer.train import pixels_to_tensor
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import torch
 from mcuformer.arch import PRESETS
 from mcuformer.checkpoint import DatasetMeta, ModelFile, save_model
 from mcuformer.codegen.compiler import compile_model, plan_arch
-from mcuformer.data import load_dataset
+from mcuformer.data import load_dataset, pixels_to_tensor
 from mcuformer.device.build import build_firmware
 from mcuformer.device.errors import DeviceProtocolError, DeviceRejected
 from mcuformer.device.protocol import Msg
@@ -22,7 +22,6 @@ from mcuformer.device.runner import run_images
 from mcuformer.model import VisionTransformer
 from mcuformer.quant import reference
 from mcuformer.quant.ptq import calibrate
-from mcuformer.train import pixels_to_tensor
 
 N_IMAGES = 12
 

@@ -215,9 +215,9 @@ def test_search_end_to_end_compiles_within_budget(tmp_path: Path) -> None:
 def test_finish_distills_from_the_teacher(tiny_data: SearchData, tmp_path: Path) -> None:
     """With distill = 1 the finetune learns the teacher's predictions, not the labels: a teacher that always says
     class 3 makes the student say class 3; without distillation it does not."""
+    from mcuformer.data import pixels_to_tensor
     from mcuformer.recipe import Augment
     from mcuformer.search.finish import FinetuneConfig, finetune
-    from mcuformer.train import pixels_to_tensor
 
     space = tiny_space()
     student_arch = extreme_genome(space, largest=False).arch(space)

@@ -57,5 +57,5 @@ def test_resume_refuses_other_settings(tmp_path):
     from mcuformer.errors import McuformerError
 
     train(PRESETS["micro"], "fashion-mnist", tmp_path, dataclasses.replace(SMALL, epochs=1))
-    with pytest.raises(McuformerError, match="other training settings"):
+    with pytest.raises(McuformerError, match=r"with other settings \(config\)"):
         train(PRESETS["micro"], "fashion-mnist", tmp_path, dataclasses.replace(SMALL, lr=1e-4))

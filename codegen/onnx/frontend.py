@@ -167,8 +167,7 @@ def calibration_pixels(
     dataset: str, arch: ArchConfig, data_dir: str | Path | None, count: int
 ) -> tuple[torch.Tensor, tuple[str, ...]]:
     """The first `count` training images of `dataset` at the model's size, and the dataset's class names."""
-    from mcuformer.data import load_dataset
-    from mcuformer.train import pixels_to_tensor
+    from mcuformer.data import load_dataset, pixels_to_tensor
 
     data = load_dataset(dataset, "train", data_dir)
     if data.channels != arch.channels:
