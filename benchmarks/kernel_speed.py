@@ -60,7 +60,7 @@ def build_model(name: str, work: Path) -> tuple[Path, Path | None]:
         else:
             train(arch, "imagefolder", run, QUICK_TRAIN, data_dir=rgb_folder(folder, arch.image_size))
     build = run / "build"
-    compile_model(run / "model.pt", "qemu-m7", build, name=name.replace("-", "_"), with_platformio=False)
+    compile_model(run / "model.pt", "qemu-m7", build, name=name.replace("-", "_"))
     return build, folder
 
 

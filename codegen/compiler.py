@@ -21,7 +21,6 @@ from mcuformer.quant.ptq import quantize_model
 from mcuformer.quant.qmodel import QViT
 
 DEFAULT_SCHEDULE = "fused"
-EMULATOR_BOARD = "qemu-m7"  # every build's PlatformIO project also gets an env for the emulator
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,6 @@ def compile_model(
     out_dir: str | Path,
     name: str | None = None,
     enforce_budget: bool = True,
-    with_platformio: bool = True,
     schedule: str = DEFAULT_SCHEDULE,
 ) -> CompiledModel:
     """Compile model.pt for a board into out_dir (C sources, memory report, manifest)."""
@@ -106,9 +104,4 @@ def compile_model(
         "fp32_accuracy": model_file.metrics.get("fp32_accuracy"),
     }
     build.write_manifest(manifest)
-    if with_platformio:
-        from mcuformer.device.platformio import write_project  # the device layer builds on codegen
-
-        emulator = load_board(EMULATOR_BOARD)
-        write_project(out, [board] if board.name == emulator.name else [board, emulator])
     return CompiledModel(qmodel, graph, plan, report, out)

@@ -122,6 +122,7 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
 
 def cmd_compile(args: argparse.Namespace) -> None:
     from mcuformer.codegen.compiler import compile_model
+    from mcuformer.device.platformio import write_build_project
 
     model = Path(args.model)
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
@@ -136,10 +137,11 @@ def cmd_compile(args: argparse.Namespace) -> None:
     else:
         out = Path(args.out or f"build/{model.resolve().parent.name}")
         compiled = compile_model(args.model, args.board, out, name=args.name, schedule=args.schedule)
+    project = write_build_project(out, args.board)
     print(compiled.report.summary())
     if args.verbose:
         print(compiled.report.op_table())
-    print(f"wrote {out}/src (C), {out}/memory_report.json")
+    print(f"wrote {out}/src (C), {out}/memory_report.json, {project} (PlatformIO)")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -261,6 +263,7 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from mcuformer.codegen.compiler import compile_model
+    from mcuformer.device.platformio import write_build_project
     from mcuformer.evaluate import evaluate_build
 
     out = Path(args.out)
@@ -283,6 +286,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         name = "searched"
     print(f"[2/4] compiling for {args.board} -> {out}/build")
     compiled = compile_model(out / "model.pt", args.board, out / "build", name=name)
+    write_build_project(out / "build", args.board)
     print(compiled.report.summary())
     print("[3/4] running the generated C on the host over the test set")
     result = evaluate_build(out / "build", "host", args.dataset, args.n, args.data_dir)

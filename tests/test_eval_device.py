@@ -14,6 +14,7 @@ from mcuformer.cli import main
 from mcuformer.codegen.compiler import compile_model
 from mcuformer.data import load_dataset
 from mcuformer.device.build import build_firmware
+from mcuformer.device.platformio import write_build_project
 from mcuformer.device.qemu import qemu_session
 from mcuformer.evaluate import evaluate_build, firmware_digest, resume_key
 from mcuformer.quant import reference
@@ -22,7 +23,9 @@ from mcuformer.quant import reference
 @pytest.fixture(scope="module")
 def qemu_build(micro_run, tmp_path_factory):
     run, _ = micro_run
-    return compile_model(run / "model.pt", "stm32f746", tmp_path_factory.mktemp("qemu") / "micro")
+    compiled = compile_model(run / "model.pt", "stm32f746", tmp_path_factory.mktemp("qemu") / "micro")
+    write_build_project(compiled.out_dir, "stm32f746")  # what `mcuformer compile` writes beside the C
+    return compiled
 
 
 def test_eval_on_qemu_is_exact_reports_latency_and_measured_memory(qemu_build):

@@ -81,8 +81,8 @@ def test_qdq_reimports_to_the_same_int8_weights_and_activation_ranges(micro_run,
         assert a.input == b.input and a.output == b.output
         # Weight scales travel as float32 in QDQ: requantization multipliers may move in their last bits.
         assert np.abs(a.mult.astype(np.int64) - b.mult).max() <= 2**31 * 1e-6
-    direct = compile_model(run / "model.pt", "stm32f746", tmp_path / "direct", name="micro", with_platformio=False)
-    again = compile_onnx(path, "stm32f746", tmp_path / "again", name="micro", with_platformio=False)
+    direct = compile_model(run / "model.pt", "stm32f746", tmp_path / "direct", name="micro")
+    again = compile_onnx(path, "stm32f746", tmp_path / "again", name="micro")
     assert [op.kind for op in again.graph.ops] == [op.kind for op in direct.graph.ops]
     assert again.plan.arena_bytes == direct.plan.arena_bytes
 
@@ -141,9 +141,8 @@ def test_low_rank_mean_pooled_tanh_model_round_trips_both_ways(tmp_path):
     classes = tuple(str(i) for i in range(10))
     model_file = ModelFile(model, calibrate(model, pixels), DatasetMeta("fashion-mnist", (0.3,), (0.4,), classes))
     save_model(model_file, tmp_path / "model.pt")
-    direct = compile_model(tmp_path / "model.pt", "stm32f746", tmp_path / "direct", name="m", with_platformio=False)
-    fp32 = compile_onnx(export_fp32(model_file, tmp_path / "m.onnx"), "stm32f746", tmp_path / "fp32", name="m",
-                        with_platformio=False)  # fmt: skip
+    direct = compile_model(tmp_path / "model.pt", "stm32f746", tmp_path / "direct", name="m")
+    fp32 = compile_onnx(export_fp32(model_file, tmp_path / "m.onnx"), "stm32f746", tmp_path / "fp32", name="m")
     assert model_hash(fp32.graph) == model_hash(direct.graph)
     imported = import_onnx(export_qdq(model_file, tmp_path / "m_qdq.onnx"))
     assert imported.arch == arch

@@ -34,8 +34,8 @@ def test_own_export_reimports_to_the_same_int8_model(micro_run, tmp_path):
     run, model_file = micro_run
     path = export_fp32(model_file, tmp_path / "micro.onnx")
     onnx.checker.check_model(onnx.load(str(path)))
-    direct = compile_model(run / "model.pt", "stm32f746", tmp_path / "direct", name="micro", with_platformio=False)
-    via_onnx = compile_onnx(path, "stm32f746", tmp_path / "onnx", name="micro", with_platformio=False)
+    direct = compile_model(run / "model.pt", "stm32f746", tmp_path / "direct", name="micro")
+    via_onnx = compile_onnx(path, "stm32f746", tmp_path / "onnx", name="micro")
     imported = load_model(tmp_path / "onnx" / "model.pt")
     assert imported.arch == model_file.arch and imported.calibration == model_file.calibration
     assert imported.dataset == model_file.dataset

@@ -19,7 +19,7 @@ from mcuformer.profile import CPI_RANGE, Profile, profile_build
 def compiled(micro_run, tmp_path_factory) -> CompiledModel:
     run, _ = micro_run
     out = tmp_path_factory.mktemp("profile") / "micro"
-    return compile_model(run / "model.pt", "qemu-m7", out, name="micro", with_platformio=False)
+    return compile_model(run / "model.pt", "qemu-m7", out, name="micro")
 
 
 @pytest.fixture(scope="module")

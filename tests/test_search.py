@@ -207,7 +207,7 @@ def test_search_end_to_end_compiles_within_budget(tmp_path: Path) -> None:
     assert (out / "qat.pt").is_file() and model_file.metrics["qat"] == final["qat"]
     assert final["qat"] == float(final["qat_val_int8_accuracy"] > final["ptq_val_int8_accuracy"])
     assert "quantization-aware finetuning" in (out / "summary.md").read_text()
-    compiled = compile_model(out / "model.pt", "stm32f746", out / "build", with_platformio=False)
+    compiled = compile_model(out / "model.pt", "stm32f746", out / "build")
     assert compiled.report.sram_bytes == result["winner"]["sram_bytes"] <= 5700
     assert compiled.report.flash_bytes == result["winner"]["flash_bytes"]
 

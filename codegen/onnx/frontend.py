@@ -229,7 +229,6 @@ def compile_onnx(
     name: str | None = None,
     schedule: str = DEFAULT_SCHEDULE,
     enforce_budget: bool = True,
-    with_platformio: bool = True,
 ) -> CompiledModel:
     """`mcuformer compile model.onnx`: import, write out_dir/model.pt, then the model.pt compile path."""
     out = Path(out_dir)
@@ -237,4 +236,4 @@ def compile_onnx(
     out.mkdir(parents=True, exist_ok=True)
     save_model(model_file, out / "model.pt")
     return compile_model(out / "model.pt", board, out, name=name, enforce_budget=enforce_budget,
-                         with_platformio=with_platformio, schedule=schedule)  # fmt: skip
+                         schedule=schedule)  # fmt: skip

@@ -28,6 +28,7 @@ from mcuformer.device.linker import write_linker_script
 from mcuformer.firmware import FIRMWARE_DIR
 
 PROJECT_DIR = "platformio"
+EMULATOR_BOARD = "qemu-m7"  # every compiled build's project also gets an env for the emulator
 OFFLINE_PLATFORM = FIRMWARE_DIR / "platformio" / "platform"
 CACHE = Path(os.environ.get("MCUFORMER_CACHE", Path.home() / ".cache" / "mcuformer")) / "platformio"
 TOOLCHAIN_TOOLS = ("gcc", "g++", "cpp", "ar", "as", "ld", "nm", "objcopy", "objdump", "ranlib", "size", "strip")
@@ -88,6 +89,13 @@ def _board_json(board: Board, ldscript: str) -> dict[str, object]:
         },  # fmt: skip
         "upload": {"maximum_size": board.flash_bytes, "maximum_ram_size": board.sram_bytes, "protocol": "custom"},
     }
+
+
+def write_build_project(build_dir: str | Path, board: str | Board) -> Path:
+    """The PlatformIO project `compile` leaves beside the C: an env for the target board and one for the emulator
+    (`pio run -e qemu-m7` runs the model without hardware)."""
+    target, emulator = load_board(board), load_board(EMULATOR_BOARD)
+    return write_project(build_dir, [target] if target.name == emulator.name else [target, emulator])
 
 
 def write_project(build_dir: str | Path, boards: list[Board] | None = None) -> Path:
