@@ -37,6 +37,7 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy mcuformer codegen search
+	git ls-files 'firmware/*.[ch]' | xargs $(VENV)/bin/clang-format --dry-run -Werror
 
 clean:
 	rm -rf $(VENV) .stamp-apt build runs

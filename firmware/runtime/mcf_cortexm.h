@@ -58,8 +58,8 @@
 #define MCF_MPU_CTRL_ENABLE (1u << 0)
 #define MCF_MPU_CTRL_PRIVDEFENA (1u << 2)
 #define MCF_MPU_RASR_ENABLE (1u << 0)
-#define MCF_MPU_RASR_SIZE(log2) ((uint32_t)((log2)-1u) << 1) /* region of 2^log2 bytes, log2 in 5..32 */
-#define MCF_MPU_RASR_SRD(mask) ((uint32_t)(mask) << 8)       /* disabled subregions (eighths) */
+#define MCF_MPU_RASR_SIZE(log2) ((uint32_t)((log2) - 1u) << 1) /* region of 2^log2 bytes, log2 in 5..32 */
+#define MCF_MPU_RASR_SRD(mask) ((uint32_t)(mask) << 8)         /* disabled subregions (eighths) */
 #define MCF_MPU_RASR_B (1u << 16)
 #define MCF_MPU_RASR_C (1u << 17)
 #define MCF_MPU_RASR_S (1u << 18)

@@ -38,11 +38,13 @@ uint16_t mcf_crc16_update(uint16_t crc, const uint8_t *data, uint32_t length) {
 }
 
 /* Bytes read after a sync byte whose header failed its CRC: the next frame may start among them, so they are
- * scanned again before anything new is read. Twice a header: a second bad header may come out of the first. */
+ * scanned again before anything new is read. Twice a header: a second bad header may come out of the first.
+ */
 static uint8_t rescan[2u * MCF_PROTO_HEADER_BYTES];
 static uint32_t rescan_count;
 /* Damage the host has not been told about: noise or a bad header since the last frame. It is reported once
- * the line goes quiet (the rest of a damaged frame has passed by then), so each lost frame costs one error. */
+ * the line goes quiet (the rest of a damaged frame has passed by then), so each lost frame costs one error.
+ */
 static int unreported_damage;
 /* Set after an error that named its frame: bytes of that frame still arriving (the leftover of a duplicated
  * byte) are not new damage. Ends at the next sync byte or silence. */

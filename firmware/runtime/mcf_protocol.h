@@ -10,12 +10,12 @@
  *        9+n  u32  CRC-32 (IEEE 802.3, zlib.crc32) of the payload
  * The header has its own CRC so that a corrupt length is caught before any payload is waited for. The device
  * finds frames by their sync byte: after a header that fails its CRC it scans the bytes it read for the next
- * sync (no idle window is needed), and bytes that are no frame followed by MCF_PROTO_GAP_MS of silence count as
- * a lost frame. Each such stretch of noise is answered with one MCF_MSG_ERROR (seq 0); a frame with a valid
- * header but a bad payload, or one that stops arriving for MCF_PROTO_GAP_MS, is answered with an error carrying
- * its seq. The host retries on these errors. At start-up the device announces itself with MCF_MSG_BOOT, so that
- * a host sees a reset and handshakes again. Python mirrors these numbers; tests/test_device.py checks that both
- * sides agree. */
+ * sync (no idle window is needed), and bytes that are no frame followed by MCF_PROTO_GAP_MS of silence count
+ * as a lost frame. Each such stretch of noise is answered with one MCF_MSG_ERROR (seq 0); a frame with a
+ * valid header but a bad payload, or one that stops arriving for MCF_PROTO_GAP_MS, is answered with an error
+ * carrying its seq. The host retries on these errors. At start-up the device announces itself with
+ * MCF_MSG_BOOT, so that a host sees a reset and handshakes again. Python mirrors these numbers;
+ * tests/test_device.py checks that both sides agree. */
 #ifndef MCF_PROTOCOL_H
 #define MCF_PROTOCOL_H
 

@@ -34,7 +34,7 @@ static inline __attribute__((always_inline)) int32_t add_groups(const int8_t *a,
 
 mcf_status mcf_add_s8(const mcf_add_params *params, const int8_t *a, const int8_t *b, int8_t *output,
                       int32_t size) {
-    if (params == NULL || a == NULL || b == NULL || output == NULL || size <= 0) {
+    if (!mcf_add_args_ok(params, a, b, output, size)) {
         return MCF_ERR_ARG;
     }
     const int32_t a_zp = params->a_zp;
@@ -43,9 +43,6 @@ mcf_status mcf_add_s8(const mcf_add_params *params, const int8_t *a, const int8_
     const int32_t b_mult = params->b_mult;
     const int32_t shift = params->shift;
     const int32_t out_zp = params->out_zp;
-    if (!mcf_valid_add_params(params)) {
-        return MCF_ERR_ARG;
-    }
     const uint32_t a_off = mcf_pack_pair(-a_zp);
     const uint32_t b_off = mcf_pack_pair(-b_zp);
     const uint32_t mults =

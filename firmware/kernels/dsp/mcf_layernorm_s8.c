@@ -254,16 +254,13 @@ static inline int32_t ln_stats(const int8_t *x, int32_t channels, int32_t in_zp,
 
 mcf_status mcf_layernorm_s8(const mcf_dims *dims, const mcf_layernorm_params *params, const int8_t *input,
                             const int32_t *gamma, const int32_t *beta, int8_t *output) {
-    if (dims == NULL || params == NULL || input == NULL || gamma == NULL || beta == NULL || output == NULL) {
+    if (!mcf_layernorm_args_ok(dims, params, input, gamma, beta, output)) {
         return MCF_ERR_ARG;
     }
     const int32_t tokens = dims->tokens;
     const int32_t channels = dims->channels;
     const int32_t in_zp = params->in_zp;
     const int64_t eps = params->eps;
-    if (tokens <= 0 || channels <= 0 || !mcf_valid_layernorm_params(params)) {
-        return MCF_ERR_ARG;
-    }
     const mcf_dsp_requant quant = mcf_dsp_requant_make(params->mult, params->shift, params->out_zp);
     const int lean = quant.down > 0 && channels > 1 && channels < (1 << 13) &&
                      ln_no_saturation(gamma, beta, channels, ln_norm_bound(channels));

@@ -14,17 +14,12 @@
 mcf_status mcf_linear_s8(const mcf_linear_dims *dims, const mcf_linear_params *params,
                          const mcf_channel_quant *quant, const int8_t *input, const int8_t *weight,
                          const int32_t *bias, int8_t *output) {
-    if (dims == NULL || params == NULL || quant == NULL || quant->mult == NULL || quant->shift == NULL ||
-        input == NULL || weight == NULL || bias == NULL || output == NULL) {
+    if (!mcf_linear_args_ok(dims, params, quant, input, weight, bias, output)) {
         return MCF_ERR_ARG;
     }
     const int32_t tokens = dims->tokens;
     const int32_t in_ch = dims->in_ch;
     const int32_t out_ch = dims->out_ch;
-    if (tokens <= 0 || in_ch <= 0 || out_ch <= 0 || !mcf_valid_linear_params(params) ||
-        !mcf_valid_channel_quant(quant, out_ch)) {
-        return MCF_ERR_ARG;
-    }
     const int32_t in_zp = params->in_zp;
     const int32_t out_zp = params->out_zp;
     const int32_t *mult = quant->mult;

@@ -40,4 +40,49 @@ static inline int mcf_valid_attention_params(const mcf_attention_params *params)
            mcf_valid_requant(params->out_mult, params->out_shift);
 }
 
+/* Whole argument lists, one per kernel with several variants: every variant starts with its kernel's check,
+ * so the inputs a kernel accepts are stated once. */
+
+static inline int mcf_linear_args_ok(const mcf_linear_dims *dims, const mcf_linear_params *params,
+                                     const mcf_channel_quant *quant, const int8_t *input,
+                                     const int8_t *weight, const int32_t *bias, const int8_t *output) {
+    return dims != NULL && params != NULL && quant != NULL && quant->mult != NULL && quant->shift != NULL &&
+           input != NULL && weight != NULL && bias != NULL && output != NULL && dims->tokens > 0 &&
+           dims->in_ch > 0 && dims->out_ch > 0 && mcf_valid_linear_params(params) &&
+           mcf_valid_channel_quant(quant, dims->out_ch);
+}
+
+static inline int mcf_patch_embed_args_ok(const mcf_patch_embed_dims *dims, const mcf_linear_params *params,
+                                          const mcf_channel_quant *quant, const int8_t *image,
+                                          const int8_t *weight, const int32_t *bias, const int8_t *output) {
+    return dims != NULL && params != NULL && quant != NULL && quant->mult != NULL && quant->shift != NULL &&
+           image != NULL && weight != NULL && bias != NULL && output != NULL && dims->height > 0 &&
+           dims->width > 0 && dims->channels > 0 && dims->patch > 0 && dims->out_ch > 0 &&
+           dims->height % dims->patch == 0 && dims->width % dims->patch == 0 &&
+           mcf_valid_linear_params(params) && mcf_valid_channel_quant(quant, dims->out_ch);
+}
+
+static inline int mcf_add_args_ok(const mcf_add_params *params, const int8_t *a, const int8_t *b,
+                                  const int8_t *output, int32_t size) {
+    return params != NULL && a != NULL && b != NULL && output != NULL && size > 0 &&
+           mcf_valid_add_params(params);
+}
+
+static inline int mcf_layernorm_args_ok(const mcf_dims *dims, const mcf_layernorm_params *params,
+                                        const int8_t *input, const int32_t *gamma, const int32_t *beta,
+                                        const int8_t *output) {
+    return dims != NULL && params != NULL && input != NULL && gamma != NULL && beta != NULL &&
+           output != NULL && dims->tokens > 0 && dims->channels > 0 && mcf_valid_layernorm_params(params);
+}
+
+/* mcf_attention_row_s8 (mcf_fused.h). */
+static inline int mcf_attention_row_args_ok(const mcf_attention_dims *dims,
+                                            const mcf_attention_params *params, const int8_t *q_row,
+                                            const int8_t *k, const int8_t *v, const int32_t *exp_table,
+                                            const int8_t *output_row, const void *scratch) {
+    return dims != NULL && params != NULL && q_row != NULL && k != NULL && v != NULL && exp_table != NULL &&
+           output_row != NULL && scratch != NULL && dims->tokens > 0 && dims->channels > 0 &&
+           dims->heads > 0 && dims->channels % dims->heads == 0 && mcf_valid_attention_params(params);
+}
+
 #endif /* MCF_CHECKS_H */

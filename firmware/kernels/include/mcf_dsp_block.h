@@ -317,8 +317,8 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, out_ch) == 32 && offsetof(mcf_dsp_s
 /* Per channel: the bias as every token's start, mult[n] and shift[n] (down = -shift - 1 and the rounding
  * term computed in the loop); in_ch a multiple of four. 36 instructions per channel besides the 13 per group.
  */
-static void __attribute__((noinline, unused))
-mcf_dsp_channels4(mcf_dsp_channel_loop *state, const int8_t *weight) {
+static void __attribute__((noinline, unused)) mcf_dsp_channels4(mcf_dsp_channel_loop *state,
+                                                                const int8_t *weight) {
     MCF_CHANNELS_REGISTERS(state, weight);
     __asm volatile(MCF_CHANNELS_ENTER
                    "ldr r9, [r6, #28]\n\t" /* bias */
@@ -342,8 +342,8 @@ mcf_dsp_channels4(mcf_dsp_channel_loop *state, const int8_t *weight) {
  * the groups value by value, as mcf_dsp_widen4 does) after the groups: one LDRSB, one LDM and four
  * SMLAxB each, entered part-way like the groups. 36 instructions per channel besides the groups, and 6 per
  * leftover. */
-static void __attribute__((noinline, unused))
-mcf_dsp_channels4_shared(mcf_dsp_shared_loop *state, const int8_t *weight) {
+static void __attribute__((noinline, unused)) mcf_dsp_channels4_shared(mcf_dsp_shared_loop *state,
+                                                                       const int8_t *weight) {
     MCF_CHANNELS_REGISTERS(state, weight);
     __asm volatile(MCF_CHANNELS_ENTER
                    "adr.w r10, 6f\n\t"

@@ -102,9 +102,10 @@ static inline mcf_dsp_factored_fast mcf_dsp_factored_fast_of(const mcf_factored_
  * too: rows count.. repeat the last token (mcf_dsp_widen4), and out must have room for them (the int8 area,
  * or rows a later block writes again with the same values). `in` may be the area the output goes to (it is
  * widened first). `fast`: mcf_dsp_layer_fast of the layer. */
-static void __attribute__((noinline, unused))
-mcf_dsp_layer4(const mcf_linear_layer *layer, int32_t in_ch, int32_t out_ch, const int8_t *in, int32_t count,
-               uint32_t *x16, int8_t *out, int32_t out_stride, int fast) {
+static void __attribute__((noinline, unused)) mcf_dsp_layer4(const mcf_linear_layer *layer, int32_t in_ch,
+                                                             int32_t out_ch, const int8_t *in, int32_t count,
+                                                             uint32_t *x16, int8_t *out, int32_t out_stride,
+                                                             int fast) {
     mcf_dsp_widen4(in, in_ch, count, in_ch, layer->params.in_zp, x16);
     mcf_dsp_linear4(x16, in_ch, &layer->params, &layer->quant, layer->weight, layer->bias, out_ch, out,
                     out_stride, MCF_DSP_BLOCK, fast);

@@ -18,6 +18,33 @@ static inline int attention_ranks_match(const mcf_attention_block_dims *dims,
 }
 
 /* mcf_linear_s8 on one token. */
+/* mcf_attention_block_s8's argument check, shared by its variants: its scratch size, or 0 when an argument is
+ * NULL, the dims are invalid or the ranks disagree with the V factors. */
+static inline int32_t attention_block_checked_size(const mcf_attention_block_dims *dims,
+                                                   const mcf_attention_block_params *params, const int8_t *x,
+                                                   const int8_t *k_buf, const int8_t *v_buf,
+                                                   const void *scratch) {
+    if (dims == NULL || params == NULL || x == NULL || k_buf == NULL || v_buf == NULL || scratch == NULL) {
+        return 0;
+    }
+    const int32_t size = mcf_attention_block_s8_get_buffer_size(dims); /* 0: invalid dims */
+    return attention_ranks_match(dims, params) ? size : 0;
+}
+
+/* mcf_mlp_block_s8's argument check, shared by its variants: its scratch size, or 0 when an argument is NULL,
+ * the dims are invalid or the ranks disagree with the V factors. */
+static inline int32_t mlp_block_checked_size(const mcf_mlp_block_dims *dims,
+                                             const mcf_mlp_block_params *params, const int8_t *x,
+                                             const void *scratch) {
+    if (dims == NULL || params == NULL || x == NULL || scratch == NULL) {
+        return 0;
+    }
+    const int32_t size = mcf_mlp_block_s8_get_buffer_size(dims); /* 0: invalid dims */
+    const int ranks_match =
+        (dims->fc1_rank > 0) == (params->fc1.v != NULL) && (dims->fc2_rank > 0) == (params->fc2.v != NULL);
+    return ranks_match ? size : 0;
+}
+
 static inline mcf_status linear_row(const mcf_linear_layer *layer, int32_t in_ch, int32_t out_ch,
                                     const int8_t *input, int8_t *output) {
     const mcf_linear_dims dims = {1, in_ch, out_ch};

@@ -6,16 +6,12 @@
 mcf_status mcf_attention_row_s8(const mcf_attention_dims *dims, const mcf_attention_params *params,
                                 const int8_t *q_row, const int8_t *k, const int8_t *v,
                                 const int32_t *exp_table, int8_t *output_row, void *scratch) {
-    if (dims == NULL || params == NULL || q_row == NULL || k == NULL || v == NULL || exp_table == NULL ||
-        output_row == NULL || scratch == NULL) {
+    if (!mcf_attention_row_args_ok(dims, params, q_row, k, v, exp_table, output_row, scratch)) {
         return MCF_ERR_ARG;
     }
     const int32_t tokens = dims->tokens;
     const int32_t channels = dims->channels;
     const int32_t heads = dims->heads;
-    if (tokens <= 0 || channels <= 0 || heads <= 0 || channels % heads != 0) {
-        return MCF_ERR_ARG;
-    }
     const int32_t q_zp = params->q_zp;
     const int32_t k_zp = params->k_zp;
     const int32_t v_zp = params->v_zp;
@@ -25,9 +21,6 @@ mcf_status mcf_attention_row_s8(const mcf_attention_dims *dims, const mcf_attent
     const int32_t out_mult = params->out_mult;
     const int32_t out_shift = params->out_shift;
     const int32_t out_zp = params->out_zp;
-    if (!mcf_valid_attention_params(params)) {
-        return MCF_ERR_ARG;
-    }
     const int32_t head_dim = channels / heads;
     int8_t *scores = (int8_t *)scratch; /* [tokens]: scores, then probabilities in place */
 

@@ -5,7 +5,7 @@
 
 mcf_status mcf_layernorm_s8(const mcf_dims *dims, const mcf_layernorm_params *params, const int8_t *input,
                             const int32_t *gamma, const int32_t *beta, int8_t *output) {
-    if (dims == NULL || params == NULL || input == NULL || gamma == NULL || beta == NULL || output == NULL) {
+    if (!mcf_layernorm_args_ok(dims, params, input, gamma, beta, output)) {
         return MCF_ERR_ARG;
     }
     const int32_t tokens = dims->tokens;
@@ -15,9 +15,6 @@ mcf_status mcf_layernorm_s8(const mcf_dims *dims, const mcf_layernorm_params *pa
     const int32_t mult = params->mult;
     const int32_t shift = params->shift;
     const int32_t out_zp = params->out_zp;
-    if (tokens <= 0 || channels <= 0 || !mcf_valid_layernorm_params(params)) {
-        return MCF_ERR_ARG;
-    }
     const int32_t frac_shift = MCF_LN_RECIP_BITS - MCF_LN_NORM_BITS;
 
     for (int32_t t = 0; t < tokens; t++) {

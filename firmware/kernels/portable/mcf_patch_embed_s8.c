@@ -6,8 +6,7 @@
 mcf_status mcf_patch_embed_s8(const mcf_patch_embed_dims *dims, const mcf_linear_params *params,
                               const mcf_channel_quant *quant, const int8_t *image, const int8_t *weight,
                               const int32_t *bias, int8_t *output) {
-    if (dims == NULL || params == NULL || quant == NULL || quant->mult == NULL || quant->shift == NULL ||
-        image == NULL || weight == NULL || bias == NULL || output == NULL) {
+    if (!mcf_patch_embed_args_ok(dims, params, quant, image, weight, bias, output)) {
         return MCF_ERR_ARG;
     }
     const int32_t height = dims->height;
@@ -15,10 +14,6 @@ mcf_status mcf_patch_embed_s8(const mcf_patch_embed_dims *dims, const mcf_linear
     const int32_t channels = dims->channels;
     const int32_t patch = dims->patch;
     const int32_t out_ch = dims->out_ch;
-    if (height <= 0 || width <= 0 || channels <= 0 || patch <= 0 || out_ch <= 0 || height % patch != 0 ||
-        width % patch != 0 || !mcf_valid_linear_params(params) || !mcf_valid_channel_quant(quant, out_ch)) {
-        return MCF_ERR_ARG;
-    }
     const int32_t in_zp = params->in_zp;
     const int32_t out_zp = params->out_zp;
     const int32_t *mult = quant->mult;
