@@ -18,6 +18,9 @@ from typing import Any
 from mcuformer.errors import McuformerError
 
 BOARDS_DIR = Path(__file__).resolve().parent
+# The tool's defaults: the board a model is compiled and searched for, and the emulator that stands in for it.
+DEFAULT_BOARD = "stm32f746"
+EMULATOR_BOARD = "qemu-m7"
 DEFAULT_FLASH_ORIGIN = 0x0800_0000  # STM32 main flash
 DEFAULT_RAM_ORIGIN = 0x2000_0000  # SRAM (bit-band) region of every Cortex-M
 DEFAULT_BAUD = 115_200

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from mcuformer import __version__
+from mcuformer.boards import DEFAULT_BOARD, EMULATOR_BOARD
 from mcuformer.errors import McuformerError
 
 if TYPE_CHECKING:
@@ -15,7 +16,6 @@ if TYPE_CHECKING:
     from mcuformer.train import TrainConfig
 
 DEMO_PRESET = "fmnist-small"
-DEMO_DEVICE_BOARD = "qemu-m7"
 # The names of codegen.lower.SCHEDULES (kept literal so --help does not import the compiler; a test pins them).
 SCHEDULE_NAMES = ("fused", "stream", "blocks", "integrated", "layer", "inplace", "naive")
 SCHEDULE_HELP = (
@@ -81,7 +81,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 def _add_search_args(p: argparse.ArgumentParser, with_train_args: bool = True) -> None:
     p.add_argument("--budget", help="peak SRAM budget: 320KB, 0.5MB or bytes (default: the board's SRAM)")
     p.add_argument("--flash", help="flash budget (default: the board's flash)")
-    p.add_argument("--board", default="stm32f746", help="target board (see `mcuformer boards`)")
+    p.add_argument("--board", default=DEFAULT_BOARD, help="target board (see `mcuformer boards`)")
     p.add_argument("--space", help="search-space TOML file (default: the board's shipped space)")
     p.add_argument("--max-macs", type=_count, help="latency limit: multiply-accumulates per inference")
     p.add_argument("--cutmix", type=_probability, help="CutMix probability per batch (default: the preset's)")
@@ -121,9 +121,11 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
 
 
 def cmd_compile(args: argparse.Namespace) -> None:
+    from mcuformer.boards import load_board
     from mcuformer.codegen.compiler import compile_model
     from mcuformer.device.platformio import write_build_project
 
+    board = load_board(args.board)  # once: the compiler and the PlatformIO project get the same Board
     model = Path(args.model)
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise McuformerError(f"-o {args.out} is a file; the build goes into a folder: name a new or existing folder")
@@ -131,13 +133,13 @@ def cmd_compile(args: argparse.Namespace) -> None:
         from mcuformer.codegen.onnx.frontend import compile_onnx
 
         out = Path(args.out or f"build/{model.stem}")
-        compiled = compile_onnx(model, args.board, out, calib=args.calib, calib_dir=args.data_dir,
+        compiled = compile_onnx(model, board, out, calib=args.calib, calib_dir=args.data_dir,
                                 calib_images=args.calib_images, pixel_mean=_floats(args.pixel_mean),
                                 pixel_std=_floats(args.pixel_std), name=args.name, schedule=args.schedule)  # fmt: skip
     else:
         out = Path(args.out or f"build/{model.resolve().parent.name}")
-        compiled = compile_model(args.model, args.board, out, name=args.name, schedule=args.schedule)
-    project = write_build_project(out, args.board)
+        compiled = compile_model(args.model, board, out, name=args.name, schedule=args.schedule)
+    project = write_build_project(out, board)
     print(compiled.report.summary())
     if args.verbose:
         print(compiled.report.op_table())
@@ -149,7 +151,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     export_model(args.model, args.onnx, qdq=args.qdq)
     print(f"wrote {args.onnx} ({'int8 QDQ' if args.qdq else 'fp32'} ONNX, opset 17); "
-          f"compile it with `mcuformer compile {args.onnx} --board stm32f746`")  # fmt: skip
+          f"compile it with `mcuformer compile {args.onnx} --board {DEFAULT_BOARD}`")  # fmt: skip
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
@@ -262,10 +264,12 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    from mcuformer.boards import load_board
     from mcuformer.codegen.compiler import compile_model
     from mcuformer.device.platformio import write_build_project
     from mcuformer.evaluate import evaluate_build
 
+    board = load_board(args.board)  # checked before any training starts
     out = Path(args.out)
     if args.arch:  # a fixed architecture instead of the search
         from mcuformer.arch import load_arch
@@ -285,17 +289,17 @@ def cmd_demo(args: argparse.Namespace) -> None:
         print((out / "summary.md").read_text())
         name = "searched"
     print(f"[2/4] compiling for {args.board} -> {out}/build")
-    compiled = compile_model(out / "model.pt", args.board, out / "build", name=name)
-    write_build_project(out / "build", args.board)
+    compiled = compile_model(out / "model.pt", board, out / "build", name=name)
+    write_build_project(out / "build", board)
     print(compiled.report.summary())
     print("[3/4] running the generated C on the host over the test set")
     result = evaluate_build(out / "build", "host", args.dataset, args.n, args.data_dir)
     print(result.table())
     if result.logits_exact < 1.0:
         raise McuformerError("generated C differs from the int8 reference: this is a bug, please report it")
-    print(f"[4/4] firmware on the emulated Cortex-M7 (QEMU {DEMO_DEVICE_BOARD}), over serial, "
+    print(f"[4/4] firmware on the emulated Cortex-M7 (QEMU {EMULATOR_BOARD}), over serial, "
           f"first {args.device_images} test images")  # fmt: skip
-    result = evaluate_build(out / "build", DEMO_DEVICE_BOARD, args.dataset, args.device_images, args.data_dir)
+    result = evaluate_build(out / "build", EMULATOR_BOARD, args.dataset, args.device_images, args.data_dir)
     print(result.table())
     if result.logits_exact < 1.0:
         raise McuformerError("device logits differ from the int8 reference: this is a bug, please report it")
@@ -326,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Quantize model.pt, plan its memory and write C sources + a memory report.",
     )
     p.add_argument("model", help="model.pt written by train or search, or a ViT exported to ONNX (model.onnx)")
-    p.add_argument("--board", default="stm32f746", help="target board (see `mcuformer boards`)")
+    p.add_argument("--board", default=DEFAULT_BOARD, help="target board (see `mcuformer boards`)")
     p.add_argument("--calib", help="ONNX only: calibrate on this dataset's training images (fashion-mnist, cifar10, "
                    "cifar100, imagefolder); default: the ranges stored by `mcuformer export`")  # fmt: skip
     p.add_argument("--data-dir", help="ONNX only: folder of the --calib dataset")
@@ -374,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Per-op table of live buffers, the peak and what sets it, and a timeline plot (PNG/SVG).",
     )
     p.add_argument("target", help="model.pt, an architecture preset or an architecture JSON file")
-    p.add_argument("--board", default="stm32f746", help="board whose budget the report compares with")
+    p.add_argument("--board", default=DEFAULT_BOARD, help="board whose budget the report compares with")
     p.add_argument("--plot", help="timeline plot file, .png or .svg (default <name>_plan.png)")
     p.add_argument("--schedule", choices=SCHEDULE_NAMES, default="fused", help=SCHEDULE_HELP)
     p.set_defaults(func=cmd_plan)
@@ -385,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one inference on the board and print each op's MACs, count, count per MAC and share.",
     )
     p.add_argument("build", help="build folder written by compile")
-    p.add_argument("--board", default="qemu-m7", help="board to run on (default qemu-m7, the emulated Cortex-M7)")
+    p.add_argument("--board", default=EMULATOR_BOARD, help="board to run on (default %(default)s, emulated)")
     p.add_argument("--port", help="serial port of a real board running this build's firmware")
     p.add_argument("--kernels", choices=("portable", "dsp"), help="kernel library (default: the board's)")
     p.add_argument("--json", help="output JSON (default build/profile_<board>_<kernels>.json)")
@@ -398,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
         "tflite-micro's interpreter and compare with our plan and int8 reference (needs mcuformer[peers]).",
     )
     p.add_argument("model", help="model.pt written by train or search")
-    p.add_argument("--board", default="stm32f746", help="board whose plan gives our SRAM and flash")
+    p.add_argument("--board", default=DEFAULT_BOARD, help="board whose plan gives our SRAM and flash")
     p.add_argument("--dataset", help="dataset (default: the one the model was trained on)")
     p.add_argument("--data-dir")
     p.add_argument("-n", type=_count, default=1000, help="test images both int8 models classify (default 1000)")
@@ -411,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the first time PlatformIO installs it).",
     )
     p.add_argument("build", help="build folder written by compile")
-    p.add_argument("--board", default="stm32f746", help="the connected board (default %(default)s)")
+    p.add_argument("--board", default=DEFAULT_BOARD, help="the connected board (default %(default)s)")
     p.set_defaults(func=cmd_flash)
 
     p = sub.add_parser(

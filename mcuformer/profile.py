@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mcuformer.boards import load_board
+from mcuformer.boards import EMULATOR_BOARD, load_board
 from mcuformer.checkpoint import load_model
 from mcuformer.codegen.build_dir import BuildDir, read_manifest
 from mcuformer.codegen.compiler import build_graph
@@ -119,7 +119,7 @@ class Profile:
 
 def profile_build(
     build_dir: str | Path,
-    board: str = "qemu-m7",
+    board: str = EMULATOR_BOARD,
     port: str | None = None,
     kernels: str | None = None,
     image: np.ndarray | None = None,

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from mcuformer.boards import DEFAULT_BOARD
 from mcuformer.checkpoint import save_model
 from mcuformer.errors import McuformerError
 from mcuformer.model import VisionTransformer
@@ -85,7 +86,7 @@ class SearchConfig:
     out: Path
     sram_budget: int | str | None = None  # None: the board's SRAM
     flash_budget: int | str | None = None  # None: the board's flash
-    board: str = "stm32f746"
+    board: str = DEFAULT_BOARD
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
     preset: str = "quick"

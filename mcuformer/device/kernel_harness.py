@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from mcuformer.boards import load_board
+from mcuformer.boards import EMULATOR_BOARD, load_board
 from mcuformer.codegen.host_build import KERNEL_INCLUDE, kernel_sources
 from mcuformer.device.build import CROSS, _tool
 from mcuformer.device.errors import FirmwareBuildError, QemuError
@@ -66,7 +66,7 @@ def _run(command: list[str], what: str) -> None:
 
 
 def build_harness(
-    out_dir: Path, variant: str = "dsp", board: str = "qemu-m7", extra_flags: tuple[str, ...] = ()
+    out_dir: Path, variant: str = "dsp", board: str = EMULATOR_BOARD, extra_flags: tuple[str, ...] = ()
 ) -> Path:
     """The harness ELF comparing `variant` with the portable kernels, compiled for `board`'s core.
 
@@ -102,7 +102,7 @@ def build_harness(
     return elf
 
 
-def harness_command(elf: Path, board: str = "qemu-m7") -> list[str]:
+def harness_command(elf: Path, board: str = EMULATOR_BOARD) -> list[str]:
     """The QEMU command line that runs a harness ELF (semihosting output, counting instructions)."""
     target = load_board(board)
     if target.qemu is None:
@@ -112,7 +112,7 @@ def harness_command(elf: Path, board: str = "qemu-m7") -> list[str]:
             "-semihosting-config", "enable=on,target=native"]  # fmt: skip
 
 
-def run_harness(elf: Path, board: str = "qemu-m7", timeout: float = RUN_TIMEOUT_S) -> HarnessResult:
+def run_harness(elf: Path, board: str = EMULATOR_BOARD, timeout: float = RUN_TIMEOUT_S) -> HarnessResult:
     """Runs the harness on QEMU and parses its report; raises QemuError if it does not finish cleanly."""
     command = harness_command(elf, board)
     try:

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mcuformer.boards import EMULATOR_BOARD
 from mcuformer.codegen.ops import OPS
 from mcuformer.device.build import _tool
 from mcuformer.device.errors import QemuError
@@ -215,7 +216,7 @@ def check_against_ticks(hotspots: list[PhaseHotspots], phases: list[tuple[str, i
 
 
 def profile_blocks(
-    shape: BlockShape, work: Path, variant: str = "dsp", board: str = "qemu-m7", timeout: float = TRACE_TIMEOUT_S
+    shape: BlockShape, work: Path, variant: str = "dsp", board: str = EMULATOR_BOARD, timeout: float = TRACE_TIMEOUT_S
 ) -> list[PhaseHotspots]:
     """Builds the profile harness for `shape`, traces it on QEMU and returns each fused kernel's hotspots."""
     define = f"-DMCF_PROFILE_SHAPE={shape.tokens},{shape.channels},{shape.heads},{shape.hidden}"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import SCons
 
-from mcuformer.boards import Board, load_board
+from mcuformer.boards import EMULATOR_BOARD, Board, load_board
 from mcuformer.codegen.build_dir import BuildDir, read_manifest
 from mcuformer.codegen.host_build import KERNEL_INCLUDE, kernel_sources
 from mcuformer.device.build import BSP_DIR, RUNTIME_DIR
@@ -28,7 +28,6 @@ from mcuformer.device.linker import write_linker_script
 from mcuformer.firmware import FIRMWARE_DIR
 
 PROJECT_DIR = "platformio"
-EMULATOR_BOARD = "qemu-m7"  # every compiled build's project also gets an env for the emulator
 OFFLINE_PLATFORM = FIRMWARE_DIR / "platformio" / "platform"
 CACHE = Path(os.environ.get("MCUFORMER_CACHE", Path.home() / ".cache" / "mcuformer")) / "platformio"
 TOOLCHAIN_TOOLS = ("gcc", "g++", "cpp", "ar", "as", "ld", "nm", "objcopy", "objdump", "ranlib", "size", "strip")

@@ -33,7 +33,7 @@ from typing import Literal
 
 import serial
 
-from mcuformer.boards import Board, load_board
+from mcuformer.boards import EMULATOR_BOARD, Board, load_board
 from mcuformer.device.errors import QemuError
 from mcuformer.device.serial_link import DEFAULT_RETRIES, HELLO_TIMEOUT_S, DeviceLink
 
@@ -171,7 +171,7 @@ def _open_pty(process: subprocess.Popen[bytes], stderr_path: Path) -> tuple[seri
 @contextlib.contextmanager
 def qemu_session(
     elf: str | Path,
-    board: str | Board = "qemu-m7",
+    board: str | Board = EMULATOR_BOARD,
     *,
     transport: Transport = "tcp",
     hello: bool = True,

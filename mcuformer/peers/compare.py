@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mcuformer.boards import Board, load_board
+from mcuformer.boards import DEFAULT_BOARD, Board, load_board
 from mcuformer.checkpoint import ModelFile
 from mcuformer.codegen.compiler import build_graph
 from mcuformer.codegen.planner import plan_memory
@@ -39,7 +39,7 @@ def compare(
     model_file: ModelFile,
     calibration: ImageSet,
     test: ImageSet,
-    board: str | Board = "stm32f746",
+    board: str | Board = DEFAULT_BOARD,
     name: str | None = None,
 ) -> PeerRow:
     """Both int8 versions of model_file on the same test images; calibration: the images TFLM quantizes with."""
