@@ -119,6 +119,17 @@ class Board:
     platformio_platform: str | None = None
     qemu: QemuTarget | None = None
     kernel_variant: str | None = None  # `kernels` in the TOML; None: "dsp" on a DSP core, else "portable"
+    # Assumed cycles per instruction of the int8 kernels on this part: turns the cost model's instructions (what
+    # QEMU counts) into time at clock_hz. An assumption stated in the board file, not a measurement.
+    cycles_per_instruction: float = 1.0
+
+    def seconds(self, instructions: float) -> float:
+        """The time `instructions` take at the board's clock and assumed cycles per instruction."""
+        return instructions * self.cycles_per_instruction / self.clock_hz
+
+    def instructions_within(self, seconds: float) -> int:
+        """How many instructions fit in `seconds` (the inverse of `seconds`)."""
+        return int(seconds * self.clock_hz / self.cycles_per_instruction)
 
     @property
     def kernels(self) -> str:
@@ -216,6 +227,7 @@ def _board_from_dict(data: dict[str, Any]) -> Board:
         platformio_platform=pio.get("platform"),
         qemu=QemuTarget(qemu["machine"], qemu["cpu"], tuple(qemu.get("extra_args", []))) if qemu else None,
         kernel_variant=data.get("kernels"),
+        cycles_per_instruction=float(data.get("cycles_per_instruction", 1.0)),
     )
 
 
@@ -224,6 +236,8 @@ def validate_board(board: Board) -> list[str]:
     problems = []
     if board.sram_bytes <= 0 or board.flash_bytes <= 0 or board.clock_hz <= 0:
         problems.append("sram_bytes, flash_bytes and clock_hz must be positive")
+    if not 0.1 <= board.cycles_per_instruction <= 10:
+        problems.append(f"cycles_per_instruction {board.cycles_per_instruction} is not a plausible assumption")
     ram, flash = board.ram_region, board.flash_region
     if ram.length != board.sram_bytes:
         problems.append(f"RAM region is {ram.length} B but sram_bytes is {board.sram_bytes}: they are one fact")

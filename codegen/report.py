@@ -8,6 +8,8 @@ from pathlib import Path
 
 from mcuformer.boards import Board
 from mcuformer.codegen.code_size import code_bytes_estimate
+from mcuformer.codegen.cost_model import MODEL_FILE as COST_MODEL_FILE
+from mcuformer.codegen.cost_model import load_cost_model
 from mcuformer.codegen.ir import Graph
 from mcuformer.codegen.ops import OPS, graph_macs
 from mcuformer.codegen.planner import MemoryPlan
@@ -52,6 +54,10 @@ class MemoryReport:
     peak_op: str
     peak_live_bytes: int
     macs: int  # multiply-accumulates of one inference (the op table's count)
+    # Instructions of one inference predicted by the cost model for the board's kernels, and that time at the
+    # board's clock and assumed cycles per instruction (None for op kinds the cost model was not calibrated on).
+    predicted_instructions: int | None
+    predicted_ms: float | None
     ops: list[OpRow]
 
     def to_json(self) -> str:
@@ -70,6 +76,9 @@ class MemoryReport:
             f"  flash {self.flash_bytes:>9,} B of {self.flash_budget:,} ({flash_pct:.1f}%): {kinds},"
             f" code ~{self.code_bytes:,}",
             f"  peak  {self.peak_live_bytes:,} B live at op {self.peak_op}",
+            f"  work  {self.macs:,} MACs"
+            + (f", ~{self.predicted_instructions:,} instructions predicted (~{self.predicted_ms:.1f} ms at the "
+               "board's clock and assumed cycles per instruction)" if self.predicted_ms is not None else ""),
         ])  # fmt: skip
 
     def op_table(self) -> str:
@@ -97,6 +106,8 @@ def memory_report(graph: Graph, plan: MemoryPlan, board: Board) -> MemoryReport:
     code = code_bytes_estimate(graph)
     peak = plan.peak_op
     macs = graph_macs(graph)
+    cost_model = load_cost_model(board.kernels) if COST_MODEL_FILE.is_file() else None
+    instructions = cost_model.instructions(graph) if cost_model and cost_model.covers(graph) else None
     rows = [
         OpRow(i, op.name, op.kind, macs[i], plan.live_bytes[i], [b.name for b in plan.live_at(i)])
         for i, op in enumerate(graph.ops)
@@ -116,6 +127,8 @@ def memory_report(graph: Graph, plan: MemoryPlan, board: Board) -> MemoryReport:
         peak_op=graph.ops[peak].name,
         peak_live_bytes=plan.live_bytes[peak],
         macs=sum(macs),
+        predicted_instructions=instructions,
+        predicted_ms=None if instructions is None else 1000 * board.seconds(instructions),
         ops=rows,
     )
 

@@ -35,6 +35,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
+def _latency(text: str) -> str:
+    """A time like 10ms, 0.5s or 800us (checked here, converted by the search's constraints)."""
+    from mcuformer.search.cost import parse_latency
+
+    try:
+        parse_latency(text)
+    except McuformerError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def _count(text: str) -> int:
     """A count of epochs, images, steps...: an integer >= 1 (zero would silently do nothing)."""
     try:
@@ -83,7 +94,13 @@ def _add_search_args(p: argparse.ArgumentParser, with_train_args: bool = True) -
     p.add_argument("--flash", help="flash budget (default: the board's flash)")
     p.add_argument("--board", default=DEFAULT_BOARD, help="target board (see `mcuformer boards`)")
     p.add_argument("--space", help="search-space TOML file (default: the board's shipped space)")
-    p.add_argument("--max-macs", type=_count, help="latency limit: multiply-accumulates per inference")
+    p.add_argument(
+        "--latency",
+        type=_latency,
+        help="latency limit per inference, e.g. 10ms: instructions predicted "
+        "by the cost model at the board's clock and assumed cycles per instruction (boards/*.toml)",
+    )
+    p.add_argument("--max-instructions", type=_count, help="instruction limit per inference (cost model)")
     p.add_argument("--cutmix", type=_probability, help="CutMix probability per batch (default: the preset's)")
     if with_train_args:
         p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (default), cifar10, cifar100, "
@@ -239,7 +256,8 @@ def _search_config(args: argparse.Namespace, out: Path, preset: str) -> SearchCo
 
     return SearchConfig(out=out, sram_budget=args.budget, flash_budget=args.flash, board=args.board,
                         dataset=args.dataset, data_dir=args.data_dir, preset=preset, space_file=args.space,
-                        max_macs=args.max_macs, seed=args.seed, device=args.device, cutmix=args.cutmix,
+                        max_instructions=args.max_instructions, latency=args.latency, seed=args.seed,
+                        device=args.device, cutmix=args.cutmix,
                         finish_random=getattr(args, "finish_random", False))  # fmt: skip
 
 

@@ -19,11 +19,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mcuformer.boards import load_board
 from mcuformer.checkpoint import load_model
 from mcuformer.codegen.build_dir import BuildDir, read_manifest
 from mcuformer.codegen.compiler import build_graph
+from mcuformer.codegen.cost_model import load_cost_model
 from mcuformer.codegen.emit import model_hash
 from mcuformer.codegen.hostrun import build_host_runner, run_host
+from mcuformer.codegen.ir import Graph
 from mcuformer.data import pixels_to_tensor
 from mcuformer.device.errors import DeviceError
 from mcuformer.errors import McuformerError
@@ -65,6 +68,7 @@ class EvalResult:
     seconds_per_image: float
     memory: MeasuredMemory | None
     link: dict[str, int] | None = None  # the serial link's counters (LinkStats): retries, timeouts, restarts...
+    predicted_instructions: int | None = None  # the cost model's prediction for the device's kernels
 
     def table(self) -> str:
         lines = [
@@ -78,6 +82,9 @@ class EvalResult:
         if self.counter:
             lines.append(f"  latency: {self.mean_count:,.0f} {self.counter} per inference (mean); "
                          f"{1000 * self.seconds_per_image:.1f} ms per image round trip")  # fmt: skip
+        if self.predicted_instructions and self.counter == "instructions":
+            error = self.predicted_instructions / self.mean_count - 1
+            lines.append(f"  cost model: {self.predicted_instructions:,} instructions predicted ({100 * error:+.1f}%)")
         if self.link and (self.link["retries"] or self.link["restarts"]):
             k = self.link
             lines.append(f"  link: {k['retries']} resends ({k['timeouts']} after timeouts), {k['restarts']} device "
@@ -91,6 +98,15 @@ class EvalResult:
                 f"  flash predicted {m.predicted_flash:>9,} B | measured {m.measured_flash:>9,} B (ELF)",
             ]
         return "\n".join(lines)
+
+
+def _predicted_instructions(graph: Graph, target: str, port: str | None) -> int | None:
+    """What the cost model predicts for the kernels the device runs (None for a board without one)."""
+    board = load_board(target)
+    if port is not None and board.is_emulated:
+        return None
+    model = load_cost_model(board.kernels)
+    return model.instructions(graph) if model.covers(graph) else None
 
 
 def firmware_digest(elf: Path) -> str:
@@ -225,6 +241,7 @@ def evaluate_build(
         seconds_per_image=seconds,
         memory=memory,
         link=link,
+        predicted_instructions=None if target == HOST else _predicted_instructions(graph, target, port),
     )
     name = target if port is None else "serial"
     (build / f"eval_{name}.json").write_text(json.dumps(asdict(result), indent=2) + "\n")

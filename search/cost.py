@@ -1,4 +1,5 @@
-"""What a candidate costs on the board: exact SRAM, flash and MACs from the compiler's plan.
+"""What a candidate costs on the board: exact SRAM, flash and MACs from the compiler's plan, and its
+instructions from the cost model (codegen/cost_model.py).
 
 The planner (`plan_arch`) is the one the compiler emits, so a candidate accepted here compiles and fits. Calls are
 cached per architecture (ArchConfig is frozen and hashable; its name does not take part in equality).
@@ -35,24 +36,43 @@ class Cost:
     sram_bytes: int
     flash_bytes: int
     macs: int
+    instructions: int  # predicted by the cost model for the board's kernels
     params: int
     fits: bool
 
 
+_TIME = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|ms|us)\s*$", re.IGNORECASE)
+_TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+def parse_latency(text: str) -> float:
+    """'10ms', '0.5s', '800us' -> seconds."""
+    match = _TIME.match(str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise BudgetError(f"cannot read the latency {text!r}; write it like 10ms, 0.5s or 800us")
+    return float(match.group(1)) * _TIME_UNITS[match.group(2).lower()]
+
+
 @dataclass
 class Constraints:
-    """Hard limits of a search: peak SRAM and flash as the compiler plans them, optionally a MAC limit."""
+    """Hard limits of a search: peak SRAM and flash as the compiler plans them, optionally an instruction limit
+    (given as such, or as a latency at the board's clock and assumed cycles per instruction)."""
 
     board: Board
     sram_budget: int
     flash_budget: int
-    max_macs: int | None = None
+    max_instructions: int | None = None
     schedule: str = "fused"
     _cache: dict[ArchConfig, Cost] = field(default_factory=dict, repr=False)
 
     @classmethod
     def for_board(
-        cls, board: str, sram: int | str | None = None, flash: int | str | None = None, max_macs: int | None = None
+        cls,
+        board: str | Board,
+        sram: int | str | None = None,
+        flash: int | str | None = None,
+        max_instructions: int | None = None,
+        latency: str | None = None,
     ) -> Constraints:
         b = load_board(board)
         sram_budget = b.sram_bytes if sram is None else parse_size(sram)
@@ -61,7 +81,10 @@ class Constraints:
             raise BudgetError(f"SRAM budget {sram_budget:,} B exceeds the {b.name}'s {b.sram_bytes:,} B")
         if flash_budget > b.flash_bytes:
             raise BudgetError(f"flash budget {flash_budget:,} B exceeds the {b.name}'s {b.flash_bytes:,} B")
-        return cls(b, sram_budget, flash_budget, max_macs)
+        limits = [] if max_instructions is None else [max_instructions]
+        if latency is not None:
+            limits.append(b.instructions_within(parse_latency(latency)))
+        return cls(b, sram_budget, flash_budget, min(limits) if limits else None)
 
     def cost(self, arch: ArchConfig) -> Cost:
         cached = self._cache.get(arch)
@@ -69,11 +92,13 @@ class Constraints:
             from mcuformer.codegen.compiler import plan_arch  # the compiler is heavy; import on first use
 
             report = plan_arch(arch, self.board, schedule=self.schedule)
-            macs = report.macs
+            instructions = report.predicted_instructions
+            if instructions is None:
+                raise BudgetError("the instruction cost model is missing: python benchmarks/calibrate_cost.py")
             fits = report.sram_bytes <= self.sram_budget and report.flash_bytes <= self.flash_budget
-            if self.max_macs is not None:
-                fits = fits and macs <= self.max_macs
-            cached = Cost(report.sram_bytes, report.flash_bytes, macs, arch.num_params(), fits)
+            if self.max_instructions is not None:
+                fits = fits and instructions <= self.max_instructions
+            cached = Cost(report.sram_bytes, report.flash_bytes, report.macs, instructions, arch.num_params(), fits)
             self._cache[arch] = cached
         return cached
 
@@ -82,4 +107,7 @@ class Constraints:
 
     def describe(self) -> str:
         text = f"SRAM <= {self.sram_budget:,} B, flash <= {self.flash_budget:,} B on {self.board.name}"
-        return text + (f", MACs <= {self.max_macs:,}" if self.max_macs is not None else "")
+        if self.max_instructions is None:
+            return text
+        ms = 1000 * self.board.seconds(self.max_instructions)
+        return text + f", instructions <= {self.max_instructions:,} (~{ms:.1f} ms)"

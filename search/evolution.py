@@ -50,6 +50,7 @@ class Candidate:
     sram_bytes: int
     flash_bytes: int
     macs: int
+    instructions: int  # predicted (codegen/cost_model.py)
     params: int
     method: str
     generation: int
@@ -62,6 +63,7 @@ class Candidate:
             "sram_bytes": self.sram_bytes,
             "flash_bytes": self.flash_bytes,
             "macs": self.macs,
+            "instructions": self.instructions,
             "params": self.params,
             "genome": self.genome.to_dict(),
             "arch": self.arch.to_dict(),
@@ -110,7 +112,8 @@ def _candidate(sampler: FitSampler, fitness: Fitness, genome: Genome, method: st
     arch = sampler.arch(genome)
     cost = sampler.constraints.cost(arch)
     assert cost.fits, "only fitting architectures are evaluated"
-    return Candidate(genome, arch, fitness(arch), cost.sram_bytes, cost.flash_bytes, cost.macs, cost.params,
+    return Candidate(genome, arch, fitness(arch), cost.sram_bytes, cost.flash_bytes, cost.macs, cost.instructions,
+                     cost.params,
                      method, generation)  # fmt: skip
 
 

@@ -27,28 +27,31 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 
 def plot_pareto(path: Path, evolution: list[Candidate], random: list[Candidate], winner: Candidate,
-                sram_budget: int, flash_budget: int, title: str) -> None:  # fmt: skip
+                sram_budget: int, flash_budget: int, title: str,
+                max_instructions: int | None = None) -> None:  # fmt: skip
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    for ax, attr, budget, label in (
-        (axes[0], "sram_bytes", sram_budget, "peak SRAM (KB, planner)"),
-        (axes[1], "flash_bytes", flash_budget, "flash (KB, planner)"),
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
+    for ax, attr, budget, label, unit in (
+        (axes[0], "sram_bytes", sram_budget, "peak SRAM (KB, planner)", 1024),
+        (axes[1], "flash_bytes", flash_budget, "flash (KB, planner)", 1024),
+        (axes[2], "instructions", max_instructions, "instructions (millions, cost model)", 1e6),
     ):
         for history, colour, name in ((random, "tab:grey", "random search"), (evolution, "tab:blue", "evolution")):
             if not history:
                 continue
-            xs = [getattr(c, attr) / 1024 for c in history]
+            xs = [getattr(c, attr) / unit for c in history]
             ys = [100 * c.accuracy for c in history]
             ax.scatter(xs, ys, s=12, alpha=0.6, color=colour, label=name)
             front = pareto_front(list(zip(xs, ys, strict=True)))
             ax.plot([xs[i] for i in front], [ys[i] for i in front], color=colour, lw=1)
-        ax.scatter([getattr(winner, attr) / 1024], [100 * winner.accuracy], marker="*", s=160, color="tab:red",
+        ax.scatter([getattr(winner, attr) / unit], [100 * winner.accuracy], marker="*", s=160, color="tab:red",
                    zorder=5, label="winner")  # fmt: skip
-        ax.axvline(budget / 1024, color="tab:red", ls="--", lw=1, label="budget")
+        if budget is not None:
+            ax.axvline(budget / unit, color="tab:red", ls="--", lw=1, label="budget")
         ax.set_xlabel(label)
         ax.set_ylabel("validation accuracy, inherited weights (%)")
         ax.grid(alpha=0.3)
@@ -65,7 +68,7 @@ def summary_markdown(result: dict[str, Any]) -> str:
         f"# Search: {result['dataset']} on {result['board']}",
         "",
         f"Constraints: peak SRAM <= {result['sram_budget']:,} B, flash <= {result['flash_budget']:,} B"
-        + (f", MACs <= {result['max_macs']:,}" if result.get("max_macs") else "")
+        + (f", instructions <= {result['max_instructions']:,} (cost model)" if result.get("max_instructions") else "")
         + f" (preset `{result['preset']}`, seed {result['seed']}).",
         "",
         "## Winner",
@@ -75,7 +78,7 @@ def summary_markdown(result: dict[str, Any]) -> str:
         "- ranks (qkv/proj/fc1/fc2 per layer): "
         + "; ".join("/".join(str(v) for v in r_.values()) for r_ in arch["ranks"]),
         f"- peak SRAM {w['sram_bytes']:,} B, flash {w['flash_bytes']:,} B, {w['macs']:,} MACs, "
-        f"{w['params']:,} parameters",
+        f"~{w.get('instructions', 0):,} instructions predicted, {w['params']:,} parameters",
         f"- validation accuracy with inherited weights {100 * w['accuracy']:.2f}%",
     ]
     final = result.get("final", {})
@@ -97,5 +100,5 @@ def summary_markdown(result: dict[str, Any]) -> str:
                      f"{r['sram_bytes']:,} B | {r['flash_bytes']:,} B |")  # fmt: skip
     lines += ["", "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in result.get("seconds", {}).items()), "",
               "Files: `model.pt` (ready for `mcuformer compile`), `search.json` (every candidate), "
-              "`pareto.png` (accuracy against peak SRAM and flash)."]  # fmt: skip
+              "`pareto.png` (accuracy against peak SRAM, flash and predicted instructions)."]  # fmt: skip
     return "\n".join(lines) + "\n"

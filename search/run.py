@@ -91,7 +91,8 @@ class SearchConfig:
     data_dir: str | None = None
     preset: str = "quick"
     space_file: str | None = None
-    max_macs: int | None = None
+    max_instructions: int | None = None  # predicted instructions per inference
+    latency: str | None = None  # e.g. "10ms": an instruction limit at the board's clock and cycles per instruction
     seed: int = 0
     device: str = "cpu"
     cutmix: float | None = None  # CutMix probability per batch (None: the preset's)
@@ -129,7 +130,8 @@ def prepare(config: SearchConfig) -> tuple[SearchSpace, Constraints, FitSampler]
 
     meta = load_dataset(config.dataset, "test", config.data_dir)  # channels and classes only
     space = load_space(config.board, config.preset, config.space_file).for_data(meta.channels, meta.num_classes)
-    constraints = Constraints.for_board(config.board, config.sram_budget, config.flash_budget, config.max_macs)
+    constraints = Constraints.for_board(config.board, config.sram_budget, config.flash_budget, config.max_instructions,
+                                        config.latency)  # fmt: skip
     sampler = FitSampler(space, constraints)
     sampler.smallest()  # raises BudgetError with the smallest feasible peak
     return space, constraints, sampler
@@ -171,7 +173,7 @@ def run_key(config: SearchConfig, space: SearchSpace, constraints: Constraints) 
         "space": repr(space),
         "sram_budget": constraints.sram_budget,
         "flash_budget": constraints.flash_budget,
-        "max_macs": constraints.max_macs,
+        "max_instructions": constraints.max_instructions,
         "seed": config.seed,
         "cutmix": config.cutmix,
         "overrides": {k: repr(v) for k, v in sorted(config.overrides.items())},
@@ -251,7 +253,7 @@ def run_search(config: SearchConfig, resume: bool = False) -> dict[str, Any]:
         "space": space.name,
         "sram_budget": constraints.sram_budget,
         "flash_budget": constraints.flash_budget,
-        "max_macs": constraints.max_macs,
+        "max_instructions": constraints.max_instructions,
         "settings": asdict(preset),
         "evaluations": {"evolution": len(evolution), "random": len(randoms)},
         "winner": winner.to_dict(),
@@ -265,7 +267,7 @@ def run_search(config: SearchConfig, resume: bool = False) -> dict[str, Any]:
     write_json(out / "search.json", result)
     plot_pareto(out / "pareto.png", evolution, randoms, winner, constraints.sram_budget, constraints.flash_budget,
                 f"{config.dataset} on {config.board}: {len(evolution)} evolution / {len(randoms)} random "
-                "evaluations")  # fmt: skip
+                "evaluations", constraints.max_instructions)  # fmt: skip
     (out / "summary.md").write_text(summary_markdown(result))
     return result
 

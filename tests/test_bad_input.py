@@ -51,7 +51,14 @@ CASES = {
     "compile corrupt .pt": (["compile", "{corrupt}", "-o", "{root}/b"], "is corrupt or not a PyTorch file"),
     "compile -o file": (["compile", "{corrupt}", "-o", "{file}"], "is a file; the build goes into a folder"),
     "search --cutmix 2": (["search", "--cutmix", "2"], "argument --cutmix: must lie in [0, 1], got 2"),
-    "search --max-macs 0": (["search", "--max-macs", "0"], "argument --max-macs: must be at least 1"),
+    "search --max-instructions 0": (
+        ["search", "--max-instructions", "0"],
+        "argument --max-instructions: must be at least 1",
+    ),
+    "search --latency 5": (
+        ["search", "--latency", "5"],
+        "argument --latency: cannot read the latency '5'; write it like 10ms",
+    ),
     "demo --device-images 0": (["demo", "--device-images", "0"], "--device-images: must be at least 1"),
     "eval missing build": (["eval", "{root}/nothing"], "nothing"),
 }

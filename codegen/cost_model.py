@@ -1,0 +1,110 @@
+"""Predicted instructions of a graph on the emulated Cortex-M (QEMU `-icount`): a linear model per op kind and kernel
+variant over the sizes the kernel's loops run over, calibrated on measured per-op counts.
+
+The coefficients are data (`cost_model.json` beside this file), written by `benchmarks/calibrate_cost.py` from
+`mcuformer profile` runs of a spread of architectures; the file records the command, the calibration set and the
+fit's error. The search turns a latency limit into an instruction limit with the board's clock and its assumed
+cycles per instruction (`boards/*.toml`), and asks this model for every candidate, without weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from mcuformer.codegen.ir import Graph, Op
+from mcuformer.codegen.ops import OPS, op_dims, op_macs
+from mcuformer.codegen.scratch import BLOCK_MIN_TOKENS, BLOCK_TOKENS
+from mcuformer.errors import McuformerError
+
+MODEL_FILE = Path(__file__).resolve().parent / "cost_model.json"
+
+
+def op_features(graph: Graph, op: Op) -> dict[str, float]:
+    """The sizes one op's instruction count grows with: a call, its MACs, the values it writes, its rows (tokens or
+    patches). Attention also: the scores it normalises (heads x N^2), its MACs split into the linears and the
+    score/context products (different loops), and the work its kernels redo per head and pass (LayerNorm and the
+    shared qkv factor: heads x N x d, heads x N x d x qkv_rank). The MLP also: its hidden values. Fused blocks: the
+    MACs of the tokens left over by the DSP kernels' 4-token blocks. Fused blocks on fewer than BLOCK_MIN_TOKENS
+    tokens and one-row linears run other code paths: their features carry a suffix, so they get coefficients of
+    their own."""
+    dims = op_dims(graph, op)
+    out = graph.tensors[op.output]
+    rows = math.prod(out.shape[:-1]) if len(out.shape) > 1 else 1
+    macs = float(op_macs(graph, op))
+    features = {"call": 1.0, "macs": macs, "values": float(out.nbytes), "rows": float(rows)}
+    if "heads" in dims:
+        n, d, heads = dims["tokens"], dims["channels"], dims["heads"]
+        features["scores"] = float(heads * n * n)
+        features["macs_attention"] = float(2 * n * n * d)
+        features["macs"] = macs - features["macs_attention"]  # the linears (none in a plain attention op)
+        features["head_rows"] = float(heads * n * d)
+        features["head_factor"] = float(heads * n * d * dims.get("qkv_rank", 0))
+    if "hidden" in dims:
+        features["hidden"] = float(dims["tokens"] * dims["hidden"])
+    if OPS[op.kind].in_place_block and dims["tokens"] >= BLOCK_MIN_TOKENS:
+        # The DSP blocks run BLOCK_TOKENS tokens at a time; the tokens left over take the slower one-token path.
+        share = (dims["tokens"] % BLOCK_TOKENS) / dims["tokens"]
+        features["macs_tail"] = features["macs"] * share
+        features["attention_tail"] = features.get("macs_attention", 0.0) * share
+    suffix = ""
+    if OPS[op.kind].in_place_block and dims["tokens"] < BLOCK_MIN_TOKENS:
+        suffix = "_short"
+    elif op.kind == "linear" and dims["tokens"] == 1:
+        suffix = "_one"
+    return {name + suffix: value for name, value in features.items() if value}
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Coefficients (instructions per unit of each feature) per op kind, for one kernel variant."""
+
+    variant: str
+    coefficients: dict[str, dict[str, float]]  # op kind -> feature -> instructions per unit
+
+    def op_instructions(self, graph: Graph, op: Op) -> float:
+        weights = self.coefficients.get(op.kind)
+        if weights is None:
+            raise McuformerError(f"the cost model has no data for {op.kind} ops: recalibrate it "
+                                 "(python benchmarks/calibrate_cost.py)")  # fmt: skip
+        return sum(weights.get(name, 0.0) * value for name, value in op_features(graph, op).items())
+
+    def covers(self, graph: Graph) -> bool:
+        """Whether every op kind of the graph was calibrated."""
+        return all(op.kind in self.coefficients for op in graph.ops)
+
+    def instructions(self, graph: Graph) -> int:
+        """Predicted instructions of one inference (the sum over ops)."""
+        return round(sum(self.op_instructions(graph, op) for op in graph.ops))
+
+
+@cache
+def load_cost_model(variant: str = "dsp") -> CostModel:
+    """The shipped cost model of a kernel variant (cost_model.json)."""
+    if not MODEL_FILE.is_file():
+        raise McuformerError(f"{MODEL_FILE} is missing: run python benchmarks/calibrate_cost.py")
+    data = json.loads(MODEL_FILE.read_text())
+    if variant not in data["variants"]:
+        raise McuformerError(f"the cost model has no {variant!r} kernels; it has {', '.join(data['variants'])}")
+    return CostModel(variant, data["variants"][variant]["coefficients"])
+
+
+def fit_kind(rows: list[dict[str, float]], counts: list[float]) -> dict[str, float]:
+    """Non-negative least squares of counts on the rows' features (relative error weighted: small ops count as
+    much as large ones). Features that would take a negative coefficient are dropped one at a time (an active-set
+    fit: every coefficient is an instruction cost, never a saving)."""
+    import numpy as np
+
+    names = sorted({name for row in rows for name, value in row.items() if value})
+    target = np.asarray(counts, dtype=np.float64)
+    weight = 1.0 / np.maximum(target, 1.0)
+    while names:
+        matrix = np.asarray([[row.get(name, 0.0) for name in names] for row in rows], dtype=np.float64)
+        solution = np.linalg.lstsq(matrix * weight[:, None], target * weight, rcond=None)[0]
+        if solution.min() >= 0:
+            return {name: float(value) for name, value in zip(names, solution, strict=True) if value > 0}
+        names.pop(int(np.argmin(solution)))
+    return {}
