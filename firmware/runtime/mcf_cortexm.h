@@ -112,4 +112,8 @@ static inline void mcf_nvic_enable(uint32_t irq, uint8_t priority) {
     MCF_NVIC_ISER(irq >> 5) = 1u << (irq & 31u);
 }
 
+/* The MPU guard of boards that enforce their budget in hardware (mcf_mpu_guard.c): flash read-only, the
+ * linked RAM read-write, the rest of the code and SRAM space no-access. Call once at start-up. */
+void mcf_mpu_guard(void);
+
 #endif /* MCF_CORTEXM_H */
