@@ -64,6 +64,9 @@ class CostModel:
 
     variant: str
     coefficients: dict[str, dict[str, float]]  # op kind -> feature -> instructions per unit
+    calibrated: dict[str, list[str]]  # op kind -> the features the calibration set exercised
+    # The largest relative error on held-out calibration models: a limit must hold for prediction x (1 + margin).
+    margin: float = 0.0
 
     def op_instructions(self, graph: Graph, op: Op) -> float:
         weights = self.coefficients.get(op.kind)
@@ -73,8 +76,9 @@ class CostModel:
         return sum(weights.get(name, 0.0) * value for name, value in op_features(graph, op).items())
 
     def covers(self, graph: Graph) -> bool:
-        """Whether every op kind of the graph was calibrated."""
-        return all(op.kind in self.coefficients for op in graph.ops)
+        """Whether the calibration exercised every op kind of the graph and every size its ops grow with (a
+        feature never seen, such as a code path no calibration model took, would be predicted as free)."""
+        return all(set(op_features(graph, op)) <= set(self.calibrated.get(op.kind, ())) for op in graph.ops)
 
     def instructions(self, graph: Graph) -> int:
         """Predicted instructions of one inference (the sum over ops)."""
@@ -89,7 +93,9 @@ def load_cost_model(variant: str = "dsp") -> CostModel:
     data = json.loads(MODEL_FILE.read_text())
     if variant not in data["variants"]:
         raise McuformerError(f"the cost model has no {variant!r} kernels; it has {', '.join(data['variants'])}")
-    return CostModel(variant, data["variants"][variant]["coefficients"])
+    entry = data["variants"][variant]
+    return CostModel(variant, entry["coefficients"], entry.get("calibrated_features", {}),
+                     float(entry.get("held_out_error", {}).get("max", 0.0)))  # fmt: skip
 
 
 def fit_kind(rows: list[dict[str, float]], counts: list[float]) -> dict[str, float]:

@@ -58,6 +58,7 @@ class MemoryReport:
     # board's clock and assumed cycles per instruction (None for op kinds the cost model was not calibrated on).
     predicted_instructions: int | None
     predicted_ms: float | None
+    predicted_margin: float  # the cost model's largest held-out error: a limit must hold with it
     ops: list[OpRow]
 
     def to_json(self) -> str:
@@ -129,6 +130,7 @@ def memory_report(graph: Graph, plan: MemoryPlan, board: Board) -> MemoryReport:
         macs=sum(macs),
         predicted_instructions=instructions,
         predicted_ms=None if instructions is None else 1000 * board.seconds(instructions),
+        predicted_margin=cost_model.margin if cost_model else 0.0,
         ops=rows,
     )
 

@@ -131,10 +131,12 @@ def profile_build(
 
     build = Path(build_dir)
     manifest = read_manifest(build)
-    _, graph = build_graph(load_model(BuildDir(build).model), manifest["name"], BuildDir(build).schedule())
+    model_file = load_model(BuildDir(build).model)
+    _, graph = build_graph(model_file, manifest["name"], BuildDir(build).schedule())
     macs = graph_macs(graph)
-    if image is None:
-        image = load_dataset(manifest["dataset"], "test", data_dir).images[0]
+    if image is None:  # at the model's input size, as eval feeds it
+        size = (model_file.arch.image_size, model_file.arch.image_size)
+        image = load_dataset(manifest["dataset"], "test", data_dir).resized(size).images[0]
     pixels = reference.quantize_pixels(image)
     from mcuformer.device.runner import device_session
 

@@ -11,6 +11,7 @@ import pytest
 
 from mcuformer.cli import main
 from mcuformer.codegen.compiler import CompiledModel, compile_model
+from mcuformer.codegen.cost_model import load_cost_model
 from mcuformer.codegen.ops import graph_macs, op_macs
 from mcuformer.profile import CPI_RANGE, Profile, profile_build
 
@@ -44,6 +45,16 @@ def test_macs_follow_the_architecture(compiled):
     for op in graph.ops:
         if op.kind in ("add", "copy", "layernorm", "mean_pool", "lut"):
             assert macs[op.name] == 0
+
+
+@pytest.mark.parametrize("variant", ["portable", "dsp"])
+def test_the_cost_model_predicts_the_measured_instructions(profiles, compiled, variant):
+    """The instruction cost model (calibrated on random-weight models by benchmarks/calibrate_cost.py) on this
+    trained model, against QEMU's count: within the model's recorded held-out error, and within 10%."""
+    model = load_cost_model(variant)
+    measured = profiles[variant].inference_count
+    error = abs(model.instructions(compiled.graph) / measured - 1)
+    assert error <= min(model.margin, 0.10), (variant, error)
 
 
 def test_profile_counts_every_op_and_dsp_beats_portable(profiles, compiled):
