@@ -117,7 +117,7 @@ mcf_status mcf_attention_row_s8(const mcf_attention_dims *dims, const mcf_attent
  *   size = d + max(qkv_rank or d, proj_rank or d, tokens)   (a rank of 0 counts as d)
  * rounded up to a multiple of 4. From MCF_FUSED_BLOCK_MIN_TOKENS tokens on, the size of the DSP kernel's
  * 4-token blocks instead (which holds that chain): 3 + 12 * max(d, qkv_rank, proj_rank) + tokens, rounded up.
- * Mirror: mcuformer.quant.fused.attention_block_scratch_bytes. */
+ * Mirror: mcuformer.codegen.scratch.attention_block_scratch_bytes. */
 int32_t mcf_attention_block_s8_get_buffer_size(const mcf_attention_block_dims *dims);
 
 /* The attention half of run_block, in place on x [tokens][channels]:
@@ -137,7 +137,7 @@ mcf_status mcf_attention_block_s8(const mcf_attention_block_dims *dims,
  * int32): max(d + qkv_rank + head_dim + tokens, proj_rank + d) rounded up to a multiple of 4 (one token at a
  * time). From MCF_FUSED_BLOCK_MIN_TOKENS tokens on, the size of the DSP kernel's 4-token blocks instead, with
  * width = max(d, qkv_rank, proj_rank): 3 + 8 * max(width, tokens) + 4 * (width + tokens), rounded up.
- * Mirror: mcuformer.codegen.kernels.attention_block_heads_scratch_bytes. */
+ * Mirror: mcuformer.codegen.scratch.attention_block_heads_scratch_bytes. */
 int32_t mcf_attention_block_heads_s8_get_buffer_size(const mcf_attention_block_dims *dims);
 
 /* mcf_attention_block_s8 with K and V one head at a time, for when that needs less memory (heads > 2):
@@ -161,7 +161,7 @@ mcf_status mcf_attention_block_heads_s8(const mcf_attention_block_dims *dims,
  *   size = max(fc1_rank ? fc1_rank + w : d + hidden, fc2_rank ? fc2_rank + w : d + hidden)
  * rounded up to a multiple of 4. From MCF_FUSED_BLOCK_MIN_TOKENS tokens on, the size of the DSP kernel's
  * 4-token blocks instead (which holds that chain): 3 + 12 * max(d, hidden, fc1_rank, fc2_rank), rounded up.
- * Mirror: mcuformer.quant.fused.mlp_block_scratch_bytes. */
+ * Mirror: mcuformer.codegen.scratch.mlp_block_scratch_bytes. */
 int32_t mcf_mlp_block_s8_get_buffer_size(const mcf_mlp_block_dims *dims);
 
 /* The MLP half of run_block, in place on x [tokens][channels], one token at a time:
