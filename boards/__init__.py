@@ -122,6 +122,7 @@ class Board:
     # Assumed cycles per instruction of the int8 kernels on this part: turns the cost model's instructions (what
     # QEMU counts) into time at clock_hz. An assumption stated in the board file, not a measurement.
     cycles_per_instruction: float = 1.0
+    search_space: str | None = None  # the space file of search/spaces/ (None: <name>.toml, else default.toml)
 
     def seconds(self, instructions: float) -> float:
         """The time `instructions` take at the board's clock and assumed cycles per instruction."""
@@ -228,6 +229,7 @@ def _board_from_dict(data: dict[str, Any]) -> Board:
         qemu=QemuTarget(qemu["machine"], qemu["cpu"], tuple(qemu.get("extra_args", []))) if qemu else None,
         kernel_variant=data.get("kernels"),
         cycles_per_instruction=float(data.get("cycles_per_instruction", 1.0)),
+        search_space=data.get("search_space"),
     )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mcuformer.arch import ArchConfig, LayerRanks
+from mcuformer.boards import load_board
 from mcuformer.errors import McuformerError
 
 FULL = "full"
@@ -188,7 +189,8 @@ def space_from_dict(data: dict[str, Any], name: str = "") -> SearchSpace:
 
 
 def load_space(board: str, preset: str, path: str | Path | None = None) -> SearchSpace:
-    """The `preset` table of a space file: `path`, else the board's shipped file, else the shipped default."""
+    """The `preset` table of a space file: `path`, else the board's shipped file (its board file's `search_space`,
+    else its name), else the shipped default."""
     if preset not in PRESETS:
         raise SpaceError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
     if path is not None:
@@ -198,7 +200,7 @@ def load_space(board: str, preset: str, path: str | Path | None = None) -> Searc
         text, label = source.read_text(), str(source)
     else:
         folder = resources.files("mcuformer.search").joinpath("spaces")
-        file = folder.joinpath(f"{board}.toml")
+        file = folder.joinpath(f"{load_board(board).search_space or board}.toml")
         if not file.is_file():
             file = folder.joinpath("default.toml")
         text, label = file.read_text(), f"{file.name}"

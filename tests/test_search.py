@@ -40,10 +40,21 @@ def tiny_data() -> SearchData:
 
 
 def test_shipped_spaces_load() -> None:
-    for board in ("stm32f746", "stm32h743", "qemu-m7"):
+    for board in ("stm32f746", "stm32h743", "qemu-m7", "stm32l432kc", "qemu-l412kb"):
         for preset in PRESETS:
             space = load_space(board, preset)
             assert space.resolutions and all(s % p == 0 for s, p in space.resolutions)
+
+
+@pytest.mark.parametrize("board", ["stm32l432kc", "stm32l412kb"])
+def test_small_boards_spaces_make_their_budgets_bind(board: str) -> None:
+    """On the small Cortex-M4 parts the default spaces hold architectures that fit and ones that do not."""
+    constraints = Constraints.for_board(board)
+    for preset in ("quick", "standard"):
+        space = load_space(board, preset).for_data(1, 10)
+        smallest, largest = (extreme_genome(space, big).arch(space) for big in (False, True))
+        assert constraints.fits(smallest) and not constraints.fits(largest), (board, preset)
+    assert load_space(board, "quick") == load_space(f"qemu-{board[5:]}", "quick")  # the stand-in's space
 
 
 def test_space_errors() -> None:
