@@ -258,7 +258,8 @@ def _search_config(args: argparse.Namespace, out: Path, preset: str) -> SearchCo
                         dataset=args.dataset, data_dir=args.data_dir, preset=preset, space_file=args.space,
                         max_instructions=args.max_instructions, latency=args.latency, seed=args.seed,
                         device=args.device, cutmix=args.cutmix,
-                        finish_random=getattr(args, "finish_random", False))  # fmt: skip
+                        finish_random=getattr(args, "finish_random", False),
+                        supernet_from=getattr(args, "supernet_from", None))  # fmt: skip
 
 
 def cmd_search(args: argparse.Namespace) -> None:
@@ -450,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the search in --out (after an interrupt)")
     p.add_argument("--finish-random", action="store_true",
                    help="also finetune and quantize the random-search winner (out/random/model.pt)")  # fmt: skip
+    p.add_argument("--supernet-from", metavar="RUN", help="reuse the trained supernet of a finished search over the "
+                   "same space (train once under the loosest budget, then search each budget)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_search)
 

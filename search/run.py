@@ -98,6 +98,8 @@ class SearchConfig:
     cutmix: float | None = None  # CutMix probability per batch (None: the preset's)
     compare_random: bool = True
     finish_random: bool = False  # also finetune and quantize the random search's winner (benchmark)
+    # A finished search's folder whose supernet (same space) serves this search too: train once, search many budgets.
+    supernet_from: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"supernet.epochs": 1} (tests, benchmarks)
 
 
@@ -176,6 +178,7 @@ def run_key(config: SearchConfig, space: SearchSpace, constraints: Constraints) 
         "max_instructions": constraints.max_instructions,
         "seed": config.seed,
         "cutmix": config.cutmix,
+        "supernet_from": str(Path(config.supernet_from).resolve()) if config.supernet_from else None,
         "overrides": {k: repr(v) for k, v in sorted(config.overrides.items())},
     }
 
@@ -199,6 +202,23 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def load_shared_supernet(net: Supernet, run: Path) -> dict[str, Any]:
+    """The trained supernet of another search over the same space (the one-shot promise: one supernet serves every
+    budget of its space; train it under the loosest one). Returns its training log."""
+    path = run / SUPERNET_CHECKPOINT
+    if not path.is_file():
+        raise McuformerError(f"{path} does not exist: --supernet-from names the folder of a finished search")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("space") != repr(net.space):
+        raise McuformerError(f"{path} was trained on another search space; share supernets within one space only")
+    if state["epoch"] < state["config"]["epochs"]:
+        raise McuformerError(f"{path} stopped after epoch {state['epoch']} of {state['config']['epochs']}: "
+                             "finish that search first (--resume)")  # fmt: skip
+    net.load_state_dict(state["model"] if "model" in state else state["supernet"])
+    tqdm.write(f"supernet: shared from {run} ({state['epoch']} epochs)")
+    return {"shared_from": str(run), "epochs": state.get("history", []), "config": state["config"]}
+
+
 def run_search(config: SearchConfig, resume: bool = False) -> dict[str, Any]:
     out = Path(config.out)
     if not resume and (out / SUPERNET_CHECKPOINT).exists():
@@ -215,7 +235,10 @@ def run_search(config: SearchConfig, resume: bool = False) -> dict[str, Any]:
                            preset.test_limit)  # fmt: skip
     torch.manual_seed(config.seed)
     net = Supernet(space, data.mean, data.std, seed=config.seed)
-    log = train_supernet(net, data, sampler, out, preset.supernet, resume=True)
+    if config.supernet_from is None:
+        log = train_supernet(net, data, sampler, out, preset.supernet, resume=True)
+    else:
+        log = load_shared_supernet(net, Path(config.supernet_from))
     clock.stop("supernet")
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return {}  # under torchrun only the first process searches and finishes

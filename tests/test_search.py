@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mcuformer.errors import McuformerError
 from mcuformer.search.cost import BudgetError, Constraints, parse_size
 from mcuformer.search.data import SearchData
 from mcuformer.search.evolution import EvolutionConfig, Fitness, evolve, random_search, subnet_accuracy
@@ -221,6 +223,18 @@ def test_search_end_to_end_compiles_within_budget(tmp_path: Path) -> None:
     compiled = compile_model(out / "model.pt", "stm32f746", out / "build")
     assert compiled.report.sram_bytes == result["winner"]["sram_bytes"] <= 5700
     assert compiled.report.flash_bytes == result["winner"]["flash_bytes"]
+
+    # Train once, search many: a tighter budget searched with this run's supernet (no training of its own).
+    tighter = replace(config, out=tmp_path / "tighter", sram_budget="5500", supernet_from=str(out))
+    shared = run_search(tighter)
+    assert shared["supernet_log"]["shared_from"] == str(out) and not (tighter.out / "supernet.pt").exists()
+    assert all(c["sram_bytes"] <= 5500 for c in shared["candidates"])
+    common = {json.dumps(c["arch"], sort_keys=True): c["accuracy"] for c in result["candidates"]}
+    same = [c for c in shared["candidates"] if json.dumps(c["arch"], sort_keys=True) in common]
+    assert all(c["accuracy"] == common[json.dumps(c["arch"], sort_keys=True)] for c in same)  # the same weights
+    other_space = replace(tighter, out=tmp_path / "other", space_file=None, sram_budget=None)
+    with pytest.raises(McuformerError, match="another search space"):
+        run_search(other_space)
 
 
 def test_finish_distills_from_the_teacher(tiny_data: SearchData, tmp_path: Path) -> None:
