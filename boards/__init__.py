@@ -123,6 +123,7 @@ class Board:
     # QEMU counts) into time at clock_hz. An assumption stated in the board file, not a measurement.
     cycles_per_instruction: float = 1.0
     search_space: str | None = None  # the space file of search/spaces/ (None: <name>.toml, else default.toml)
+    emulator: str | None = None  # the emulated board standing in for this part (its sizes, on QEMU)
 
     def seconds(self, instructions: float) -> float:
         """The time `instructions` take at the board's clock and assumed cycles per instruction."""
@@ -230,6 +231,7 @@ def _board_from_dict(data: dict[str, Any]) -> Board:
         kernel_variant=data.get("kernels"),
         cycles_per_instruction=float(data.get("cycles_per_instruction", 1.0)),
         search_space=data.get("search_space"),
+        emulator=data.get("emulator"),
     )
 
 

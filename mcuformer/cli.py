@@ -316,9 +316,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(result.table())
     if result.logits_exact < 1.0:
         raise McuformerError("generated C differs from the int8 reference: this is a bug, please report it")
-    print(f"[4/4] firmware on the emulated Cortex-M7 (QEMU {EMULATOR_BOARD}), over serial, "
+    emulator = board.emulator or EMULATOR_BOARD
+    print(f"[4/4] firmware on the emulated board (QEMU {emulator}), over serial, "
           f"first {args.device_images} test images")  # fmt: skip
-    result = evaluate_build(out / "build", EMULATOR_BOARD, args.dataset, args.device_images, args.data_dir)
+    result = evaluate_build(out / "build", emulator, args.dataset, args.device_images, args.data_dir)
     print(result.table())
     if result.logits_exact < 1.0:
         raise McuformerError("device logits differ from the int8 reference: this is a bug, please report it")

@@ -107,3 +107,13 @@ def test_linker_script_links_a_program_for_every_board(name, tmp_path):
     assert sym["__stack_top__"] == ram.end and sym["__stack_limit__"] == ram.end - STACK_RESERVE_BYTES
     assert ram.origin <= sym["__arena_start__"] and sym["__arena_end__"] - sym["__arena_start__"] == 1000
     assert sym["__data_start__"] < sym["__data_end__"] and flash.origin < sym["__data_load__"] < flash.end
+
+
+def test_each_part_names_an_emulated_stand_in_of_its_sizes():
+    parts = [load_board(name) for name in board_names() if load_board(name).emulator]
+    assert {p.name for p in parts} >= {"stm32f746", "stm32l432kc", "stm32l412kb"}
+    for part in parts:
+        stand_in = load_board(part.emulator)
+        assert stand_in.is_emulated and not part.is_emulated
+        assert (stand_in.core, stand_in.sram_bytes, stand_in.flash_bytes) == (part.core, part.sram_bytes,
+                                                                             part.flash_bytes)  # fmt: skip

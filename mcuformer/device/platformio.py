@@ -93,7 +93,8 @@ def _board_json(board: Board, ldscript: str) -> dict[str, object]:
 def write_build_project(build_dir: str | Path, board: str | Board) -> Path:
     """The PlatformIO project `compile` leaves beside the C: an env for the target board and one for the emulator
     (`pio run -e qemu-m7` runs the model without hardware)."""
-    target, emulator = load_board(board), load_board(EMULATOR_BOARD)
+    target = load_board(board)
+    emulator = load_board(target.emulator or EMULATOR_BOARD)
     return write_project(build_dir, [target] if target.name == emulator.name else [target, emulator])
 
 
