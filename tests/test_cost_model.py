@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from test_codegen_plan import _random_arch
-from test_search import TINY
+from test_search import TINY, TINY_SEARCH, tiny_space_file
 
 from mcuformer.codegen.compiler import compile_model, graph_for_arch
 from mcuformer.codegen.cost_model import fit_kind, load_cost_model, op_features
@@ -66,15 +66,8 @@ def test_a_latency_bound_search_measures_within_its_limit(tmp_path: Path) -> Non
     constraints = Constraints.for_board("qemu-m7")
     small, large = (constraints.cost(extreme_genome(space, largest).arch(space)) for largest in (False, True))
     limit = int((small.instructions * large.instructions) ** 0.5)
-    space_file = tmp_path / "tiny.toml"
-    space_file.write_text("[quick]\n" + "\n".join(f"{k} = {v!r}".replace("'", '"') for k, v in TINY.items()) + "\n")
-    config = SearchConfig(
-        out=tmp_path / "run", board="qemu-m7", space_file=str(space_file), max_instructions=limit,
-        overrides={"supernet.epochs": 1, "supernet.batch_size": 64, "train_limit": 512, "val_size": 200,
-                   "test_limit": 200, "evolution.population": 4, "evolution.generations": 1,
-                   "evolution.parents": 2, "finetune.epochs": 1, "finetune.calibration_images": 64,
-                   "finetune.qat_epochs": 0},
-    )  # fmt: skip
+    config = SearchConfig(out=tmp_path / "run", board="qemu-m7", space_file=str(tiny_space_file(tmp_path)),
+                          max_instructions=limit, overrides={**TINY_SEARCH, "finetune.qat_epochs": 0})  # fmt: skip
     result = run_search(config)
     margin = load_cost_model("dsp").margin
     assert result["max_instructions"] == limit

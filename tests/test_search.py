@@ -29,11 +29,22 @@ TINY = {
     "mlp_ratios": [1.0, 2.0],
     "ranks": [8, "full"],
 }
+# A whole search in about a minute: one supernet epoch on 512 images, 4 x 2 evaluations, a one-epoch finish.
+TINY_SEARCH = {"supernet.epochs": 1, "supernet.batch_size": 64, "train_limit": 512, "val_size": 200,
+               "test_limit": 200, "evolution.population": 4, "evolution.generations": 1, "evolution.parents": 2,
+               "finetune.epochs": 1, "finetune.calibration_images": 64, "finetune.qat_epochs": 1}  # fmt: skip
 TINY_TRAIN = SupernetTrainConfig(epochs=2, batch_size=64, lr=3e-3, warmup_epochs=0.2, num_random=1)
 
 
 def tiny_space() -> SearchSpace:
     return space_from_dict(TINY, "tiny")
+
+
+def tiny_space_file(folder: Path) -> Path:
+    """TINY as a space file (its [quick] table), for run_search."""
+    path = folder / "tiny.toml"
+    path.write_text("[quick]\n" + "\n".join(f"{k} = {v!r}".replace("'", '"') for k, v in TINY.items()) + "\n")
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -194,17 +205,8 @@ def test_search_end_to_end_compiles_within_budget(tmp_path: Path) -> None:
     from mcuformer.codegen.compiler import compile_model
     from mcuformer.search.run import SearchConfig, run_search
 
-    space_file = tmp_path / "tiny.toml"
-    space_file.write_text("[quick]\n" + "\n".join(f"{k} = {v!r}".replace("'", '"') for k, v in TINY.items()) + "\n")
-    config = SearchConfig(
-        out=tmp_path / "run",
-        sram_budget="5700",
-        space_file=str(space_file),
-        overrides={"supernet.epochs": 1, "supernet.batch_size": 64, "train_limit": 512, "val_size": 200,
-                   "test_limit": 200, "evolution.population": 4, "evolution.generations": 1,
-                   "evolution.parents": 2, "finetune.epochs": 1, "finetune.calibration_images": 64,
-                   "finetune.qat_epochs": 1},
-    )  # fmt: skip
+    config = SearchConfig(out=tmp_path / "run", sram_budget="5700", space_file=str(tiny_space_file(tmp_path)),
+                          overrides=TINY_SEARCH)  # fmt: skip
     result = run_search(config)
     with pytest.raises(Exception, match="--resume"):
         run_search(config)

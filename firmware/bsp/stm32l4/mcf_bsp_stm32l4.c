@@ -12,6 +12,7 @@
 #include "mcf_bsp.h"
 #include "mcf_cortexm.h"
 #include "mcf_runtime.h"
+#include "mcf_stm32.h"
 
 /* RCC (RM0394, RCC registers). */
 #define RCC_BASE 0x40021000u
@@ -64,23 +65,6 @@
 
 /* USART2 (RM0394, USART registers): the same register layout as the STM32F7's USARTs. */
 #define USART2_BASE 0x40004400u
-#define USART_CR1 MCF_REG32(USART2_BASE + 0x00u)
-#define USART_BRR MCF_REG32(USART2_BASE + 0x0Cu)
-#define USART_ISR MCF_REG32(USART2_BASE + 0x1Cu)
-#define USART_ICR MCF_REG32(USART2_BASE + 0x20u)
-#define USART_RDR MCF_REG32(USART2_BASE + 0x24u)
-#define USART_TDR MCF_REG32(USART2_BASE + 0x28u)
-#define USART_CR1_UE (1u << 0)
-#define USART_CR1_RE (1u << 2)
-#define USART_CR1_TE (1u << 3)
-#define USART_CR1_RXNEIE (1u << 5)
-#define USART_ISR_FE (1u << 1)
-#define USART_ISR_NF (1u << 2)
-#define USART_ISR_ORE (1u << 3)
-#define USART_ISR_RXNE (1u << 5)
-#define USART_ISR_TC (1u << 6)
-#define USART_ISR_TXE (1u << 7)
-#define USART_ICR_CLEAR_ERRORS ((1u << 1) | (1u << 2) | (1u << 3)) /* FECF, NCF, ORECF */
 #define USART_BAUD 115200u
 #define USART2_IRQ 38u
 
@@ -109,13 +93,7 @@ void SysTick_Handler(void) {
 }
 
 static void usart2_handler(void) {
-    const uint32_t status = USART_ISR;
-    if (status & USART_ISR_RXNE) {
-        mcf_rx_push((uint8_t)USART_RDR);
-    }
-    if (status & (USART_ISR_ORE | USART_ISR_FE | USART_ISR_NF)) {
-        USART_ICR = USART_ICR_CLEAR_ERRORS; /* an overrun would otherwise keep the interrupt asserted */
-    }
+    mcf_stm32_usart_receive(USART2_BASE);
 }
 
 /* Wait states go up before the clock does (RM0394, read access latency); meanwhile the core runs on MSI. */
@@ -153,24 +131,15 @@ static void usart2_init(void) {
     GPIO_PUPDR(GPIOA_BASE) = (GPIO_PUPDR(GPIOA_BASE) & ~(0x3u << 30)) | (GPIO_PULL_UP << 30);
     GPIO_AFRH(GPIOA_BASE) = (GPIO_AFRH(GPIOA_BASE) & ~(0xFu << 28)) | (GPIO_AF3_USART2_RX << 28);
 
-    USART_CR1 = 0;
-    USART_BRR =
-        (APB1_HZ + USART_BAUD / 2u) / USART_BAUD; /* oversampling by 16: 694 -> 115274 baud (+0.06%) */
-    USART_CR1 = USART_CR1_UE | USART_CR1_TE | USART_CR1_RE | USART_CR1_RXNEIE;
-    mcf_nvic_enable(USART2_IRQ, 0x40u);
+    /* oversampling by 16: 694 -> 115274 baud (+0.06%) */
+    mcf_stm32_usart_start(USART2_BASE, APB1_HZ, USART_BAUD, USART2_IRQ);
 }
 
 void mcf_bsp_init(void) {
     MCF_SCB_VTOR = MCF_ADDR(__flash_start__);
     clock_init();
     mcf_mpu_guard();
-    /* Unlike the Cortex-M7's, the Cortex-M4's DWT has no software lock: enabling trace is enough. */
-    MCF_DEMCR |= MCF_DEMCR_TRCENA;
-    MCF_DWT_CYCCNT = 0;
-    MCF_DWT_CTRL |= MCF_DWT_CTRL_CYCCNTENA;
-    MCF_SYST_RVR = MCF_BOARD_CLOCK_HZ / 1000u - 1u;
-    MCF_SYST_CVR = 0;
-    MCF_SYST_CSR = MCF_SYST_CSR_ENABLE | MCF_SYST_CSR_TICKINT | MCF_SYST_CSR_CLKSOURCE;
+    mcf_stm32_timers_start(0); /* unlike the Cortex-M7's, the Cortex-M4's DWT has no software lock */
     usart2_init();
     mcf_irq_enable();
 }
@@ -180,16 +149,11 @@ uint32_t mcf_bsp_millis(void) {
 }
 
 void mcf_bsp_uart_write(const uint8_t *data, uint32_t length) {
-    for (uint32_t i = 0; i < length; i++) {
-        while (!(USART_ISR & USART_ISR_TXE)) {
-        }
-        USART_TDR = data[i];
-    }
+    mcf_stm32_usart_write(USART2_BASE, data, length);
 }
 
 void mcf_bsp_uart_flush(void) {
-    while (!(USART_ISR & USART_ISR_TC)) {
-    }
+    mcf_stm32_usart_flush(USART2_BASE);
 }
 
 uint32_t mcf_bsp_counter_ticks(void) {
@@ -202,17 +166,10 @@ uint32_t mcf_bsp_counter_start(void) {
 
 void mcf_bsp_exit(uint32_t code) {
     (void)code;
-    mcf_bsp_uart_flush();
-    mcf_dsb();
-    MCF_SCB_AIRCR = MCF_AIRCR_VECTKEY | (MCF_SCB_AIRCR & (0x7u << 8)) | MCF_AIRCR_SYSRESETREQ;
-    mcf_dsb();
-    for (;;) {
-    }
+    mcf_stm32_reset(USART2_BASE);
 }
 
 void mcf_bsp_halt(uint32_t code) {
     (void)code;
-    mcf_irq_disable();
-    for (;;) { /* stay put for a debugger; the fault report has gone out on the serial port */
-    }
+    mcf_stm32_halt();
 }
