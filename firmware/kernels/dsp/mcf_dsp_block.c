@@ -155,7 +155,7 @@ typedef struct {
     int32_t n;              /*  0: channels done */
     int8_t *out;            /*  4: channel n's output for token 0 */
     const int32_t *mult;    /*  8 */
-    const int32_t *shift;   /* 12 */
+    const int8_t *shift;    /* 12 */
     int32_t zp2;            /* 16: 2 * out_zp + 1 */
     int32_t token_stride;   /* 20 */
     int32_t channel_stride; /* 24 */
@@ -315,7 +315,7 @@ static void __attribute__((noinline, unused)) mcf_dsp_channels4(mcf_dsp_channel_
                    "ldr r6, [sp]\n\t"
                    "ldmia r6, {r4, r5, r8, r9, r10, lr}\n\t" /* n, out, mult, shift, zp2, token_stride */
                    "ldr r8, [r8, r4, lsl #2]\n\t"
-                   "ldr r9, [r9, r4, lsl #2]\n\t"
+                   "ldrsb r9, [r9, r4]\n\t"
                    "mvn r9, r9\n\t" /* down = -shift - 1 */
                    "sub r11, r9, #1\n\t"
                    "lsl r10, r10, r11\n\t" /* add = 2^(down - 1) + out_zp * 2^down */
