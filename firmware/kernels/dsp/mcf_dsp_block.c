@@ -4,8 +4,6 @@
 
 #include <stddef.h>
 
-/* x16 of `count` (1..4) int8 rows of in_ch values, `stride` bytes apart, minus zp; rows count..3 repeat the
- * last row so that every word of x16 is defined. */
 void mcf_dsp_widen4(const int8_t *rows, int32_t stride, int32_t count, int32_t in_ch, int32_t zp,
                     uint32_t *x16) {
     const uint32_t offset = mcf_pack_pair(-zp);
@@ -106,7 +104,6 @@ static void mcf_dsp_dot4_row(const uint32_t *x16, int32_t length, const int8_t *
     }
 }
 
-/* sums[t] = sum_k x16(token t)[k] over k < length for the four tokens of a block (SMLAD by (1, 1)). */
 void mcf_dsp_x16_sums(const uint32_t *x16, int32_t length, int32_t sums[4]) {
     const int32_t groups = length >> 2;
     const int32_t tail = length & 3;
@@ -130,7 +127,6 @@ static int mcf_dsp_channel_fast(int32_t bias, int32_t shift, int32_t in_ch) {
     return in_ch < 32896 && bias > -(1 << 30) && bias < (1 << 30) && shift <= -2 && shift >= -24;
 }
 
-/* Whether every channel of a layer does: checked once per kernel call, not per block. */
 int mcf_dsp_channels_fast(const int32_t *bias, const mcf_channel_quant *quant, int32_t in_ch,
                           int32_t out_ch) {
     for (int32_t n = 0; n < out_ch; n++) {
@@ -356,16 +352,6 @@ static void __attribute__((noinline, unused)) mcf_dsp_channels4_shared(mcf_dsp_s
 }
 #endif
 
-/* One quantized linear layer on a block of tokens: out[t * token_stride + n * channel_stride] for t < count,
- * from x16 (mcf_dsp_widen4 of the input with the layer's in_zp). A channel stride other than 1 writes the
- * output transposed (channel-major), as the per-head attention kernel keeps V. `fast` is
- * mcf_dsp_channels_fast of the layer's rows: a full block of a fast layer whose in_ch is a multiple of four
- * takes mcf_dsp_channels4 on the core.
- *
- * Requantization fast path, exact: when |bias| < 2^30 and in_ch < 32896 the accumulator starts at the bias
- * and stays within int32 (|dot| <= 255 * 128 * in_ch < 2^30); when also shift is in [-24, -2], with r =
- * -shift - 2, requant_s8(acc) == ssat8((((acc * mult) >> 32) + 2^r + out_zp * 2^(r + 1)) >> (r + 1)) (floor
- * shifts compose; the sum stays inside int32). Otherwise mcf_dsp_requantize_s8 (exact in all cases). */
 void mcf_dsp_linear4_strided(const uint32_t *x16, int32_t in_ch, const mcf_linear_params *params,
                              const mcf_channel_quant *quant, const int8_t *weight, const int32_t *bias,
                              int32_t out_ch, int8_t *out, int32_t token_stride, int32_t channel_stride,
@@ -419,10 +405,6 @@ void mcf_dsp_linear4_strided(const uint32_t *x16, int32_t in_ch, const mcf_linea
     }
 }
 
-/* For each of `rows` weight rows n (consecutive, `length` values each): acc[t] = start[t] + x16(t) . w_n,
- * requantized by q into out[t * token_stride + n] for t < count. The scores and the context of four queries
- * in the per-head attention kernel (keys, or V's columns, as weight rows); a full block on the fast path
- * takes mcf_dsp_channels4_shared on the core. */
 void mcf_dsp_rows4_shared(const uint32_t *x16, int32_t length, const int8_t *weight, int32_t rows,
                           const int32_t start[MCF_DSP_BLOCK], const mcf_dsp_requant *q, int8_t *out,
                           int32_t token_stride, int32_t count) {

@@ -33,8 +33,6 @@ static int mcf_dsp_valid_factored(const mcf_factored_linear *layer, int32_t rank
            mcf_dsp_valid_layer(&layer->u, out_ch);
 }
 
-/* The parameters the DSP attention kernels use, checked before x is touched (the portable kernels' sub-kernel
- * checks, all at once). */
 int mcf_dsp_valid_attention_block(const mcf_attention_block_dims *dims,
                                   const mcf_attention_block_params *params) {
     const int32_t channels = dims->channels;
@@ -72,11 +70,6 @@ mcf_dsp_factored_fast mcf_dsp_factored_fast_of(const mcf_factored_linear *layer,
     return fast;
 }
 
-/* A linear layer on a block: widen `count` int8 rows of `in` (stride in_ch) with the layer's zero point, then
- * write MCF_DSP_BLOCK rows of out (stride out_stride), so a partial block takes the assembly channel loop
- * too: rows count.. repeat the last token (mcf_dsp_widen4), and out must have room for them (the int8 area,
- * or rows a later block writes again with the same values). `in` may be the area the output goes to (it is
- * widened first). `fast`: mcf_dsp_layer_fast of the layer. */
 void mcf_dsp_layer4(const mcf_linear_layer *layer, int32_t in_ch, int32_t out_ch, const int8_t *in,
                     int32_t count, uint32_t *x16, int8_t *out, int32_t out_stride, int fast) {
     mcf_dsp_widen4(in, in_ch, count, in_ch, layer->params.in_zp, x16);
@@ -84,7 +77,6 @@ void mcf_dsp_layer4(const mcf_linear_layer *layer, int32_t in_ch, int32_t out_ch
                     out_stride, MCF_DSP_BLOCK, fast);
 }
 
-/* A factored linear on a block, in the int8 area: area rows of in_ch -> (rank) -> area rows of out_ch. */
 void mcf_dsp_factored4(const mcf_factored_linear *layer, int32_t in_ch, int32_t rank, int32_t out_ch,
                        int8_t *area, int32_t count, uint32_t *x16, mcf_dsp_factored_fast fast) {
     if (layer->v != NULL) {
@@ -106,8 +98,6 @@ mcf_dsp_attention_fast mcf_dsp_attention_fast_of(const mcf_attention_block_dims 
     return fast;
 }
 
-/* norm1 and, with a low-rank qkv, its V factor for `count` tokens of x: the input of q, k and v, in the area
- * (rows of *width bytes on return). */
 void mcf_dsp_qkv_input4(const mcf_attention_block_params *params, int32_t channels, int32_t qkv_rank,
                         const int8_t *xb, int32_t count, const mcf_dsp_scratch *s, int32_t *width,
                         int qkv_v_fast) {
