@@ -26,7 +26,8 @@ def kernel_sources(variant: str = "portable") -> list[Path]:
 
     `portable` is firmware/kernels/portable. Another variant (firmware/kernels/<variant>) overrides portable files
     of the same name (the same public function) and takes the portable file for every function it does not
-    optimise, so the library is always complete and a variant never duplicates code it does not change.
+    optimise, so the library is always complete and a variant never duplicates code it does not change. Its
+    support files, `mcf_<variant>_*.c`, hold the helpers its kernels share (one copy in the image).
     """
     if variant not in KERNEL_VARIANTS:
         raise McuformerError(f"no kernel sources for variant {variant!r}; known variants: {', '.join(KERNEL_VARIANTS)}")
@@ -36,10 +37,12 @@ def kernel_sources(variant: str = "portable") -> list[Path]:
     if variant == "portable":
         return [base[name] for name in sorted(base)]
     overrides = {p.name: p for p in (KERNELS_DIR / variant).glob("*.c")}
-    unknown = sorted(set(overrides) - set(base))
+    support = {name: path for name, path in overrides.items() if name.startswith(f"mcf_{variant}_")}
+    unknown = sorted(set(overrides) - set(base) - set(support))
     if not overrides or unknown:
         raise McuformerError(
-            f"kernel variant {variant!r} in {KERNELS_DIR / variant} must override portable kernels by file name; "
+            f"kernel variant {variant!r} in {KERNELS_DIR / variant} must override portable kernels by file name "
+            f"(or name support files mcf_{variant}_*.c); "
             f"{'it has none' if not overrides else 'no portable file for ' + ', '.join(unknown)}"
         )
     merged = {**base, **overrides}

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from mcuformer.arch import ArchConfig
 from mcuformer.codegen.ir import Graph, IRError, Op, TensorSpec
 from mcuformer.codegen.ops import OPS, kernel_scratch_bytes
 from mcuformer.codegen.verify import verify
 from mcuformer.quant.qmodel import QAdd, QBlock, QFactored, QLayerNorm, QLinear, QViT
+from mcuformer.quant.spec import SHIFT_MAX, SHIFT_MIN
 
 
 class _Builder:
@@ -25,7 +28,7 @@ class _Builder:
         out = out or self.tensor(name, (*rows, layer.weight.shape[0]))
         consts = (
             g.add_const(f"{name}_w", layer.weight), g.add_const(f"{name}_b", layer.bias),
-            g.add_const(f"{name}_m", layer.mult), g.add_const(f"{name}_s", layer.shift),
+            g.add_const(f"{name}_m", layer.mult), g.add_const(f"{name}_s", channel_shifts(layer.shift)),
         )  # fmt: skip
         attrs = {"in_zp": layer.input.zero_point, "out_zp": layer.output.zero_point}
         g.add_op(Op(name, "linear", (x, *consts), out, attrs))
@@ -60,7 +63,7 @@ class _Builder:
         if layer is None:
             return ("", "", "", "")
         g = self.graph
-        arrays = (layer.weight, layer.bias, layer.mult, layer.shift)
+        arrays = (layer.weight, layer.bias, layer.mult, channel_shifts(layer.shift))
         return tuple(g.add_const(f"{name}_{s}", a) for s, a in zip("wbms", arrays, strict=True))
 
     def norm_operands(self, name: str, norm: QLayerNorm, attrs: dict[str, int]) -> tuple[str, str]:
@@ -157,6 +160,13 @@ class _Builder:
         return self.residual_add(f"{p}_res2", x, self.factored(f"{p}_fc2", act, block.fc2), block.res2)
 
 
+def channel_shifts(shift: np.ndarray) -> np.ndarray:
+    """Per-channel requantization shifts as the kernels take them: one byte each (mcf_channel_quant)."""
+    if shift.size and (shift.min() < SHIFT_MIN or shift.max() > SHIFT_MAX):
+        raise IRError(f"requantization shifts must lie in [{SHIFT_MIN}, {SHIFT_MAX}], got {shift.min()}..{shift.max()}")
+    return shift.astype(np.int8)
+
+
 def decomposed_image_offset(arch: ArchConfig) -> int | None:
     """Where the image goes in a buffer shared with the token matrix (tokens at 0), or None if it cannot.
 
@@ -235,7 +245,7 @@ def _lower(model: QViT, name: str, schedule: str, options: Schedule) -> Graph:
     pe = model.patch_embed
     consts = tuple(
         graph.add_const(f"patch_embed_{s}", a)
-        for s, a in zip("wbms", (pe.weight, pe.bias, pe.mult, pe.shift), strict=True)
+        for s, a in zip("wbms", (pe.weight, pe.bias, pe.mult, channel_shifts(pe.shift)), strict=True)
     )
     attrs = {"patch": arch.patch_size, "in_zp": pe.input.zero_point, "out_zp": pe.output.zero_point}
     if options.stream_input:

@@ -298,7 +298,9 @@ _PATCH_EMBED_ARGS = ("&dims", "&params", "&quant", "image", "weight", "bias")
 
 # ------------------------------------------------------------------------------------------------- the table
 
-_FUSED_LINKS = ("mcf_layernorm_s8", "mcf_linear_s8", "mcf_add_s8")
+# The fused kernels call these kernels, and in the DSP variant its support files (mcf_dsp_*.c: one copy of the
+# helpers they share; code units, not symbols).
+_FUSED_LINKS = ("mcf_layernorm_s8", "mcf_linear_s8", "mcf_add_s8", "mcf_dsp_block", "mcf_dsp_fused")
 _ATTENTION_BLOCK_STRUCTS = (
     _dims("mcf_attention_block_dims"),
     Struct("params", "mcf_attention_block_params", _attention_block_params),

@@ -56,7 +56,7 @@ def attention_block_scratch_bytes(tokens: int, channels: int, heads: int, qkv_ra
 
     The same for every kernel variant. Short sequences: the chain [d, qkv_rank?, d, proj_rank?, d], max(max
     consecutive sum, d + tokens); from BLOCK_MIN_TOKENS tokens on, the DSP kernel's widened input, int8 block rows
-    and score row (firmware/kernels/include/mcf_fused_dsp.h): 3 + 12 * max(d, ranks) + tokens. Word aligned.
+    and score row (firmware/kernels/include/mcf_dsp_fused.h): 3 + 12 * max(d, ranks) + tokens. Word aligned.
     """
     if tokens <= 0 or channels <= 0 or heads <= 0 or channels % heads or qkv_rank < 0 or proj_rank < 0:
         raise ValueError(
@@ -89,7 +89,7 @@ def mlp_block_scratch_bytes(tokens: int, channels: int, hidden: int, fc1_rank: i
 
     The same for every kernel variant. Short sequences: the chain [d, fc1_rank?, hidden, fc2_rank?, d], max
     consecutive sum; from BLOCK_MIN_TOKENS tokens on, the DSP kernel's widened input and int8 block rows
-    (mcf_fused_dsp.h): 3 + 12 * max(d, hidden, ranks). Word aligned.
+    (mcf_dsp_fused.h): 3 + 12 * max(d, hidden, ranks). Word aligned.
     """
     if tokens <= 0 or channels <= 0 or hidden <= 0 or fc1_rank < 0 or fc2_rank < 0:
         raise ValueError(

@@ -200,6 +200,8 @@ def cmd_profile(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     from mcuformer.evaluate import evaluate_build
 
+    if args.board == "host":
+        raise McuformerError("`host` is not a board: leave out --board to run the generated C on this machine")
     result = evaluate_build(args.build, args.board, args.dataset, args.n, args.data_dir, port=args.port)
     print(result.table())
     if result.logits_exact < 1.0:
@@ -312,7 +314,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     write_build_project(out / "build", board)
     print(compiled.report.summary())
     print("[3/4] running the generated C on the host over the test set")
-    result = evaluate_build(out / "build", "host", args.dataset, args.n, args.data_dir)
+    result = evaluate_build(out / "build", None, args.dataset, args.n, args.data_dir)
     print(result.table())
     if result.logits_exact < 1.0:
         raise McuformerError("generated C differs from the int8 reference: this is a bug, please report it")
@@ -382,9 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("build", help="build folder written by compile")
     p.add_argument(
         "--board",
-        default="host",
-        help="where to run: host (gcc build of the generated C, default), qemu-m7 (firmware on the emulated "
-        "Cortex-M7, started and stopped here), or the board connected at --port",
+        help="an emulated board to run the firmware on, started and stopped here (qemu-m7, qemu-l432kc, ...; see "
+        "`mcuformer boards`); default, without --port: the generated C built with gcc for this machine",
     )
     p.add_argument("--port", help="serial port of a flashed board, e.g. /dev/ttyACM0")
     p.add_argument("--dataset", help="dataset (default: the one the model was trained on)")

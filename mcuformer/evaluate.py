@@ -190,13 +190,14 @@ def _run_device(
 
 def evaluate_build(
     build_dir: str | Path,
-    target: str = HOST,
+    board: str | None = None,
     dataset: str | None = None,
     limit: int | None = None,
     data_dir: str | Path | None = None,
     port: str | None = None,
 ) -> EvalResult:
-    """Run the build on `target` ("host", an emulated board, or any board with `port`) over test images."""
+    """Run the build over test images: on an emulated `board` started here, on the board connected at `port`, or
+    with neither as the generated C built for this machine (gcc)."""
     build = Path(build_dir)
     manifest = read_manifest(build)
     model_file = load_model(BuildDir(build).model)
@@ -217,7 +218,8 @@ def evaluate_build(
     ref_logits = reference.predict(qmodel, data.images)
     int8_images = reference.quantize_pixels(data.images)
     memory, counter, counts, link = None, "", np.zeros(1), None
-    if target == HOST and port is None:
+    target = board or (HOST if port is None else manifest["board"])
+    if board is None and port is None:
         exe = build_host_runner(build)
         start = time.perf_counter()
         dev_logits = run_host(exe, int8_images, ref_logits.shape[1])

@@ -61,6 +61,7 @@ CASES = {
     ),
     "demo --device-images 0": (["demo", "--device-images", "0"], "--device-images: must be at least 1"),
     "eval missing build": (["eval", "{root}/nothing"], "nothing"),
+    "eval --board host": (["eval", "{root}", "--board", "host"], "`host` is not a board: leave out --board"),
 }
 
 

@@ -62,7 +62,7 @@ def test_build_folder_is_complete_and_deterministic(micro_run, micro_build, tmp_
 
 
 def test_eval_reports_all_three_accuracies(micro_build):
-    result = evaluate_build(micro_build.out_dir, "host", limit=300)
+    result = evaluate_build(micro_build.out_dir, limit=300)
     assert result.images == 300 and result.logits_exact == 1.0
     assert result.device_accuracy == result.int8_accuracy
     assert result.fp32_accuracy > 0.3 and abs(result.fp32_accuracy - result.int8_accuracy) < 0.1

@@ -152,7 +152,7 @@ def c_block(block: QBlock, tokens: int) -> CBlock:
         return a.ctypes.data
 
     def linear(layer: QLinear) -> LinearLayer:
-        quant = ChannelQuant(arr(layer.mult, np.int32), arr(layer.shift, np.int32))
+        quant = ChannelQuant(arr(layer.mult, np.int32), arr(layer.shift, np.int8))
         params = LinearParams(layer.input.zero_point, layer.output.zero_point)
         return LinearLayer(params, quant, arr(layer.weight, np.int8), arr(layer.bias, np.int32))
 
@@ -704,7 +704,7 @@ def test_invalid_arguments(lib: ctypes.CDLL) -> None:
         _set("attn.v.bias", None),
         _set("attn.q.params.out_zp", -129),  # found in pass 2 only: x still unchanged
         _set("attn.q.quant.mult", None),
-        _bad_array("attn.k.quant.shift", d, np.int32, 31),
+        _bad_array("attn.k.quant.shift", d, np.int8, 31),
         _bad_array("attn.q.quant.mult", d, np.int32, -5, 0),
         _set("attn.exp_table", None),
         _set("attn.attention.score_shift", 31),
@@ -765,7 +765,7 @@ class _Emitter:
 
     def linear(self, target: str, layer: QLinear) -> None:
         w, b = self.array(layer.weight, np.int8), self.array(layer.bias, np.int32)
-        m, s = self.array(layer.mult, np.int32), self.array(layer.shift, np.int32)
+        m, s = self.array(layer.mult, np.int32), self.array(layer.shift, np.int8)
         self.body += [
             f"{target}.params.in_zp = {layer.input.zero_point}; {target}.params.out_zp = {layer.output.zero_point};",
             f"{target}.quant.mult = {m}; {target}.quant.shift = {s}; {target}.weight = {w}; {target}.bias = {b};",

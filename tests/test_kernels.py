@@ -165,9 +165,9 @@ def requant_params(rng: np.random.Generator, magnitude: float) -> tuple[int, int
 
 
 def channel_quant(rng: np.random.Generator, acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per output channel (last axis of acc) requantization."""
+    """Per output channel (last axis of acc) requantization: int32 multipliers, one-byte shifts (mcf_channel_quant)."""
     pairs = [requant_params(rng, float(np.abs(acc[..., n]).mean())) for n in range(acc.shape[-1])]
-    return np.array([m for m, _ in pairs], np.int32), np.array([s for _, s in pairs], np.int32)
+    return np.array([m for m, _ in pairs], np.int32), np.array([s for _, s in pairs], np.int8)
 
 
 def bias(rng: np.random.Generator, n: int, limit: int | None = None) -> np.ndarray:

@@ -95,7 +95,7 @@ def test_cli_export_then_compile_runs_exact_on_the_host(micro_run, tmp_path, cap
     build = tmp_path / "build"
     assert main(["compile", str(tmp_path / "micro_qdq.onnx"), "-o", str(build)]) == 0
     assert load_model(build / "model.pt").dataset.name == "fashion-mnist"
-    result = evaluate_build(build, "host", limit=50)
+    result = evaluate_build(build, limit=50)
     assert result.logits_exact == 1.0
     images = load_dataset("fashion-mnist", "test").images[:50]
     original = reference.predict(quantize_model(model_file.model, model_file.calibration), images).argmax(1)

@@ -16,7 +16,7 @@
  * MCF_DSP_BLOCK score rows of `tokens`. */
 #include <string.h>
 
-#include "mcf_fused_dsp.h"
+#include "mcf_dsp_fused.h"
 #include "mcf_fused_internal.h"
 
 /* Pass 1 for one head and the full block of tokens t0..t0 + 3: K, V (transposed) and q of the head from the

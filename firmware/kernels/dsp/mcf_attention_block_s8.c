@@ -1,7 +1,7 @@
 /* The attention half of a transformer block with the DSP extension, MCF_DSP_BLOCK tokens at a time: see
- * mcf_fused.h (same contract and results as the portable kernel) and mcf_fused_dsp.h (the scratch layout; the
+ * mcf_fused.h (same contract and results as the portable kernel) and mcf_dsp_fused.h (the scratch layout; the
  * score row of `tokens` bytes follows the int8 area). */
-#include "mcf_fused_dsp.h"
+#include "mcf_dsp_fused.h"
 #include "mcf_fused_internal.h"
 
 mcf_status mcf_attention_block_s8(const mcf_attention_block_dims *dims,

@@ -42,24 +42,6 @@ static inline __attribute__((always_inline)) uint32_t isqrt32(uint32_t value) {
     return root * root - 1 >= value ? root - 1 : root;
 }
 
-/* floor(sqrt(value)) for 2^32 <= value < 2^63 (exactly mcf_isqrt64), bit by bit from the highest power of 4
- * not above value: rows of very large variance or eps only. */
-static uint64_t isqrt64(uint64_t value) {
-    uint64_t bit = (uint64_t)1 << ((63 - __builtin_clzll(value)) & ~1);
-    uint64_t rem = value;
-    uint64_t root = 0;
-    while (bit != 0) {
-        if (rem >= root + bit) {
-            rem -= root + bit;
-            root = (root >> 1) + bit;
-        } else {
-            root >>= 1;
-        }
-        bit >>= 2;
-    }
-    return root;
-}
-
 /* The per-token constants of the channel loops: 4 * centered = x * d4 + nb4 (d4 = 4D, nb4 = -4 * base) and
  * inv = inv_hi * 2^32 + inv_lo with inv_lo the signed low word. */
 typedef struct {
@@ -78,7 +60,7 @@ static void ln_inverse(int64_t var, ln_row *row) {
         row->inv_lo = (int32_t)low;
         row->inv_hi = (int32_t)(q1 >> 16) + (int32_t)(low >> 31);
     } else {
-        row->inv_lo = (int32_t)(((uint64_t)1 << MCF_LN_RECIP_BITS) / isqrt64((uint64_t)var));
+        row->inv_lo = (int32_t)(((uint64_t)1 << MCF_LN_RECIP_BITS) / mcf_isqrt64((uint64_t)var));
         row->inv_hi = 0;
     }
 }

@@ -1,6 +1,6 @@
 /* The MLP half of a transformer block with the DSP extension, MCF_DSP_BLOCK tokens at a time: see mcf_fused.h
- * (same contract and results as the portable kernel) and mcf_fused_dsp.h (the scratch layout). */
-#include "mcf_fused_dsp.h"
+ * (same contract and results as the portable kernel) and mcf_dsp_fused.h (the scratch layout). */
+#include "mcf_dsp_fused.h"
 #include "mcf_fused_internal.h"
 
 mcf_status mcf_mlp_block_s8(const mcf_mlp_block_dims *dims, const mcf_mlp_block_params *params, int8_t *x,
@@ -17,9 +17,7 @@ mcf_status mcf_mlp_block_s8(const mcf_mlp_block_dims *dims, const mcf_mlp_block_
     }
     const int32_t channels = dims->channels;
     const int32_t hidden = dims->hidden;
-    if (!mcf_dsp_valid_norm(&params->norm) || !mcf_dsp_valid_factored(&params->fc1, fc1_rank, hidden) ||
-        !mcf_dsp_valid_factored(&params->fc2, fc2_rank, channels) || params->gelu_table == NULL ||
-        !mcf_dsp_valid_add(&params->residual)) {
+    if (!mcf_dsp_valid_mlp_block(dims, params)) {
         return MCF_ERR_ARG;
     }
     int32_t width = channels > hidden ? channels : hidden;

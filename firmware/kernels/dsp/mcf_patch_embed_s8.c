@@ -21,7 +21,7 @@ mcf_status mcf_patch_embed_s8(const mcf_patch_embed_dims *dims, const mcf_linear
     const int32_t in_zp = params->in_zp;
     const int32_t out_zp = params->out_zp;
     const int32_t *mult = quant->mult;
-    const int32_t *shift = quant->shift;
+    const int8_t *shift = quant->shift;
     const uint32_t offset = mcf_pack_pair(-in_zp);
     const int32_t grid_h = height / patch;
     const int32_t grid_w = width / patch;

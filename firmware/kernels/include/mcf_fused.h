@@ -30,7 +30,7 @@ extern "C" {
 
 /* Scratch sizes (the same for every kernel variant, so the memory plan does not depend on the board):
  * sequences of at least MCF_FUSED_BLOCK_MIN_TOKENS tokens get room for blocks of MCF_FUSED_BLOCK_TOKENS
- * tokens (the DSP kernels reuse each weight word across the block: mcf_fused_dsp.h), shorter ones the
+ * tokens (the DSP kernels reuse each weight word across the block: mcf_dsp_fused.h), shorter ones the
  * one-token chain. */
 #define MCF_FUSED_BLOCK_TOKENS 4
 #define MCF_FUSED_BLOCK_MIN_TOKENS 16

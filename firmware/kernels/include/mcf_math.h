@@ -60,14 +60,15 @@ static inline int64_t mcf_rshift_round_s64(int64_t value, int32_t shift) {
     return (value + ((int64_t)1 << (shift - 1))) >> shift;
 }
 
-/* spec.isqrt64: floor(sqrt(value)), exact for every uint64 value (bit by bit, no division, no float). */
+/* spec.isqrt64: floor(sqrt(value)), exact for every uint64 value (bit by bit, no division, no float), from
+ * the highest power of 4 not above value (one count-leading-zeros). */
 static inline uint64_t mcf_isqrt64(uint64_t value) {
+    if (value == 0) {
+        return 0;
+    }
     uint64_t rem = value;
     uint64_t root = 0;
-    uint64_t bit = (uint64_t)1 << 62;
-    while (bit > value) {
-        bit >>= 2;
-    }
+    uint64_t bit = (uint64_t)1 << ((63 - __builtin_clzll(value)) & ~1);
     while (bit != 0) {
         if (rem >= root + bit) {
             rem -= root + bit;

@@ -11,7 +11,7 @@ int32_t mcf_attention_block_heads_s8_get_buffer_size(const mcf_attention_block_d
     const int64_t tokens = dims->tokens;
     int64_t need;
     if (tokens >= MCF_FUSED_BLOCK_MIN_TOKENS) {
-        /* Blocks of 4 tokens (mcf_fused_dsp.h): word alignment, the widened input of a linear or of the
+        /* Blocks of 4 tokens (mcf_dsp_fused.h): word alignment, the widened input of a linear or of the
          * attention products (8 bytes per value of the widest row or of a score row), 4 int8 rows, 4 score
          * rows. */
         int64_t width = dims->qkv_rank > d ? dims->qkv_rank : d;

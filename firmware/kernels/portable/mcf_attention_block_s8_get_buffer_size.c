@@ -8,7 +8,7 @@ int32_t mcf_attention_block_s8_get_buffer_size(const mcf_attention_block_dims *d
     }
     /* Chain d, [qkv_rank], d, [proj_rank], d: every consecutive pair is d + (a rank, or d); the score row
      * sits beside the d-byte q/context row. With a block of tokens (see MCF_FUSED_BLOCK_MIN_TOKENS): the DSP
-     * kernel's word-aligned widened input, int8 rows and the score row (mcf_fused_dsp.h),
+     * kernel's word-aligned widened input, int8 rows and the score row (mcf_dsp_fused.h),
      * 3 + 12 * max(d, ranks) + tokens, which holds the chain. In 64 bits: no overflow. */
     const int64_t d = dims->channels;
     const int64_t qkv = dims->qkv_rank > 0 ? dims->qkv_rank : d;

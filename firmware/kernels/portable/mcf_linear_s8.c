@@ -15,7 +15,7 @@ mcf_status mcf_linear_s8(const mcf_linear_dims *dims, const mcf_linear_params *p
     const int32_t in_zp = params->in_zp;
     const int32_t out_zp = params->out_zp;
     const int32_t *mult = quant->mult;
-    const int32_t *shift = quant->shift;
+    const int8_t *shift = quant->shift;
 
     for (int32_t t = 0; t < tokens; t++) {
         const int8_t *x = input + t * in_ch;

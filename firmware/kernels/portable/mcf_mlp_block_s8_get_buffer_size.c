@@ -8,7 +8,7 @@ int32_t mcf_mlp_block_s8_get_buffer_size(const mcf_mlp_block_dims *dims) {
     }
     /* Chain d, [fc1_rank], hidden, [fc2_rank], d: a rank r next to d and hidden needs r + max(d, hidden),
      * no rank d + hidden. With a block of tokens (see MCF_FUSED_BLOCK_MIN_TOKENS): the DSP kernel's
-     * word-aligned widened input and int8 rows (mcf_fused_dsp.h), 3 + 12 * max(d, hidden, ranks), which holds
+     * word-aligned widened input and int8 rows (mcf_dsp_fused.h), 3 + 12 * max(d, hidden, ranks), which holds
      * the chain. In 64 bits: no overflow. */
     const int64_t d = dims->channels;
     const int64_t hidden = dims->hidden;

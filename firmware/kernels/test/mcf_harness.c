@@ -160,6 +160,12 @@ void rnd_requant(int32_t *mult, int32_t *shift) {
     *shift = kind == 2 ? -32 : (kind == 3 ? 30 : (kind == 4 ? rnd_range(-32, 30) : rnd_range(-14, 1)));
 }
 
+void rnd_channel_requant(int32_t *mult, int8_t *shift) {
+    int32_t wide;
+    rnd_requant(mult, &wide);
+    *shift = (int8_t)wide;
+}
+
 void rnd_bias(int32_t *bias, int32_t n) {
     const int kind = rnd_range(0, 9);
     for (int32_t i = 0; i < n; i++) {
@@ -171,21 +177,23 @@ void rnd_bias(int32_t *bias, int32_t n) {
 int8_t in_a[MAX_BYTES], in_b[MAX_BYTES], in_c[MAX_BYTES], weight_a[MAX_BYTES], weight_b[MAX_BYTES];
 int8_t out_ref[MAX_BYTES + GUARD], out_var[MAX_BYTES + GUARD];
 int8_t scratch_ref[MAX_BYTES], scratch_var[MAX_BYTES];
-int32_t bias_a[512], bias_b[512], mult_a[512], shift_a[512], mult_b[512], shift_b[512];
+int32_t bias_a[512], bias_b[512], mult_a[512], mult_b[512];
+int8_t shift_a[512], shift_b[512];
 int32_t exp_table[256];
 int32_t gamma_a[8208], beta_a[8208]; /* LayerNorm rows up to 8,200 channels */
 int8_t gelu_table[256];
 int8_t weight_c[MAX_BYTES], weight_d[MAX_BYTES];
-int32_t bias_c[512], bias_d[512], mult_c[512], shift_c[512], mult_d[512], shift_d[512];
+int32_t bias_c[512], bias_d[512], mult_c[512], mult_d[512];
+int8_t shift_c[512], shift_d[512];
 int8_t kv_ref[2][MAX_BYTES], kv_var[2][MAX_BYTES];
 
-void rnd_layer(mcf_linear_layer *layer, int8_t *weight, int32_t *bias, int32_t *mult, int32_t *shift,
+void rnd_layer(mcf_linear_layer *layer, int8_t *weight, int32_t *bias, int32_t *mult, int8_t *shift,
                int32_t in_ch, int32_t out_ch) {
     layer->params.in_zp = rnd_zp();
     layer->params.out_zp = rnd_zp();
     for (int32_t n = 0; n < out_ch; n++) {
-        rnd_requant(&mult[n], &shift[n]);
-        shift[n] = rnd_range(-12, -4); /* keep activations alive through the chain */
+        rnd_channel_requant(&mult[n], &shift[n]);
+        shift[n] = (int8_t)rnd_range(-12, -4); /* keep activations alive through the chain */
     }
     layer->quant.mult = mult;
     layer->quant.shift = shift;

@@ -53,8 +53,10 @@ int32_t rnd_zp(void);
 int32_t rnd_size(int32_t hi); /* 1 often, odd sizes as often as even ones */
 void rnd_bytes(int8_t *p, int32_t n);
 void rnd_requant(int32_t *mult, int32_t *shift);
+/* rnd_requant for one channel of a mcf_channel_quant (one-byte shifts). */
+void rnd_channel_requant(int32_t *mult, int8_t *shift);
 void rnd_bias(int32_t *bias, int32_t n);
-void rnd_layer(mcf_linear_layer *layer, int8_t *weight, int32_t *bias, int32_t *mult, int32_t *shift,
+void rnd_layer(mcf_linear_layer *layer, int8_t *weight, int32_t *bias, int32_t *mult, int8_t *shift,
                int32_t in_ch, int32_t out_ch);
 void rnd_norm(mcf_layernorm_layer *norm, int32_t channels); /* into gamma_a and beta_a */
 mcf_add_params rnd_add(void);
@@ -67,8 +69,10 @@ extern int8_t weight_c[MAX_BYTES], weight_d[MAX_BYTES];
 extern int8_t out_ref[MAX_BYTES + GUARD], out_var[MAX_BYTES + GUARD];
 extern int8_t scratch_ref[MAX_BYTES], scratch_var[MAX_BYTES];
 extern int8_t kv_ref[2][MAX_BYTES], kv_var[2][MAX_BYTES];
-extern int32_t bias_a[512], bias_b[512], mult_a[512], shift_a[512], mult_b[512], shift_b[512];
-extern int32_t bias_c[512], bias_d[512], mult_c[512], shift_c[512], mult_d[512], shift_d[512];
+extern int32_t bias_a[512], bias_b[512], mult_a[512], mult_b[512];
+extern int8_t shift_a[512], shift_b[512];
+extern int32_t bias_c[512], bias_d[512], mult_c[512], mult_d[512];
+extern int8_t shift_c[512], shift_d[512];
 extern int32_t exp_table[256];
 extern int32_t gamma_a[8208], beta_a[8208];
 extern int8_t gelu_table[256];

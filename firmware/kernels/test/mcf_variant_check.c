@@ -45,7 +45,7 @@ static void check_linear(int cases) {
         const mcf_linear_dims dims = {rnd_size(6), rnd_size(80), rnd_size(40)};
         const mcf_linear_params params = {rnd_zp(), rnd_zp()};
         for (int32_t n = 0; n < dims.out_ch; n++) {
-            rnd_requant(&mult_a[n], &shift_a[n]);
+            rnd_channel_requant(&mult_a[n], &shift_a[n]);
         }
         const mcf_channel_quant quant = {mult_a, shift_a};
         rnd_bytes(in_a, dims.tokens * dims.in_ch);
@@ -67,7 +67,7 @@ static void check_patch_embed(int cases) {
                                            rnd_size(24)};
         const mcf_linear_params params = {rnd_zp(), rnd_zp()};
         for (int32_t n = 0; n < dims.out_ch; n++) {
-            rnd_requant(&mult_a[n], &shift_a[n]);
+            rnd_channel_requant(&mult_a[n], &shift_a[n]);
         }
         const mcf_channel_quant quant = {mult_a, shift_a};
         rnd_bytes(in_a, dims.height * dims.width * dims.channels);
@@ -140,13 +140,13 @@ static void check_attention_row(int cases) {
 /* rnd_layer for the checks: one layer in ten has a channel off the requantization fast path (shift -1 or -25,
  * bias +-2^30), so the DSP kernels take their C channel loop for it. */
 static void rnd_check_layer(mcf_linear_layer *layer, int8_t *weight, int32_t *bias, int32_t *mult,
-                            int32_t *shift, int32_t in_ch, int32_t out_ch) {
+                            int8_t *shift, int32_t in_ch, int32_t out_ch) {
     rnd_layer(layer, weight, bias, mult, shift, in_ch, out_ch);
     if (chance(10)) {
         const int32_t n = rnd_range(0, out_ch - 1);
         const int kind = rnd_range(0, 3);
         if (kind < 2) {
-            shift[n] = kind == 0 ? -1 : -25;
+            shift[n] = (int8_t)(kind == 0 ? -1 : -25);
         } else {
             bias[n] = kind == 2 ? (1 << 30) : -(1 << 30);
         }

@@ -1,0 +1,438 @@
+/* The token blocks of the DSP fused kernels (mcf_dsp_block.h): widening, the 4-token dot loops and the
+ * 4-token linear layer, with the assembly channel loops. One copy, linked by every kernel that uses them. */
+#include "mcf_dsp_block.h"
+
+#include <stddef.h>
+
+void mcf_dsp_widen4(const int8_t *rows, int32_t stride, int32_t count, int32_t in_ch, int32_t zp,
+                    uint32_t *x16) {
+    const uint32_t offset = mcf_pack_pair(-zp);
+    const int32_t groups = in_ch >> 2;
+    const int32_t tail = in_ch & 3;
+    int16_t *rest = (int16_t *)(x16 + 8 * groups);
+    for (int32_t t = 0; t < MCF_DSP_BLOCK; t++) {
+        const int8_t *x = rows + (t < count ? t : count - 1) * stride;
+        uint32_t *dst = x16 + 2 * t;
+        for (int32_t g = 0; g < groups; g++, x += 4, dst += 8) {
+            const uint32_t w = mcf_read4(x);
+            dst[0] = mcf_sxtab16(offset, w);
+            dst[1] = mcf_sxtab16_ror8(offset, w);
+        }
+        for (int32_t r = 0; r < tail; r++) {
+            rest[4 * r + t] = (int16_t)(x[r] - zp);
+        }
+    }
+}
+
+/* acc[t] += sum over `groups` groups of four inputs of x16 (token t) . w, for the four tokens of a block.
+ * Per group of four inputs: one weight load and two SXTB16 shared by the four tokens, two LDM of four x16
+ * words (two tokens each) and 8 SMLADs: 16 MACs in 13 instructions; with the loop (four groups per pass),
+ * 64 MACs in 54. Inline assembly on the core: LDM fills registers in ascending order, so the four x16
+ * operands are pinned to r8-r11 (GCC would otherwise load the words one by one and spill). */
+#define MCF_DOT4_GROUP                               \
+    "ldr %[wo], [%[pw]], #4\n\t"                     \
+    "sxtb16 %[we], %[wo]\n\t"                        \
+    "sxtb16 %[wo], %[wo], ror #8\n\t"                \
+    "ldmia %[px]!, {%[xa], %[xb], %[xc], %[xd]}\n\t" \
+    "smlad %[a0], %[xa], %[we], %[a0]\n\t"           \
+    "smlad %[a0], %[xb], %[wo], %[a0]\n\t"           \
+    "smlad %[a1], %[xc], %[we], %[a1]\n\t"           \
+    "smlad %[a1], %[xd], %[wo], %[a1]\n\t"           \
+    "ldmia %[px]!, {%[xa], %[xb], %[xc], %[xd]}\n\t" \
+    "smlad %[a2], %[xa], %[we], %[a2]\n\t"           \
+    "smlad %[a2], %[xb], %[wo], %[a2]\n\t"           \
+    "smlad %[a3], %[xc], %[we], %[a3]\n\t"           \
+    "smlad %[a3], %[xd], %[wo], %[a3]\n\t"
+
+static void mcf_dsp_dot4(const uint32_t *x16, const int8_t *w, int32_t groups, int32_t acc[4]) {
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    const uint32_t *px = x16;
+#if MCF_DSP_ASM
+    if (groups >= 2) {
+        const uint32_t *end = x16 + 32 * (groups >> 2); /* the passes of four groups end here */
+        register uint32_t xa __asm("r8");
+        register uint32_t xb __asm("r9");
+        register uint32_t xc __asm("r10");
+        register uint32_t xd __asm("r11");
+        uint32_t wo, we;
+        __asm(
+            "cmp %[px], %[end]\n\t"
+            "beq 2f\n"
+            "1:\n\t" MCF_DOT4_GROUP MCF_DOT4_GROUP MCF_DOT4_GROUP MCF_DOT4_GROUP
+            "cmp %[px], %[end]\n\t"
+            "bne 1b\n"
+            "2:\n\t"
+            "tst %[groups], #2\n\t"
+            "beq 3f\n\t" MCF_DOT4_GROUP MCF_DOT4_GROUP "3:"
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [px] "+r"(px), [pw] "+r"(w),
+              [wo] "=&r"(wo), [we] "=&r"(we), [xa] "=&r"(xa), [xb] "=&r"(xb), [xc] "=&r"(xc), [xd] "=&r"(xd)
+            : [end] "r"(end), [groups] "r"(groups)
+            : "cc", "memory");
+        groups &= 1;
+    }
+#endif
+    for (int32_t g = 0; g < groups; g++, px += 8) {
+        const uint32_t ww = mcf_read4(w);
+        w += 4;
+        const uint32_t we = mcf_sxtb16(ww);
+        const uint32_t wo = mcf_sxtb16_ror8(ww);
+        a0 = mcf_smlad(px[1], wo, mcf_smlad(px[0], we, a0));
+        a1 = mcf_smlad(px[3], wo, mcf_smlad(px[2], we, a1));
+        a2 = mcf_smlad(px[5], wo, mcf_smlad(px[4], we, a2));
+        a3 = mcf_smlad(px[7], wo, mcf_smlad(px[6], we, a3));
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* acc[t] += sum_k x16(token t)[k] * w[k] over k < length for the four tokens of a block: mcf_dsp_dot4 over
+ * the groups of four, then the length % 4 leftover values (stored after the groups, token by token). */
+static void mcf_dsp_dot4_row(const uint32_t *x16, int32_t length, const int8_t *w, int32_t acc[4]) {
+    const int32_t groups = length >> 2;
+    const int32_t tail = length & 3;
+    mcf_dsp_dot4(x16, w, groups, acc);
+    const int16_t *rest = (const int16_t *)(x16 + 8 * groups);
+    const int8_t *wt = w + 4 * groups;
+    for (int32_t r = 0; r < tail; r++) {
+        const int32_t wv = wt[r];
+        acc[0] += rest[4 * r] * wv;
+        acc[1] += rest[4 * r + 1] * wv;
+        acc[2] += rest[4 * r + 2] * wv;
+        acc[3] += rest[4 * r + 3] * wv;
+    }
+}
+
+void mcf_dsp_x16_sums(const uint32_t *x16, int32_t length, int32_t sums[4]) {
+    const int32_t groups = length >> 2;
+    const int32_t tail = length & 3;
+    const int16_t *rest = (const int16_t *)(x16 + 8 * groups);
+    for (int32_t t = 0; t < 4; t++) {
+        int32_t sum = 0;
+        for (int32_t g = 0; g < groups; g++) {
+            sum = mcf_smlad(x16[8 * g + 2 * t], 0x00010001u,
+                            mcf_smlad(x16[8 * g + 2 * t + 1], 0x00010001u, sum));
+        }
+        for (int32_t r = 0; r < tail; r++) {
+            sum += rest[4 * r + t];
+        }
+        sums[t] = sum;
+    }
+}
+
+/* Whether one channel takes the requantization fast path of mcf_dsp_linear4_strided: the bias within +-2^30
+ * (with in_ch < 32896 the accumulator then stays in int32) and shift in [-24, -2]. */
+static int mcf_dsp_channel_fast(int32_t bias, int32_t shift, int32_t in_ch) {
+    return in_ch < 32896 && bias > -(1 << 30) && bias < (1 << 30) && shift <= -2 && shift >= -24;
+}
+
+int mcf_dsp_channels_fast(const int32_t *bias, const mcf_channel_quant *quant, int32_t in_ch,
+                          int32_t out_ch) {
+    for (int32_t n = 0; n < out_ch; n++) {
+        if (!mcf_dsp_channel_fast(bias[n], quant->shift[n], in_ch)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+#if MCF_DSP_ASM
+/* The channel loops below: for every output channel n (a weight row, rows consecutive), four accumulators
+ * acc[t] = start + x16(t) . w_n, then out[t * token_stride + n * channel_stride] = ssat8((SMMUL(acc, mult) +
+ * add) >> down) (one SMMLA, see mcf_dsp_requant). The dot loop runs four groups of four inputs per pass and
+ * is entered part-way (Duff's device) when the group count is not a multiple of four; everything else a
+ * channel needs is reloaded from a state in memory with one LDM and a few LDRD, so nothing is spilled around
+ * the loop (GCC's code around mcf_dsp_dot4 took about 90 instructions per channel, these 36). They
+ * use every register but r7 (the frame pointer) and sp; the state pointer waits on the stack. */
+
+/* mcf_dsp_channels4's state (every field one word, at the offsets the assembly loads). */
+typedef struct {
+    int32_t n;              /*  0: channels done */
+    int8_t *out;            /*  4: channel n's output for token 0 */
+    const int32_t *mult;    /*  8 */
+    const int8_t *shift;    /* 12 */
+    int32_t zp2;            /* 16: 2 * out_zp + 1 */
+    int32_t token_stride;   /* 20 */
+    int32_t channel_stride; /* 24 */
+    const int32_t *bias;    /* 28 */
+    int32_t out_ch;         /* 32 */
+    uint32_t entry;         /* 36: byte offset into the loop, then the Thumb address to enter it at */
+    const uint32_t *x16;    /* 40 */
+    const uint32_t *end;    /* 44: x16 + 8 * groups */
+} mcf_dsp_channel_loop;
+_Static_assert(offsetof(mcf_dsp_channel_loop, channel_stride) == 24 &&
+                   offsetof(mcf_dsp_channel_loop, out_ch) == 32 && offsetof(mcf_dsp_channel_loop, x16) == 40,
+               "mcf_dsp_channels4 loads mcf_dsp_channel_loop at these offsets");
+
+/* mcf_dsp_channels4_shared's state: one requantization for every channel, a start per token. */
+typedef struct {
+    int32_t n;              /*  0: channels done */
+    int8_t *out;            /*  4: channel n's output for token 0 */
+    int32_t mult;           /*  8 */
+    int32_t down;           /* 12 */
+    int32_t add;            /* 16 */
+    int32_t token_stride;   /* 20 */
+    int32_t channel_stride; /* 24 */
+    int32_t unused;         /* 28 */
+    int32_t out_ch;         /* 32 */
+    uint32_t entry;         /* 36: as in mcf_dsp_channel_loop */
+    const uint32_t *x16;    /* 40 */
+    const uint32_t *end;    /* 44: x16 + 8 * groups */
+    uint32_t tail_entry;    /* 48: byte offset into the leftover code, then its Thumb address */
+    int32_t start[4];       /* 52: the accumulators' start per token */
+} mcf_dsp_shared_loop;
+_Static_assert(offsetof(mcf_dsp_shared_loop, out_ch) == 32 && offsetof(mcf_dsp_shared_loop, x16) == 40 &&
+                   offsetof(mcf_dsp_shared_loop, tail_entry) == 48 &&
+                   offsetof(mcf_dsp_shared_loop, start) == 52,
+               "mcf_dsp_channels4_shared loads mcf_dsp_shared_loop at these offsets");
+
+/* One group of four inputs in fixed registers (weight word r5, halves r4/r5, x16 r8-r11 via r6, weights via
+ * r12, accumulators r0-r3), every instruction 32 bits wide: 52 bytes, so the loop can be entered at any
+ * group. */
+#define MCF_DOT4_GROUP_FIXED              \
+    "ldr.w r5, [r12], #4\n\t"             \
+    "sxtb16 r4, r5\n\t"                   \
+    "sxtb16 r5, r5, ror #8\n\t"           \
+    "ldmia.w r6!, {r8, r9, r10, r11}\n\t" \
+    "smlad r0, r8, r4, r0\n\t"            \
+    "smlad r0, r9, r5, r0\n\t"            \
+    "smlad r1, r10, r4, r1\n\t"           \
+    "smlad r1, r11, r5, r1\n\t"           \
+    "ldmia.w r6!, {r8, r9, r10, r11}\n\t" \
+    "smlad r2, r8, r4, r2\n\t"            \
+    "smlad r2, r9, r5, r2\n\t"            \
+    "smlad r3, r10, r4, r3\n\t"           \
+    "smlad r3, r11, r5, r3\n\t"
+#define MCF_DOT4_GROUP_BYTES 52
+
+/* One leftover input (rest stored value by value: words (t0, t1), (t2, t3)) for the four tokens, every
+ * instruction 32 bits wide: 24 bytes, so the leftover code can be entered at any step. */
+#define MCF_LEFTOVER_STEP       \
+    "ldrsb.w r4, [r12], #1\n\t" \
+    "ldmia.w r6!, {r8, r9}\n\t" \
+    "smlabb r0, r8, r4, r0\n\t" \
+    "smlatb r1, r8, r4, r1\n\t" \
+    "smlabb r2, r9, r4, r2\n\t" \
+    "smlatb r3, r9, r4, r3\n\t"
+
+/* Entering a channel loop: keep the state pointer (r6) on the stack, turn the loop's entry offset (state word
+ * 9) into a Thumb address. */
+#define MCF_CHANNELS_ENTER                                 \
+    "str r6, [sp, #-8]!\n\t" /* sp stays 8-byte aligned */ \
+    "adr.w r11, 1f\n\t"                                    \
+    "ldr r10, [r6, #36]\n\t"                               \
+    "add r11, r11, r10\n\t"                                \
+    "orr r11, r11, #1\n\t"                                 \
+    "str r11, [r6, #36]\n\t"
+
+/* The dot loop (label 1, four groups a pass, until r6 reaches lr). */
+#define MCF_CHANNELS_DOT_LOOP                                                                    \
+    "1:\n\t" MCF_DOT4_GROUP_FIXED MCF_DOT4_GROUP_FIXED MCF_DOT4_GROUP_FIXED MCF_DOT4_GROUP_FIXED \
+    "2:\n\t"                                                                                     \
+    ".if (2b - 1b) - 208\n\t"                                                                    \
+    ".error \"a dot-loop group is not 52 bytes: the entry offsets are wrong\"\n\t"               \
+    ".endif\n\t"                                                                                 \
+    "cmp r6, lr\n\t"                                                                             \
+    "bne 1b\n\t"
+
+/* Requantize r0-r3 (mult r8, down r9, add r10) and store them token_stride (lr) apart from r5. */
+#define MCF_CHANNELS_STORE4          \
+    "smmla r11, r0, r8, r10\n\t"     \
+    "asr r11, r11, r9\n\t"           \
+    "ssat r11, #8, r11\n\t"          \
+    "strb r11, [r5]\n\t"             \
+    "smmla r11, r1, r8, r10\n\t"     \
+    "asr r11, r11, r9\n\t"           \
+    "ssat r11, #8, r11\n\t"          \
+    "strb r11, [r5, lr]\n\t"         \
+    "smmla r11, r2, r8, r10\n\t"     \
+    "asr r11, r11, r9\n\t"           \
+    "ssat r11, #8, r11\n\t"          \
+    "strb r11, [r5, lr, lsl #1]\n\t" \
+    "smmla r11, r3, r8, r10\n\t"     \
+    "asr r11, r11, r9\n\t"           \
+    "ssat r11, #8, r11\n\t"          \
+    "add r10, r5, lr\n\t"            \
+    "strb r11, [r10, lr, lsl #1]\n\t"
+
+/* After a channel's stores: count it, move out by channel_stride (state word 6; word 7, the bias pointer of
+ * mcf_dsp_channels4, lands in r9), leave at out_ch (word 8) with the loop's entry (word 9) in r11; label 4 is
+ * where each loop sets up the next channel's accumulators. */
+#define MCF_CHANNELS_NEXT          \
+    "add r4, r4, #1\n\t"           \
+    "ldrd r8, r9, [r6, #24]\n\t"   \
+    "add r5, r5, r8\n\t"           \
+    "stmia r6, {r4, r5}\n\t"       \
+    "ldrd r10, r11, [r6, #32]\n\t" \
+    "cmp r4, r10\n\t"              \
+    "beq 5f\n"                     \
+    "4:\n\t"
+
+/* Into the dot loop with px = x16 and lr = end (state words 10, 11); label 5 drops the saved state pointer.
+ */
+#define MCF_CHANNELS_LEAVE       \
+    "ldrd r6, lr, [r6, #40]\n\t" \
+    "bx r11\n"                   \
+    "5:\n\t"                     \
+    "add sp, sp, #8" MCF_CHANNELS_OPERANDS
+
+/* The registers of the channel loops, as operands (all in and out: the assembly sets them). */
+#define MCF_CHANNELS_REGISTERS(state, weight)           \
+    register int32_t a0 __asm("r0") = 0;                \
+    register int32_t a1 __asm("r1") = 0;                \
+    register int32_t a2 __asm("r2") = 0;                \
+    register int32_t a3 __asm("r3") = 0;                \
+    register int32_t r4 __asm("r4") = 0;                \
+    register int32_t r5 __asm("r5") = 0;                \
+    register void *r6 __asm("r6") = (state);            \
+    register int32_t r8 __asm("r8") = 0;                \
+    register int32_t r9 __asm("r9") = 0;                \
+    register int32_t r10 __asm("r10") = 0;              \
+    register int32_t r11 __asm("r11") = 0;              \
+    register const int8_t *r12 __asm("r12") = (weight); \
+    register int32_t r14 __asm("lr") = 0
+#define MCF_CHANNELS_OPERANDS                                                                              \
+    : "+r"(a0), "+r"(a1), "+r"(a2), "+r"(a3), "+r"(r4), "+r"(r5), "+r"(r6), "+r"(r8), "+r"(r9), "+r"(r10), \
+      "+r"(r11), "+r"(r12), "+r"(r14)                                                                        \
+    :                                                                                                        \
+    : "cc", "memory"
+
+/* Per channel: the bias as every token's start, mult[n] and shift[n] (down = -shift - 1 and the rounding
+ * term computed in the loop); in_ch a multiple of four. 36 instructions per channel besides the 13 per group.
+ */
+static void __attribute__((noinline, unused)) mcf_dsp_channels4(mcf_dsp_channel_loop *state,
+                                                                const int8_t *weight) {
+    MCF_CHANNELS_REGISTERS(state, weight);
+    __asm volatile(MCF_CHANNELS_ENTER
+                   "ldr r9, [r6, #28]\n\t" /* bias */
+                   "movs r4, #0\n\t"
+                   "b 4f\n\t" MCF_CHANNELS_DOT_LOOP
+                   "ldr r6, [sp]\n\t"
+                   "ldmia r6, {r4, r5, r8, r9, r10, lr}\n\t" /* n, out, mult, shift, zp2, token_stride */
+                   "ldr r8, [r8, r4, lsl #2]\n\t"
+                   "ldrsb r9, [r9, r4]\n\t"
+                   "mvn r9, r9\n\t" /* down = -shift - 1 */
+                   "sub r11, r9, #1\n\t"
+                   "lsl r10, r10, r11\n\t" /* add = 2^(down - 1) + out_zp * 2^down */
+                   MCF_CHANNELS_STORE4 MCF_CHANNELS_NEXT
+                   "ldr r0, [r9, r4, lsl #2]\n\t"
+                   "mov r1, r0\n\t"
+                   "mov r2, r0\n\t"
+                   "mov r3, r0\n\t" MCF_CHANNELS_LEAVE);
+}
+
+/* One requantization for all channels, a start per token, and the length % 4 leftover values (stored after
+ * the groups value by value, as mcf_dsp_widen4 does) after the groups: one LDRSB, one LDM and four
+ * SMLAxB each, entered part-way like the groups. 36 instructions per channel besides the groups, and 6 per
+ * leftover. */
+static void __attribute__((noinline, unused)) mcf_dsp_channels4_shared(mcf_dsp_shared_loop *state,
+                                                                       const int8_t *weight) {
+    MCF_CHANNELS_REGISTERS(state, weight);
+    __asm volatile(MCF_CHANNELS_ENTER
+                   "adr.w r10, 6f\n\t"
+                   "ldr r9, [r6, #48]\n\t"
+                   "add r10, r10, r9\n\t"
+                   "orr r10, r10, #1\n\t"
+                   "str r10, [r6, #48]\n\t"
+                   "b 4f\n\t" MCF_CHANNELS_DOT_LOOP
+                   "ldr r10, [sp]\n\t"
+                   "ldr r11, [r10, #48]\n\t"
+                   "bx r11\n"
+                   "6:\n\t" MCF_LEFTOVER_STEP MCF_LEFTOVER_STEP MCF_LEFTOVER_STEP
+                   "7:\n\t"
+                   ".if (7b - 6b) - 72\n\t"
+                   ".error \"a leftover step is not 24 bytes: the tail entry offsets are wrong\"\n\t"
+                   ".endif\n\t"
+                   "mov r6, r10\n\t"
+                   "ldmia r6, {r4, r5, r8, r9, r10, lr}\n\t" /* n, out, mult, down, add, token_stride */
+                   MCF_CHANNELS_STORE4 MCF_CHANNELS_NEXT
+                   "ldrd r0, r1, [r6, #52]\n\t" /* start */
+                   "ldrd r2, r3, [r6, #60]\n\t" MCF_CHANNELS_LEAVE);
+}
+#endif
+
+void mcf_dsp_linear4_strided(const uint32_t *x16, int32_t in_ch, const mcf_linear_params *params,
+                             const mcf_channel_quant *quant, const int8_t *weight, const int32_t *bias,
+                             int32_t out_ch, int8_t *out, int32_t token_stride, int32_t channel_stride,
+                             int32_t count, int fast) {
+    const int32_t out_zp = params->out_zp;
+#if MCF_DSP_ASM
+    if (fast && count == MCF_DSP_BLOCK && (in_ch & 3) == 0 && in_ch > 0 && out_ch > 0) {
+        const int32_t groups = in_ch >> 2;
+        mcf_dsp_channel_loop state = {0,
+                                      out,
+                                      quant->mult,
+                                      quant->shift,
+                                      2 * out_zp + 1,
+                                      token_stride,
+                                      channel_stride,
+                                      bias,
+                                      out_ch,
+                                      (uint32_t)(((4 - (groups & 3)) & 3) * MCF_DOT4_GROUP_BYTES),
+                                      x16,
+                                      x16 + 8 * groups};
+        mcf_dsp_channels4(&state, weight);
+        return;
+    }
+#endif
+    const int8_t *w = weight;
+    for (int32_t n = 0; n < out_ch; n++, w += in_ch) {
+        const int32_t b = bias[n], m = quant->mult[n], s = quant->shift[n];
+        const int row_fast = fast || mcf_dsp_channel_fast(b, s, in_ch);
+        const int32_t start = row_fast ? b : 0;
+        int32_t acc[4] = {start, start, start, start};
+        mcf_dsp_dot4_row(x16, in_ch, w, acc);
+        int8_t *o = out + n * channel_stride;
+        if (row_fast) {
+            const int32_t down = -s - 1;
+            const int32_t add = (1 << (down - 1)) + (int32_t)((uint32_t)out_zp << down);
+            if (count == MCF_DSP_BLOCK) { /* the usual full block: straight-line */
+                o[0] = mcf_dsp_sat8((mcf_smmul(acc[0], m) + add) >> down);
+                o[token_stride] = mcf_dsp_sat8((mcf_smmul(acc[1], m) + add) >> down);
+                o[2 * token_stride] = mcf_dsp_sat8((mcf_smmul(acc[2], m) + add) >> down);
+                o[3 * token_stride] = mcf_dsp_sat8((mcf_smmul(acc[3], m) + add) >> down);
+                continue;
+            }
+            for (int32_t t = 0; t < count; t++, o += token_stride) {
+                *o = mcf_dsp_sat8((mcf_smmul(acc[t], m) + add) >> down);
+            }
+        } else {
+            for (int32_t t = 0; t < count; t++, o += token_stride) {
+                *o = mcf_dsp_requantize_s8(acc[t], b, m, s, out_zp);
+            }
+        }
+    }
+}
+
+void mcf_dsp_rows4_shared(const uint32_t *x16, int32_t length, const int8_t *weight, int32_t rows,
+                          const int32_t start[MCF_DSP_BLOCK], const mcf_dsp_requant *q, int8_t *out,
+                          int32_t token_stride, int32_t count) {
+#if MCF_DSP_ASM
+    const int32_t groups = length >> 2;
+    if (count == MCF_DSP_BLOCK && q->down > 0 && groups > 0 && rows > 0) {
+        mcf_dsp_shared_loop state = {0,
+                                     out,
+                                     q->mult,
+                                     q->down,
+                                     q->add,
+                                     token_stride,
+                                     1,
+                                     0,
+                                     rows,
+                                     (uint32_t)(((4 - (groups & 3)) & 3) * MCF_DOT4_GROUP_BYTES),
+                                     x16,
+                                     x16 + 8 * groups,
+                                     (uint32_t)((3 - (length & 3)) * 24),
+                                     {start[0], start[1], start[2], start[3]}};
+        mcf_dsp_channels4_shared(&state, weight);
+        return;
+    }
+#endif
+    const int8_t *w = weight;
+    for (int32_t n = 0; n < rows; n++, w += length) {
+        int32_t acc[MCF_DSP_BLOCK] = {start[0], start[1], start[2], start[3]};
+        mcf_dsp_dot4_row(x16, length, w, acc);
+        mcf_dsp_requant_store4(q, acc, out + n, token_stride, count);
+    }
+}

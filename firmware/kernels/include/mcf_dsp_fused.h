@@ -1,0 +1,83 @@
+/* Helpers of the DSP fused kernels (firmware/kernels/dsp; not part of the public API), their bodies in
+ * dsp/mcf_dsp_fused.c.
+ *
+ * The DSP fused kernels check every parameter before touching x (as the portable ones do, token 0 first),
+ * then run blocks of MCF_DSP_BLOCK tokens through the same chain of ops. Their scratch (the size every
+ * variant's _get_buffer_size gives, see mcf_fused.h) is: up to 3 bytes to reach a word boundary, then x16
+ * (the widened input of the current linear, 8 * width bytes), then one int8 area of MCF_DSP_BLOCK rows of
+ * `width` (each op's int8 output; its input is in x16 by then), then, for attention, the score row. width is
+ * the widest row of the chain (channels, hidden and the ranks). */
+#ifndef MCF_DSP_FUSED_H
+#define MCF_DSP_FUSED_H
+
+#include "mcf_dsp_block.h"
+#include "mcf_fused.h"
+#include "mcf_math.h"
+
+#if MCF_DSP_BLOCK != MCF_FUSED_BLOCK_TOKENS
+#error "the DSP kernels' token block must be the one the scratch sizes are computed for"
+#endif
+
+/* The parameters the DSP attention kernels use, checked before x is touched (the portable kernels' sub-kernel
+ * checks, all at once). */
+int mcf_dsp_valid_attention_block(const mcf_attention_block_dims *dims,
+                                  const mcf_attention_block_params *params);
+
+/* The parameters the DSP MLP kernel uses, checked before x is touched. */
+int mcf_dsp_valid_mlp_block(const mcf_mlp_block_dims *dims, const mcf_mlp_block_params *params);
+
+/* The scratch areas: x16 word aligned at the start, the int8 area after it. */
+typedef struct {
+    uint32_t *x16;
+    int8_t *area;
+} mcf_dsp_scratch;
+
+static inline mcf_dsp_scratch mcf_dsp_scratch_layout(void *scratch, int32_t width) {
+    const uintptr_t base = ((uintptr_t)scratch + 3u) & ~(uintptr_t)3u;
+    mcf_dsp_scratch s = {(uint32_t *)base, (int8_t *)base + 8 * width};
+    return s;
+}
+
+/* The fast-path flags of a factored linear's two factors, computed once per kernel call. */
+typedef struct {
+    int v, u;
+} mcf_dsp_factored_fast;
+
+mcf_dsp_factored_fast mcf_dsp_factored_fast_of(const mcf_factored_linear *layer, int32_t in_ch, int32_t rank,
+                                               int32_t out_ch);
+
+/* A linear layer on a block: widen `count` int8 rows of `in` (stride in_ch) with the layer's zero point, then
+ * write MCF_DSP_BLOCK rows of out (stride out_stride), so a partial block takes the assembly channel loop
+ * too: rows count.. repeat the last token (mcf_dsp_widen4), and out must have room for them (the int8 area,
+ * or rows a later block writes again with the same values). `in` may be the area the output goes to (it is
+ * widened first). `fast`: mcf_dsp_layer_fast of the layer. */
+void mcf_dsp_layer4(const mcf_linear_layer *layer, int32_t in_ch, int32_t out_ch, const int8_t *in,
+                    int32_t count, uint32_t *x16, int8_t *out, int32_t out_stride, int fast);
+
+/* The first token of the block that starts at t0 (tokens >= MCF_DSP_BLOCK): t0, or for the last, partial
+ * block tokens - MCF_DSP_BLOCK, a full block that overlaps the one before it. For passes that only read x,
+ * whose outputs for the overlapping tokens come out the same again. */
+static inline int32_t mcf_dsp_full_block_start(int32_t t0, int32_t tokens) {
+    return t0 + MCF_DSP_BLOCK <= tokens ? t0 : tokens - MCF_DSP_BLOCK;
+}
+
+/* A factored linear on a block, in the int8 area: area rows of in_ch -> (rank) -> area rows of out_ch. */
+void mcf_dsp_factored4(const mcf_factored_linear *layer, int32_t in_ch, int32_t rank, int32_t out_ch,
+                       int8_t *area, int32_t count, uint32_t *x16, mcf_dsp_factored_fast fast);
+
+/* The fast-path flags of the attention kernels' layers, computed once per kernel call. */
+typedef struct {
+    int qkv_v, q, k, v;
+    mcf_dsp_factored_fast proj;
+} mcf_dsp_attention_fast;
+
+mcf_dsp_attention_fast mcf_dsp_attention_fast_of(const mcf_attention_block_dims *dims,
+                                                 const mcf_attention_block_params *params);
+
+/* norm1 and, with a low-rank qkv, its V factor for `count` tokens of x: the input of q, k and v, in the area
+ * (rows of *width bytes on return). */
+void mcf_dsp_qkv_input4(const mcf_attention_block_params *params, int32_t channels, int32_t qkv_rank,
+                        const int8_t *xb, int32_t count, const mcf_dsp_scratch *s, int32_t *width,
+                        int qkv_v_fast);
+
+#endif /* MCF_DSP_FUSED_H */
