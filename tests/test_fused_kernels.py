@@ -729,7 +729,7 @@ def test_invalid_arguments(lib: ctypes.CDLL) -> None:
         _set("mlp.norm.beta", None),
         _set("mlp.norm.params.shift", -33),
         _set("mlp.fc1.u.weight", None),
-        _bad_array("mlp.fc1.u.quant.shift", hidden, np.int32, -40),
+        _bad_array("mlp.fc1.u.quant.shift", hidden, np.int8, -40),
         _set("mlp.gelu_table", None),
         _set("mlp.fc2.u.params.out_zp", 128),
         _set("mlp.residual.a_zp", -129),
