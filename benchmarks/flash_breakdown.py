@@ -7,22 +7,22 @@ requantization parameters, biases, LayerNorm parameters, tables, the op structs 
 A preset (fmnist-small, fmnist-lowrank, cifar-p4-d64) is the model benchmarks/kernel_speed.py trains in `--work`
 (trained there first when missing). Each model is compiled for `--board` and its firmware linked; flash is the
 ELF's (.text + .rodata + .data load image). The constants come from the graph (their exact bytes per kind: the
-memory report's `flash_by_kind`), code is .text, and `other` is the rest of .rodata (op structs, runtime tables).
+memory report's `flash_by_kind`, read from the build), code is .text, and `other` is the rest of .rodata (op
+structs, runtime tables).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from kernel_speed import build_model
 
 from mcuformer.arch import PRESETS
 from mcuformer.boards import EMULATOR_BOARD
-from mcuformer.checkpoint import load_model
 from mcuformer.codegen.build_dir import BuildDir
-from mcuformer.codegen.compiler import build_graph, compile_model
-from mcuformer.codegen.report import flash_by_kind
+from mcuformer.codegen.compiler import compile_model
 from mcuformer.device.build import build_firmware
 
 DEFAULT_MODELS = ("fmnist-small", "fmnist-lowrank", "cifar-p4-d64")
@@ -39,9 +39,7 @@ def build_of(model: str, work: Path, board: str) -> Path:
 
 
 def breakdown(build: Path, board: str) -> dict[str, int]:
-    model_file = load_model(BuildDir(build).model)
-    graph = build_graph(model_file, "model", BuildDir(build).schedule())[1]
-    consts = flash_by_kind(graph)
+    consts: dict[str, int] = json.loads(BuildDir(build).memory_report.read_text())["flash_by_kind"]  # compile's
     size = build_firmware(build, board).size
     row = {"flash": size.flash_bytes, "code": size.sections.get(".text", 0)}
     row["weights"] = consts.get("weights", 0) + consts.get("embeddings", 0)

@@ -102,7 +102,11 @@ def test_slice_equals_standalone_model() -> None:
     for arch in archs:
         model = net.extract(arch)
         assert type(model).__name__ == "VisionTransformer" and model.arch == arch
-        assert torch.equal(net(pixels[arch.image_size], arch), model(pixels[arch.image_size])), arch
+        # Sliced (strided) and copied (contiguous) weights may take different float GEMM kernels, which round
+        # differently: each dot product of at most 128 terms is within 128 * 2^-24 (~1e-5) of exact, relative to the
+        # sum of |terms|; a few dozen such layers stay far below 1e-3, while a wrong slice moves logits by >= 1e-2.
+        torch.testing.assert_close(net(pixels[arch.image_size], arch), model(pixels[arch.image_size]),
+                                   rtol=1e-3, atol=1e-3, msg=str(arch))  # fmt: skip
 
 
 def test_rank_and_width_slices_are_leading_slices() -> None:
