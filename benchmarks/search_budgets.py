@@ -3,7 +3,7 @@ on the device).
 
     python benchmarks/search_budgets.py [--points stm32f746:latency=5ms stm32l432kc stm32l412kb]
         [--budgets 320KB 128KB 64KB] [--board stm32f746] [--preset full] [--out runs/bench]
-        [--doc docs/search_budgets.md] [--device-images 200] [--reduced]
+        [--doc docs/search_budgets.md] [--device-images 200] [--reduced] [--retrain]
 
 A point is a board with optional limits: `board[:sram=B][:flash=B][:latency=T]` (`--budgets` adds SRAM-budget
 points on `--board`). Points that search the same space share one supernet (the one-shot promise: train once,
@@ -15,6 +15,8 @@ For each point:
 - `hand-scaled`: the usual recipe without a search: a uniform ViT (28x28 input, 4x4 patches or 7x7 if none fits,
   MLP ratio 2, full rank, 4 heads) made as wide, then as deep, as the point's constraints allow (the same planner
   and cost model), trained from scratch for as many epochs as the searched model saw (supernet + finetune).
+With `--retrain` the two winners are trained from scratch too (`search --retrain`: the training recipe for supernet
++ finish epochs), exactly as the hand-scaled ViT is: the rows then differ in the architecture alone.
 Time: wall minutes of training on this machine (the search: supernet, search and the winner's finish; random
 search: the same supernet and the random search, then its own finish; the hand-scaled ViT: its training).
 Accuracy is the int8 reference's on the whole test set (the generated C and the device equal it bit for bit), and a
@@ -143,7 +145,8 @@ def run_point(point: Point, args: argparse.Namespace, supernet_from: Path | None
     config = SearchConfig(out=out, sram_budget=point.sram, flash_budget=point.flash, latency=point.latency,
                           board=point.board, dataset=args.dataset, preset=args.preset, seed=args.seed,
                           device=args.device, finish_random=True, overrides=overrides,
-                          supernet_from=str(supernet_from) if supernet_from else None)  # fmt: skip
+                          supernet_from=str(supernet_from) if supernet_from else None,
+                          retrain=args.retrain)  # fmt: skip
     preset = resolve_preset(config)
     row: dict[str, Any] = {"point": point.label, "budget": point.sram or "", "folder": point.folder}
 
@@ -156,7 +159,7 @@ def run_point(point: Point, args: argparse.Namespace, supernet_from: Path | None
         arch = hand_scaled(constraints, channels, 10, max(space.embed_dims), max(space.depths))
     else:
         arch = hand_scaled(constraints, channels, 10)
-    epochs = preset.supernet.epochs + preset.finetune.epochs
+    epochs = preset.finetune.epochs if args.retrain else preset.supernet.epochs + preset.finetune.epochs
     hand_out = out / "hand-scaled"
     hand = train(arch, args.dataset, hand_out, TrainConfig(epochs=epochs, train_limit=preset.train_limit,
                                                            seed=args.seed, device=args.device))  # fmt: skip
@@ -232,6 +235,8 @@ def main() -> None:
     parser.add_argument("--doc", help="write the results table to this markdown file")
     parser.add_argument("--device-images", type=int, default=200, help="test images run on QEMU per model")
     parser.add_argument("--reduced", action="store_true", help="the CPU setting: every stage shortened")
+    parser.add_argument("--retrain", action="store_true", help="the winners train from scratch like the hand-scaled "
+                        "ViT (search --retrain): the comparison then measures the architectures alone")  # fmt: skip
     args = parser.parse_args()
     points = [Point.parse(p) for p in args.points]
     points += [Point(args.board, sram=b, folder=f"budget-{b.lower()}") for b in args.budgets]

@@ -261,7 +261,8 @@ def _search_config(args: argparse.Namespace, out: Path, preset: str) -> SearchCo
                         max_instructions=args.max_instructions, latency=args.latency, seed=args.seed,
                         device=args.device, cutmix=args.cutmix,
                         finish_random=getattr(args, "finish_random", False),
-                        supernet_from=getattr(args, "supernet_from", None))  # fmt: skip
+                        supernet_from=getattr(args, "supernet_from", None),
+                        retrain=getattr(args, "retrain", False))  # fmt: skip
 
 
 def cmd_search(args: argparse.Namespace) -> None:
@@ -455,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also finetune and quantize the random-search winner (out/random/model.pt)")  # fmt: skip
     p.add_argument("--supernet-from", metavar="RUN", help="reuse the trained supernet of a finished search over the "
                    "same space (train once under the loosest budget, then search each budget)")  # fmt: skip
+    p.add_argument("--retrain", action="store_true", help="train the winner from scratch at the training recipe "
+                   "for as many epochs as supernet and finish together, instead of finetuning inherited weights")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_search)
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from mcuformer.arch import ArchConfig
 from mcuformer.checkpoint import DatasetMeta, ModelFile
 from mcuformer.data import ImageSet, pixels_to_tensor
 from mcuformer.loop import LoopConfig, Run, fit, soft_cross_entropy
@@ -25,6 +26,7 @@ from mcuformer.quant import reference
 from mcuformer.quant.ptq import Calibration, calibrate, quantize_model
 from mcuformer.quant.qat import FakeQuantForward
 from mcuformer.search.data import SearchData, resize_batch
+from mcuformer.search.supernet import Supernet
 from mcuformer.train import Forward, evaluate, plain_forward
 
 CHECKPOINT = "finetune.pt"
@@ -40,11 +42,23 @@ class FinetuneConfig(LoopConfig):
     calibration_images: int = 512
     qat_epochs: int = 1  # quantization-aware epochs after the finetune (0: post-training quantization only)
     qat_lr: float = 1e-4
+    # False: the winner starts from fresh weights instead of the supernet's (`search --retrain`): trained like any
+    # other model, so comparisons with hand-made ones measure the architecture alone.
+    inherit: bool = True
 
     def qat(self) -> FinetuneConfig:
         """The settings of the quantization-aware phase: a short, low learning-rate finetune without mixing."""
         return replace(self, epochs=self.qat_epochs, lr=self.qat_lr, warmup_epochs=0.0,
                        augment=replace(self.augment, cutmix=0.0, mixup=0.0))  # fmt: skip
+
+
+def starting_model(net: Supernet, arch: ArchConfig, data: SearchData, config: FinetuneConfig) -> VisionTransformer:
+    """The finish's starting point: the supernet's weights for `arch` (the plain `VisionTransformer` compile reads),
+    or with `config.inherit` off fresh weights, initialised as `mcuformer.train.train` initialises a model."""
+    if config.inherit:
+        return net.extract(arch).cpu()
+    torch.manual_seed(config.seed)
+    return VisionTransformer(arch, data.mean, data.std)
 
 
 def finetune(

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from mcuformer.boards import DEFAULT_BOARD
 from mcuformer.checkpoint import save_model
 from mcuformer.errors import McuformerError
+from mcuformer.loop import LoopConfig
 from mcuformer.model import VisionTransformer
 from mcuformer.recipe import Augment
 from mcuformer.search.cost import Constraints
@@ -31,7 +32,7 @@ from mcuformer.search.evolution import (
     random_search,
     subnet_accuracy,
 )
-from mcuformer.search.finish import FinetuneConfig, finetune, package
+from mcuformer.search.finish import FinetuneConfig, finetune, package, starting_model
 from mcuformer.search.report import plot_pareto, summary_markdown, write_json
 from mcuformer.search.sampler import FitSampler
 from mcuformer.search.space import SearchSpace, load_space
@@ -100,6 +101,9 @@ class SearchConfig:
     finish_random: bool = False  # also finetune and quantize the random search's winner (benchmark)
     # A finished search's folder whose supernet (same space) serves this search too: train once, search many budgets.
     supernet_from: str | None = None
+    # Train the winner from scratch at the training recipe (`LoopConfig`'s learning rate and warm-up) for as many
+    # epochs as supernet and finish together, instead of finetuning inherited weights.
+    retrain: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"supernet.epochs": 1} (tests, benchmarks)
 
 
@@ -113,6 +117,10 @@ def resolve_preset(config: SearchConfig) -> Preset:
         augment = part.augment if config.cutmix is None else replace(part.augment, cutmix=config.cutmix)
         parts[name] = replace(part, seed=config.seed, device=config.device, augment=augment)
     parts["evolution"] = replace(parts["evolution"], seed=config.seed)
+    if config.retrain:
+        epochs = parts["supernet"].epochs + parts["finetune"].epochs
+        parts["finetune"] = replace(parts["finetune"], inherit=False, epochs=epochs, lr=LoopConfig.lr,
+                                    warmup_epochs=LoopConfig.warmup_epochs)  # fmt: skip
     top: dict[str, Any] = {"train_limit": preset.train_limit, "val_size": preset.val_size,
                            "test_limit": preset.test_limit}  # fmt: skip
     for key, value in config.overrides.items():
@@ -180,6 +188,7 @@ def run_key(config: SearchConfig, space: SearchSpace, constraints: Constraints) 
         "cutmix": config.cutmix,
         "supernet_from": str(Path(config.supernet_from).resolve()) if config.supernet_from else None,
         "overrides": {k: repr(v) for k, v in sorted(config.overrides.items())},
+        **({"retrain": True} if config.retrain else {}),  # absent otherwise: runs from before it still resume
     }
 
 
@@ -299,7 +308,7 @@ def _finish(net: Supernet, data: SearchData, winner: Candidate, out: Path, confi
             teacher: VisionTransformer | None) -> tuple[dict[str, float], Any]:  # fmt: skip
     """Finetune, quantize and package `winner`; it learns from `teacher` (per `config.distill`) unless it is the
     teacher itself."""
-    model = net.extract(winner.arch.with_name("searched")).cpu()  # the plain VisionTransformer compile reads
+    model = starting_model(net, winner.arch.with_name("searched"), data, config)
     if teacher is not None and winner.arch == teacher.arch:
         teacher = None
     model = finetune(model, data, out, config, resume=True, teacher=teacher)

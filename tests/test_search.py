@@ -285,3 +285,27 @@ def test_stage_seconds_add_up_over_resumed_processes(tmp_path: Path) -> None:
     (tmp_path / "stage_seconds.json").unlink()
     (tmp_path / "search.json").write_text('{"seconds": {"finetune": 42.0}}')  # a run from before the file existed
     assert StageClock(tmp_path).seconds == {"finetune": 42.0}
+
+
+def test_retrain_starts_from_fresh_weights_like_train(tiny_data: SearchData, tmp_path: Path) -> None:
+    """`search --retrain`: the finish trains the winner at the training recipe for supernet + finish epochs from
+    the weights `mcuformer.train.train` would start from, not the supernet's."""
+    from mcuformer.model import VisionTransformer
+    from mcuformer.search.finish import starting_model
+    from mcuformer.search.run import SearchConfig, resolve_preset
+
+    plain = resolve_preset(SearchConfig(out=tmp_path, preset="quick"))
+    retrain = resolve_preset(SearchConfig(out=tmp_path, preset="quick", retrain=True, seed=3))
+    assert plain.finetune.inherit and not retrain.finetune.inherit
+    assert retrain.finetune.epochs == plain.supernet.epochs + plain.finetune.epochs
+    assert (retrain.finetune.lr, retrain.finetune.warmup_epochs) == (2e-3, 1.0)  # LoopConfig's, as `train` uses
+
+    space = tiny_space()
+    arch = extreme_genome(space, largest=True).arch(space)
+    net = Supernet(space, tiny_data.mean, tiny_data.std, seed=1)
+    inherited = starting_model(net, arch, tiny_data, plain.finetune).state_dict()
+    fresh = starting_model(net, arch, tiny_data, retrain.finetune).state_dict()
+    torch.manual_seed(3)
+    expected = VisionTransformer(arch, tiny_data.mean, tiny_data.std).state_dict()
+    assert all(torch.equal(fresh[k], expected[k]) for k in expected)
+    assert not torch.equal(fresh["head.weight"], inherited["head.weight"])
