@@ -3,7 +3,7 @@
 build/<name>/
     src/                  generated C (mcf_model.c/.h, mcf_weights.c/.h)
     model.pt              the model it was compiled from (eval re-derives the int8 reference from it)
-    mcuformer.json        the manifest: name, model hash, board, schedule, input shape, classes, arena...
+    mcuformer.json        the manifest: name, hash, board, schedule, attention kinds, input shape, classes, arena...
     memory_report.json    the plan's per-op table and totals (.txt and memory_plan.png beside it)
     firmware/<board>/     firmware built by eval/profile; platformio/  the PlatformIO project
 """
@@ -65,6 +65,12 @@ class BuildDir:
 
     def schedule(self) -> str:
         return str(self.manifest().get("schedule", LEGACY_SCHEDULE))
+
+    def attention(self) -> tuple[str, ...] | None:
+        """The attention op kind of every block as compiled (None: a build from before the choice was recorded,
+        or not fused: the lowering's own)."""
+        kinds = self.manifest().get("attention")
+        return tuple(kinds) if kinds else None
 
 
 def read_manifest(build_dir: str | Path) -> dict[str, Any]:

@@ -27,8 +27,11 @@ KERNEL_TEXT_BYTES: dict[str, int] = {  # largest variant (portable, dsp) + ~25% 
     "mcf_attention_row_s8": 2672,
     "mcf_attention_block_s8": 1696,  # with its static helpers (dsp: the block loop and the one-token path)
     "mcf_attention_block_s8_get_buffer_size": 272,
-    "mcf_attention_block_heads_s8": 4544,  # with its static helpers (dsp: 4 queries at a time, the softmax rows)
+    "mcf_attention_block_heads_s8": 1536,  # the one-token path inlined (dsp: the blocks in mcf_dsp_heads)
     "mcf_attention_block_heads_s8_get_buffer_size": 304,
+    "mcf_attention_block_heads_once_s8": 1536,  # the same
+    "mcf_attention_block_heads_once_s8_get_buffer_size": 96,  # adds to the per-head kernel's size
+    "mcf_dsp_heads": 3360,  # dsp support file: the per-head kernels' 4-query blocks and softmax rows
     "mcf_mlp_block_s8": 1136,  # with its static helpers (dsp: the block loop and the one-token path)
     "mcf_dsp_block": 3824,  # dsp support file: widening, 4-token dot loops, assembly channel loops, 4-token linear
     "mcf_dsp_fused": 1552,  # dsp support file: the fused kernels' argument checks and per-block layer chains

@@ -12,10 +12,11 @@ from mcuformer.checkpoint import ModelFile, load_model
 from mcuformer.codegen.build_dir import BuildDir
 from mcuformer.codegen.emit import model_hash, write_sources
 from mcuformer.codegen.ir import Graph
-from mcuformer.codegen.lower import lower
+from mcuformer.codegen.lower import Attention, lower
 from mcuformer.codegen.plan_plot import plot_plan
 from mcuformer.codegen.planner import MemoryPlan, plan_memory
 from mcuformer.codegen.report import MemoryReport, check_budget, memory_report
+from mcuformer.codegen.variants import Choice, Planned, choose_plan, trade_table
 from mcuformer.quant.placeholder import placeholder_qvit
 from mcuformer.quant.ptq import quantize_model
 from mcuformer.quant.qmodel import QViT
@@ -32,36 +33,71 @@ class CompiledModel:
     out_dir: Path
 
 
-def build_graph(model_file: ModelFile, name: str, schedule: str = DEFAULT_SCHEDULE) -> tuple[QViT, Graph]:
+def build_graph(model_file: ModelFile, name: str, schedule: str = DEFAULT_SCHEDULE,
+                attention: Attention = None) -> tuple[QViT, Graph]:  # fmt: skip
+    """The quantized model and its graph with the given attention kinds (a build's manifest records them)."""
     qmodel = quantize_model(model_file.model, model_file.calibration)
-    return qmodel, lower(qmodel, name, schedule)
+    return qmodel, lower(qmodel, name, schedule, attention)
 
 
-def graph_for_arch(arch: ArchConfig, name: str = "model", schedule: str = DEFAULT_SCHEDULE) -> Graph:
-    """The graph of an architecture without weights: shapes, ops and buffers are all the plan needs."""
-    return lower(placeholder_qvit(arch), name, schedule)
+def graph_for_arch(arch: ArchConfig, name: str = "model", schedule: str = DEFAULT_SCHEDULE,
+                   attention: Attention = None) -> Graph:  # fmt: skip
+    """The graph of an architecture without weights: shapes, ops and buffers are all the plan needs (`attention`
+    as in `lower`: None, the least memory)."""
+    return lower(placeholder_qvit(arch), name, schedule, attention)
 
 
-def plan_arch(arch: ArchConfig, board: str | Board, schedule: str = DEFAULT_SCHEDULE) -> MemoryReport:
+@dataclass(frozen=True)
+class Budgets:
+    """What a plan must fit (None: the board's) and how it spends the room (codegen.variants.OPTIMIZE)."""
+
+    optimize: str = "speed"
+    sram: int | None = None
+    flash: int | None = None
+    attention: Attention = None  # force the attention kind(s) instead (calibration, tests)
+
+
+DEFAULT_BUDGETS = Budgets()
+
+
+def plan_qmodel(qmodel: QViT, name: str, board: Board, schedule: str, budgets: Budgets) -> Choice:
+    """The one planner: the lowering and memory plan `compile` emits (see codegen.variants), with the report's
+    budgets the ones given."""
+    if budgets.attention is not None:
+        graph = lower(qmodel, name, schedule, budgets.attention)
+        plan = plan_memory(graph)
+        forced = Planned(graph, plan, memory_report(graph, plan, board))
+        choice = Choice(forced, forced, budgets.optimize, board.sram_bytes, board.flash_bytes)
+    else:
+        choice = choose_plan(qmodel, name, board, schedule, budgets.optimize, budgets.sram, budgets.flash)
+    return choice.with_report_budgets()
+
+
+def plan_arch(arch: ArchConfig, board: str | Board, schedule: str = DEFAULT_SCHEDULE,
+              budgets: Budgets = DEFAULT_BUDGETS) -> MemoryReport:  # fmt: skip
     """The exact memory plan of an architecture on a board, with no weights: what `compile` will emit.
 
     This is the one planner: the search uses it as its constraint and the compiler emits the same plan, so
-    peak SRAM and flash here equal what the compiled firmware reserves, to the byte.
+    peak SRAM and flash here equal what the compiled firmware reserves, to the byte (given the same budgets).
     """
     board = load_board(board)
-    graph = graph_for_arch(arch, (arch.name or "model").replace("-", "_"), schedule)
-    return memory_report(graph, plan_memory(graph), board)
+    name = (arch.name or "model").replace("-", "_")
+    return plan_qmodel(placeholder_qvit(arch), name, board, schedule, budgets).chosen.report
 
 
-def plan_target(target: str | Path, schedule: str = DEFAULT_SCHEDULE) -> tuple[Graph, str]:
-    """A model.pt file or an architecture (preset or JSON) -> its graph and a display name."""
+def plan_target(target: str | Path, board: Board, schedule: str = DEFAULT_SCHEDULE,
+                budgets: Budgets = DEFAULT_BUDGETS) -> tuple[Choice, str]:  # fmt: skip
+    """A model.pt file or an architecture (preset or JSON) -> its plan on `board` and a display name."""
     path = Path(target)
     if path.suffix == ".pt":
         model_file = load_model(path)
         name = model_file.arch.name or path.parent.name
-        return build_graph(model_file, name.replace("-", "_"), schedule)[1], name
-    arch = load_arch(target)
-    return graph_for_arch(arch, (arch.name or "model").replace("-", "_"), schedule), arch.name or str(target)
+        qmodel = quantize_model(model_file.model, model_file.calibration)
+    else:
+        arch = load_arch(target)
+        name = arch.name or str(target)
+        qmodel = placeholder_qvit(arch)
+    return plan_qmodel(qmodel, name.replace("-", "_"), board, schedule, budgets), name
 
 
 def compile_model(
@@ -71,15 +107,17 @@ def compile_model(
     name: str | None = None,
     enforce_budget: bool = True,
     schedule: str = DEFAULT_SCHEDULE,
+    budgets: Budgets = DEFAULT_BUDGETS,
 ) -> CompiledModel:
-    """Compile model.pt for a board into out_dir (C sources, memory report, manifest)."""
+    """Compile model.pt for a board into out_dir (C sources, memory report, manifest): the fastest plan within
+    the budgets, or the smallest (`budgets`)."""
     board = load_board(board)
     model_file = load_model(model_path)
     out = Path(out_dir)
     name = name or out.name or "model"
-    qmodel, graph = build_graph(model_file, name, schedule)
-    plan = plan_memory(graph)
-    report = memory_report(graph, plan, board)
+    qmodel = quantize_model(model_file.model, model_file.calibration)
+    choice = plan_qmodel(qmodel, name, board, schedule, budgets)
+    graph, plan, report = choice.chosen.graph, choice.chosen.plan, choice.chosen.report
     if enforce_budget:
         check_budget(report)
     build = BuildDir(out)
@@ -88,12 +126,15 @@ def compile_model(
         shutil.copyfile(model_path, build.model)  # the build is self-contained: eval re-derives from it
     report.write(build.memory_report)
     (out / "memory_report.txt").write_text(report.summary() + "\n\n" + report.op_table() + "\n")
+    (out / "plan_trade.md").write_text(trade_table(choice) + "\n")
     plot_plan(plan, out / "memory_plan.png", f"{name} on {board.name}: arena {plan.arena_bytes:,} B")
     manifest = {
         "name": name,
         "model_hash": model_hash(graph),
         "board": board.name,
         "schedule": schedule,
+        "optimize": budgets.optimize,
+        "attention": list(choice.chosen.attention),
         "dataset": model_file.dataset.name,
         "arch": model_file.arch.to_dict(),
         "input_shape": list(graph.shape(graph.input)),

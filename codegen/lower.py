@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -88,8 +89,9 @@ class _Builder:
         probe = Op(name, kind, inputs, "", attrs)  # the sizes follow from the operands and attributes alone
         return self.scratch(name, kernel_scratch_bytes(self.graph, probe) + extra)
 
-    def fused_block(self, index: int, x: str, block: QBlock) -> str:
-        """The block as two per-token fused ops written over the residual stream (K, V: the op's own buffers)."""
+    def fused_block(self, index: int, x: str, block: QBlock, kind: str) -> str:
+        """The block as two per-token fused ops written over the residual stream (K, V: the op's own buffers);
+        `kind`: the attention half's op kind (ATTENTION_KINDS)."""
         g, p = self.graph, f"b{index}"
         tokens, dim = g.shape(x)
         attn, attrs = block.attn, {"heads": block.attn.heads}
@@ -106,11 +108,10 @@ class _Builder:
                       "attn.score_zp": attn.score.zero_point, "attn.out_mult": attn.out_mult,
                       "attn.out_shift": attn.out_shift, "attn.out_zp": attn.output.zero_point})  # fmt: skip
         self.residual_attrs(block.res1, attrs)
-        kind = "attention_block_heads" if self.schedule.kv_per_head else "attention_block"
         attrs = {key: attrs[key] for key in OPS[kind].attrs}
         x1 = self.tensor(f"{p}_res1", (tokens, dim), alias_of=x if self.schedule.overwrite_tokens else None)
         buffers: tuple[str, ...]
-        if self.schedule.kv_per_head:
+        if kind != "attention_block":  # one head's K and V at a time, every token's context
             head_dim = dim // attn.heads
             buffers = (self.scratch(f"{p}_k_head", tokens * head_dim), self.scratch(f"{p}_v_head", tokens * head_dim),
                        self.scratch(f"{p}_context", tokens * dim))  # fmt: skip
@@ -193,9 +194,6 @@ class Schedule:
     decompose_patch_embed: bool  # patch rows embedded one at a time over the image rows already consumed
     full_scores: bool = False  # keep the heads x N x N score matrix, as a layer-by-layer interpreter does
     stream_input: bool = False  # the image arrives one patch row at a time (serial): only that strip is held
-    # Fused attention keeps K and V for all heads, or one head's at a time plus every token's context
-    # (smaller when heads > 2); None: whichever gives the smaller plan for the model (the planner decides).
-    kv_per_head: bool | None = None
 
 
 # Runnable schedules; the ablation ladder is naive -> integrated -> blocks -> fused, one technique per step.
@@ -210,21 +208,33 @@ SCHEDULES: dict[str, Schedule] = {
 }
 
 
-def lower(model: QViT, name: str = "model", schedule: str = "fused") -> Graph:
-    """The graph of `model` under a named schedule (SCHEDULES); verified."""
+# The fused attention half's op kinds: K and V for all heads; one head's at a time plus every token's context
+# (smaller when heads > 2); the same normalising once per token (faster, tokens x width more scratch).
+ATTENTION_KINDS = ("attention_block", "attention_block_heads", "attention_block_heads_once")
+Attention = str | Sequence[str] | None
+
+
+def lower(model: QViT, name: str = "model", schedule: str = "fused", attention: Attention = None) -> Graph:
+    """The graph of `model` under a named schedule (SCHEDULES); verified. `attention` (fused schedules): the
+    attention op kind of every block, or one per block; None: the least memory, K and V per head or for all heads
+    (all heads on a tie: less work). `mcuformer.codegen.variants` chooses per block for speed."""
     if schedule not in SCHEDULES:
         raise IRError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
     options = SCHEDULES[schedule]
-    if not options.fuse_blocks or options.kv_per_head is not None:
-        return _lower(model, name, schedule, options)
-    # K and V per head or for all heads: whichever the planner finds smaller (all heads on a tie: less work).
+    depth = len(model.blocks)
+    if attention is not None or not options.fuse_blocks:
+        kinds = (attention,) * depth if attention is None or isinstance(attention, str) else tuple(attention)
+        unknown = set(kinds) - set(ATTENTION_KINDS) - {None}
+        if unknown or len(kinds) != depth:
+            raise IRError(f"attention kinds {kinds} for {depth} blocks; each one of {', '.join(ATTENTION_KINDS)}")
+        return _lower(model, name, schedule, options, kinds)
     from mcuformer.codegen.planner import plan_memory
 
-    graphs = [_lower(model, name, schedule, replace(options, kv_per_head=per_head)) for per_head in (False, True)]
+    graphs = [_lower(model, name, schedule, options, (kind,) * depth) for kind in ATTENTION_KINDS[:2]]
     return min(graphs, key=lambda graph: plan_memory(graph).arena_bytes)
 
 
-def _lower(model: QViT, name: str, schedule: str, options: Schedule) -> Graph:
+def _lower(model: QViT, name: str, schedule: str, options: Schedule, attention: Sequence[str | None]) -> Graph:
     arch = model.arch
     graph = Graph(name)
     b = _Builder(graph, options)
@@ -267,7 +277,8 @@ def _lower(model: QViT, name: str, schedule: str, options: Schedule) -> Graph:
         graph.add_op(Op("cls_token", "copy", (graph.add_const("cls_row", model.cls_row),), cls_slot))
     x = tokens
     for index, block in enumerate(model.blocks):
-        x = b.fused_block(index, x, block) if options.fuse_blocks else b.block(index, x, block)
+        kind = attention[index] or "attention_block"
+        x = b.fused_block(index, x, block, kind) if options.fuse_blocks else b.block(index, x, block)
     if model.pool is None:
         pooled = b.tensor("pooled", (dim,), alias_of=x, offset=0)  # the class token row, no copy
         x_for_norm = pooled
@@ -282,6 +293,6 @@ def _lower(model: QViT, name: str, schedule: str, options: Schedule) -> Graph:
     graph.meta = {"arch": arch.to_dict(), "logits_scale": model.logits.scale,
                   "logits_zero_point": model.logits.zero_point, "schedule": schedule,
                   "image_shape": image_shape, "stream_rows": arch.grid if options.stream_input else 0,
-                  "kv_per_head": bool(options.kv_per_head)}  # fmt: skip
+                  "attention": [op.kind for op in graph.ops if op.kind in ATTENTION_KINDS]}  # fmt: skip
     verify(graph)
     return graph

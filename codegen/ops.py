@@ -301,6 +301,8 @@ _PATCH_EMBED_ARGS = ("&dims", "&params", "&quant", "image", "weight", "bias")
 # The fused kernels call these kernels, and in the DSP variant its support files (mcf_dsp_*.c: one copy of the
 # helpers they share; code units, not symbols).
 _FUSED_LINKS = ("mcf_layernorm_s8", "mcf_linear_s8", "mcf_add_s8", "mcf_dsp_block", "mcf_dsp_fused")
+# The per-head kernels' DSP body is a support file of its own (one copy for both of them).
+_HEADS_LINKS = ("mcf_attention_row_s8", "mcf_softmax_s8", *_FUSED_LINKS, "mcf_dsp_heads")
 _ATTENTION_BLOCK_STRUCTS = (
     _dims("mcf_attention_block_dims"),
     Struct("params", "mcf_attention_block_params", _attention_block_params),
@@ -376,7 +378,16 @@ OPS: dict[str, OpKind] = {
         args=("&dims", "&params", "out", "scratch0", "scratch1", "scratch2", "scratch3"),  # K, V, context, scratch
         structs=_ATTENTION_BLOCK_STRUCTS, shapes=_block_shapes, dims=_attention_block_dims,
         macs=_attention_block_macs, scratch=scratch.attention_block_heads_scratch_bytes,
-        links=("mcf_attention_row_s8", "mcf_softmax_s8", *_FUSED_LINKS), in_place_block=True,
+        links=_HEADS_LINKS, in_place_block=True,
+    ),
+    # Per head, normalising once: norm1 (and the qkv V factor) once per token, not once per head and token, for
+    # tokens x width more scratch (the speed side of the planner's trade; mcf_attention_block_heads_once_s8).
+    "attention_block_heads_once": OpKind(
+        roles=_ATTENTION_BLOCK_ROLES, attrs=_ATTENTION_BLOCK_ATTRS, kernel="mcf_attention_block_heads_once_s8",
+        args=("&dims", "&params", "out", "scratch0", "scratch1", "scratch2", "scratch3"),  # K, V, context, scratch
+        structs=_ATTENTION_BLOCK_STRUCTS, shapes=_block_shapes, dims=_attention_block_dims,
+        macs=_attention_block_macs, scratch=scratch.attention_block_heads_once_scratch_bytes,
+        links=(*_HEADS_LINKS, "mcf_attention_block_heads_s8_get_buffer_size"), in_place_block=True,
     ),
     "mlp_block": OpKind(
         roles=_MLP_BLOCK_ROLES, attrs=_MLP_BLOCK_ATTRS, kernel="mcf_mlp_block_s8",

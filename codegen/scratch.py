@@ -84,6 +84,16 @@ def attention_block_heads_scratch_bytes(tokens: int, channels: int, heads: int, 
     return _align4(max(channels + qkv_rank + channels // heads + tokens, proj_rank + channels))
 
 
+def attention_block_heads_once_scratch_bytes(tokens: int, channels: int, heads: int, qkv_rank: int = 0,
+                                             proj_rank: int = 0) -> int:  # fmt: skip
+    """mcf_attention_block_heads_once_s8_get_buffer_size: the per-head scratch, plus from BLOCK_MIN_TOKENS tokens
+    on every token's normalised input (tokens x (qkv_rank or d) bytes)."""
+    heads_part = attention_block_heads_scratch_bytes(tokens, channels, heads, qkv_rank, proj_rank)
+    if tokens < BLOCK_MIN_TOKENS:
+        return heads_part
+    return _checked(heads_part + tokens * (qkv_rank or channels), "attention block")
+
+
 def mlp_block_scratch_bytes(tokens: int, channels: int, hidden: int, fc1_rank: int = 0, fc2_rank: int = 0) -> int:
     """mcf_mlp_block_s8_get_buffer_size; ranks 0 mean full rank (no V factor).
 

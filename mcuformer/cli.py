@@ -12,6 +12,7 @@ from mcuformer.boards import DEFAULT_BOARD, EMULATOR_BOARD
 from mcuformer.errors import McuformerError
 
 if TYPE_CHECKING:
+    from mcuformer.codegen.compiler import Budgets
     from mcuformer.search.run import SearchConfig
     from mcuformer.train import TrainConfig
 
@@ -44,6 +45,15 @@ def _latency(text: str) -> str:
     except McuformerError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return text
+
+
+def _add_budget_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--optimize", choices=("speed", "memory"), default="speed",
+                   help="speed (default): the fastest plan whose SRAM and flash fit the budgets (per block, the "
+                   "attention kernel that normalises once costs tokens x width bytes more); memory: the least "
+                   "SRAM")  # fmt: skip
+    p.add_argument("--sram", help="SRAM budget, e.g. 64KB (default: the board's)")
+    p.add_argument("--flash", help="flash budget, e.g. 128KB (default: the board's)")
 
 
 def _count(text: str) -> int:
@@ -137,6 +147,15 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
         raise McuformerError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _budgets(args: argparse.Namespace) -> Budgets:
+    """--optimize, --sram and --flash (sizes as in `search --budget`); budgets beyond the board's are refused."""
+    from mcuformer.codegen.compiler import Budgets
+    from mcuformer.search.cost import parse_size
+
+    return Budgets(args.optimize, None if args.sram is None else parse_size(args.sram),
+                   None if args.flash is None else parse_size(args.flash))  # fmt: skip
+
+
 def cmd_compile(args: argparse.Namespace) -> None:
     from mcuformer.boards import load_board
     from mcuformer.codegen.compiler import compile_model
@@ -152,14 +171,17 @@ def cmd_compile(args: argparse.Namespace) -> None:
         out = Path(args.out or f"build/{model.stem}")
         compiled = compile_onnx(model, board, out, calib=args.calib, calib_dir=args.data_dir,
                                 calib_images=args.calib_images, pixel_mean=_floats(args.pixel_mean),
-                                pixel_std=_floats(args.pixel_std), name=args.name, schedule=args.schedule)  # fmt: skip
+                                pixel_std=_floats(args.pixel_std), name=args.name, schedule=args.schedule,
+                                budgets=_budgets(args))  # fmt: skip
     else:
         out = Path(args.out or f"build/{model.resolve().parent.name}")
-        compiled = compile_model(args.model, board, out, name=args.name, schedule=args.schedule)
+        compiled = compile_model(args.model, board, out, name=args.name, schedule=args.schedule,
+                                 budgets=_budgets(args))  # fmt: skip
     project = write_build_project(out, board)
     print(compiled.report.summary())
     if args.verbose:
         print(compiled.report.op_table())
+        print((out / "plan_trade.md").read_text(), end="")
     print(f"wrote {out}/src (C), {out}/memory_report.json, {project} (PlatformIO)")
 
 
@@ -175,16 +197,15 @@ def cmd_plan(args: argparse.Namespace) -> None:
     from mcuformer.boards import load_board
     from mcuformer.codegen.compiler import plan_target
     from mcuformer.codegen.plan_plot import plot_plan
-    from mcuformer.codegen.planner import plan_memory
-    from mcuformer.codegen.report import memory_report
+    from mcuformer.codegen.variants import trade_table
 
-    graph, name = plan_target(args.target, args.schedule)
-    plan = plan_memory(graph)
-    report = memory_report(graph, plan, load_board(args.board))
-    print(report.op_table())
-    print(report.summary())
+    choice, name = plan_target(args.target, load_board(args.board), args.schedule, _budgets(args))
+    chosen = choice.chosen
+    print(chosen.report.op_table())
+    print(chosen.report.summary())
+    print(trade_table(choice))
     plot = Path(args.plot or f"{Path(name).stem}_plan.png")
-    plot_plan(plan, plot, f"{name} on {args.board}: arena {plan.arena_bytes:,} B")
+    plot_plan(chosen.plan, plot, f"{name} on {args.board}: arena {chosen.plan.arena_bytes:,} B")
     print(f"wrote {plot}")
 
 
@@ -365,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="model name in the generated C")
     p.add_argument("-v", "--verbose", action="store_true", help="print the per-op memory table")
     p.add_argument("--schedule", choices=SCHEDULE_NAMES, default="fused", help=SCHEDULE_HELP)
+    _add_budget_args(p)
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser(
@@ -403,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--board", default=DEFAULT_BOARD, help="board whose budget the report compares with")
     p.add_argument("--plot", help="timeline plot file, .png or .svg (default <name>_plan.png)")
     p.add_argument("--schedule", choices=SCHEDULE_NAMES, default="fused", help=SCHEDULE_HELP)
+    _add_budget_args(p)
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser(
@@ -456,8 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also finetune and quantize the random-search winner (out/random/model.pt)")  # fmt: skip
     p.add_argument("--supernet-from", metavar="RUN", help="reuse the trained supernet of a finished search over the "
                    "same space (train once under the loosest budget, then search each budget)")  # fmt: skip
-    p.add_argument("--retrain", action="store_true", help="train the winner from scratch at the training recipe "
-                   "for as many epochs as supernet and finish together, instead of finetuning inherited weights")  # fmt: skip
+    p.add_argument("--retrain", action="store_true", help="train the winner from scratch at the training "
+                   "recipe for as many epochs as supernet and finish together, instead of finetuning inherited "
+                   "weights")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_search)
 

@@ -89,9 +89,11 @@ class Constraints:
     def cost(self, arch: ArchConfig) -> Cost:
         cached = self._cache.get(arch)
         if cached is None:
-            from mcuformer.codegen.compiler import plan_arch  # the compiler is heavy; import on first use
+            from mcuformer.codegen.compiler import Budgets, plan_arch  # the compiler is heavy; import on first use
 
-            report = plan_arch(arch, self.board, schedule=self.schedule)
+            # The fastest plan within the budgets: what `compile --sram --flash` with them emits.
+            budgets = Budgets(sram=self.sram_budget, flash=self.flash_budget)
+            report = plan_arch(arch, self.board, schedule=self.schedule, budgets=budgets)
             instructions = report.predicted_instructions
             if instructions is None:
                 raise BudgetError("the instruction cost model is missing: python benchmarks/calibrate_cost.py")

@@ -127,7 +127,7 @@ def test_every_schedule_is_bit_exact_on_random_architectures(seed, tmp_path):
     from test_codegen_plan import _random_arch
 
     from mcuformer.codegen.emit import write_sources
-    from mcuformer.codegen.lower import SCHEDULES, _lower, lower
+    from mcuformer.codegen.lower import ATTENTION_KINDS, SCHEDULES, lower
     from mcuformer.codegen.planner import plan_memory
     from mcuformer.quant.ptq import quantize_model
 
@@ -139,9 +139,10 @@ def test_every_schedule_is_bit_exact_on_random_architectures(seed, tmp_path):
     qmodel = quantize_model(model, calibrate(model, torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255))
     expected = reference.predict(qmodel, images)
     graphs = {schedule: lower(qmodel, "m", schedule) for schedule in SCHEDULES}
-    for per_head in (False, True):  # both attention kernels, whichever the planner would pick
-        graphs[f"kv_per_head={per_head}"] = _lower(qmodel, "m", "fused", replace(SCHEDULES["fused"],
-                                                                                  kv_per_head=per_head))  # fmt: skip
+    for kind in ATTENTION_KINDS:  # every attention kernel, whichever the planner would pick
+        graphs[kind] = lower(qmodel, "m", "fused", kind)
+    # One kind per block, mixed (what the speed plan may choose)
+    graphs["mixed"] = lower(qmodel, "m", "fused", [ATTENTION_KINDS[i % 3] for i in range(arch.depth)])
     for schedule, graph in graphs.items():
         build = tmp_path / schedule
         write_sources(graph, plan_memory(graph), build / "src")
@@ -154,21 +155,22 @@ def test_host_runs_check_every_scratch_against_the_kernels_own_size(tmp_path):
 
     from mcuformer.arch import PRESETS
     from mcuformer.codegen.emit import write_sources
-    from mcuformer.codegen.lower import SCHEDULES, _lower
+    from mcuformer.codegen.lower import ATTENTION_KINDS, lower
     from mcuformer.codegen.planner import plan_memory
     from mcuformer.errors import McuformerError
     from mcuformer.quant.placeholder import placeholder_qvit
 
     arch = PRESETS["micro"]
     image = np.zeros((1, arch.image_size, arch.image_size, arch.channels), np.int8)
-    kinds = ("mlp_block", "patch_embed_rows")
-    variants = [(False, "attention_block"), (True, "attention_block_heads")] + [(False, k) for k in kinds]
-    for per_head, kind in variants:
-        graph = _lower(placeholder_qvit(arch), "m", "fused", replace(SCHEDULES["fused"], kv_per_head=per_head))
+    variants = [(kind, kind) for kind in ATTENTION_KINDS] + [
+        ("attention_block", k) for k in ("mlp_block", "patch_embed_rows")
+    ]
+    for attention, kind in variants:
+        graph = lower(placeholder_qvit(arch), "m", "fused", attention)
         op = next(op for op in graph.ops if op.kind == kind)
         spec = graph.tensors[op.scratch[-1]]
         graph.tensors[spec.name] = replace(spec, shape=(spec.shape[0] + 4,))  # 4 bytes too many: still refused
-        build = tmp_path / f"{kind}_{per_head}"
+        build = tmp_path / f"{kind}_{attention}"
         write_sources(graph, plan_memory(graph), build / "src")
         with pytest.raises(McuformerError, match="mcf_model_run failed"):
             run_host(build_host_runner(build), image, arch.num_classes)

@@ -37,7 +37,12 @@ from kernel_ctypes import (
 
 from mcuformer.arch import PRESETS, ArchConfig, LayerRanks
 from mcuformer.codegen.host_build import KERNEL_INCLUDE, compile_host, kernel_sources
-from mcuformer.codegen.scratch import attention_block_scratch_bytes, mlp_block_scratch_bytes
+from mcuformer.codegen.scratch import (
+    attention_block_heads_once_scratch_bytes,
+    attention_block_heads_scratch_bytes,
+    attention_block_scratch_bytes,
+    mlp_block_scratch_bytes,
+)
 from mcuformer.firmware import KERNELS_DIR
 from mcuformer.model import VisionTransformer
 from mcuformer.quant import ops, reference, spec
@@ -576,6 +581,15 @@ def test_buffer_sizes_match_python(lib: ctypes.CDLL) -> None:
         except ValueError:
             py_attn = 0
         assert c_attn == py_attn, a_dims
+        for c_size, py_size in (
+            (lib.mcf_attention_block_heads_s8_get_buffer_size, attention_block_heads_scratch_bytes),
+            (lib.mcf_attention_block_heads_once_s8_get_buffer_size, attention_block_heads_once_scratch_bytes),
+        ):
+            try:
+                expected = py_size(*a_dims)
+            except ValueError:
+                expected = 0
+            assert c_size(ref(AttentionBlockDims(*a_dims))) == expected, (py_size.__name__, a_dims)
         m_dims = (tokens, channels, hidden, ranks[2], ranks[3])
         c_mlp = lib.mcf_mlp_block_s8_get_buffer_size(ref(MlpBlockDims(*m_dims)))
         try:
@@ -587,6 +601,13 @@ def test_buffer_sizes_match_python(lib: ctypes.CDLL) -> None:
             assert size % 4 == 0
     assert lib.mcf_attention_block_s8_get_buffer_size(None) == 0
     assert lib.mcf_mlp_block_s8_get_buffer_size(None) == 0
+    assert lib.mcf_attention_block_heads_once_s8_get_buffer_size(None) == 0
+    # The normalised copy of every token is what the once kernel adds (from 16 tokens on; one token at a time none).
+    dims = (50, 48, 3, 0, 0)
+    assert attention_block_heads_once_scratch_bytes(*dims) == attention_block_heads_scratch_bytes(*dims) + 50 * 48
+    assert attention_block_heads_once_scratch_bytes(10, 48, 3, 8, 0) == attention_block_heads_scratch_bytes(
+        10, 48, 3, 8
+    )
     huge = 2**31 - 1
     assert lib.mcf_attention_block_s8_get_buffer_size(ref(AttentionBlockDims(huge, huge, 1, 0, 0))) == 0
     assert lib.mcf_mlp_block_s8_get_buffer_size(ref(MlpBlockDims(1, huge, huge, 0, 0))) == 0

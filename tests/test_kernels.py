@@ -602,6 +602,7 @@ def test_kernel_sources_layout() -> None:
          "mcf_attention_s8", "mcf_attention_s8_get_buffer_size", "mcf_mean_pool_s8", "mcf_copy_s8",
          "mcf_attention_row_s8", "mcf_attention_block_s8", "mcf_attention_block_s8_get_buffer_size",
          "mcf_attention_block_heads_s8", "mcf_attention_block_heads_s8_get_buffer_size",
+         "mcf_attention_block_heads_once_s8", "mcf_attention_block_heads_once_s8_get_buffer_size",
          "mcf_mlp_block_s8", "mcf_mlp_block_s8_get_buffer_size", "mcf_patch_embed_rows_s8",
          "mcf_patch_embed_rows_s8_get_buffer_size"]
     )  # fmt: skip

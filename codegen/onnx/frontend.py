@@ -16,7 +16,7 @@ from onnx.reference import ReferenceEvaluator
 from mcuformer.arch import ArchConfig, ArchError, LayerRanks
 from mcuformer.boards import Board
 from mcuformer.checkpoint import DatasetMeta, ModelFile, save_model
-from mcuformer.codegen.compiler import DEFAULT_SCHEDULE, CompiledModel, compile_model
+from mcuformer.codegen.compiler import DEFAULT_BUDGETS, DEFAULT_SCHEDULE, Budgets, CompiledModel, compile_model
 from mcuformer.codegen.onnx import metadata
 from mcuformer.codegen.onnx.errors import MatchError, OnnxImportError
 from mcuformer.codegen.onnx.graph import OnnxGraph, load_graph
@@ -229,6 +229,7 @@ def compile_onnx(
     name: str | None = None,
     schedule: str = DEFAULT_SCHEDULE,
     enforce_budget: bool = True,
+    budgets: Budgets = DEFAULT_BUDGETS,
 ) -> CompiledModel:
     """`mcuformer compile model.onnx`: import, write out_dir/model.pt, then the model.pt compile path."""
     out = Path(out_dir)
@@ -236,4 +237,4 @@ def compile_onnx(
     out.mkdir(parents=True, exist_ok=True)
     save_model(model_file, out / "model.pt")
     return compile_model(out / "model.pt", board, out, name=name, enforce_budget=enforce_budget,
-                         schedule=schedule)  # fmt: skip
+                         schedule=schedule, budgets=budgets)  # fmt: skip

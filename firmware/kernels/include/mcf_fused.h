@@ -154,6 +154,21 @@ mcf_status mcf_attention_block_heads_s8(const mcf_attention_block_dims *dims,
                                         const mcf_attention_block_params *params, int8_t *x, int8_t *k_head,
                                         int8_t *v_head, int8_t *context, void *scratch);
 
+/* Bytes of scratch mcf_attention_block_heads_once_s8 needs (0 if dims is NULL or invalid, or the size exceeds
+ * int32): mcf_attention_block_heads_s8_get_buffer_size(dims), plus, from MCF_FUSED_BLOCK_MIN_TOKENS tokens
+ * on, tokens * (qkv_rank > 0 ? qkv_rank : d) for the normalised input of every token, rounded up to a
+ * multiple of 4. Mirror: mcuformer.codegen.scratch.attention_block_heads_once_scratch_bytes. */
+int32_t mcf_attention_block_heads_once_s8_get_buffer_size(const mcf_attention_block_dims *dims);
+
+/* mcf_attention_block_heads_s8 that normalises once: the DSP kernel runs norm1 (and the qkv V factor) once
+ * per token into its scratch instead of once per head and token, (heads - 1) LayerNorms per token fewer for
+ * tokens x width more bytes of scratch (the planner's speed-for-memory trade). Same arguments, contract and
+ * results, bit for bit; the portable kernel computes exactly as mcf_attention_block_heads_s8. scratch:
+ * mcf_attention_block_heads_once_s8_get_buffer_size(dims) bytes, any alignment. */
+mcf_status mcf_attention_block_heads_once_s8(const mcf_attention_block_dims *dims,
+                                             const mcf_attention_block_params *params, int8_t *x,
+                                             int8_t *k_head, int8_t *v_head, int8_t *context, void *scratch);
+
 /* Bytes of scratch mcf_mlp_block_s8 needs (0 if dims is NULL or invalid, or the size exceeds int32).
  * With d = channels, the per-token chain is c = [d (norm2), fc1_rank (if > 0), hidden (fc1, GELU in
  * place), fc2_rank (if > 0), d (fc2)], laid out as for attention: the scratch is max_i (c[i] + c[i + 1]),

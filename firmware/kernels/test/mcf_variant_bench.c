@@ -181,6 +181,11 @@ static void bench_blocks(int32_t tokens, int32_t channels, int32_t heads, int32_
     (void)mcf_attention_block_heads_s8(&att_dims, &att, out_ref, kv_var[0], kv_var[1], in_b, scratch_var);
     var = ticks() - start;
     bench_line("attention_block_heads", shape, macs, ref, var, 1);
+    start = ticks();
+    (void)mcf_attention_block_heads_once_s8(&att_dims, &att, out_ref, kv_var[0], kv_var[1], in_b,
+                                            scratch_var);
+    var = ticks() - start;
+    bench_line("attention_block_heads_once", shape, macs, ref, var, 1);
 }
 
 /* Element-wise and row ops: "MACs" is the element count, so the per-MAC columns read as per element. */

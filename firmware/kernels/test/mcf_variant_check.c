@@ -264,21 +264,26 @@ static void check_attention_block(int cases) {
     checked("attention_block", cases);
 }
 
-/* x, and the context rows (proj's input); k_head and v_head hold each variant's own layout afterwards. */
-static void check_attention_block_heads(int cases) {
+/* x, and the context rows (proj's input); k_head and v_head hold each variant's own layout afterwards. Both
+ * per-head kernels (normalising once per head or once per token) against the portable per-head kernel. */
+static void check_attention_block_heads(int cases, int once) {
+    const char *name = once ? "attention_block_heads_once" : "attention_block_heads";
     for (int i = 0; i < cases; i++) {
         mcf_attention_block_params params;
         const mcf_attention_block_dims dims = rnd_attention_block(&params);
         const mcf_status r = ref_mcf_attention_block_heads_s8(&dims, &params, out_ref, kv_ref[0], kv_ref[1],
                                                               in_c, scratch_ref);
-        const mcf_status v = mcf_attention_block_heads_s8(&dims, &params, out_var, kv_var[0], kv_var[1], in_b,
-                                                          scratch_var + i % 4);
-        compare("attention_block_heads", i, r, v, dims.tokens * dims.channels);
+        const mcf_status v = once ? mcf_attention_block_heads_once_s8(&dims, &params, out_var, kv_var[0],
+                                                                      kv_var[1], in_b, scratch_var + i % 4)
+                                  : mcf_attention_block_heads_s8(&dims, &params, out_var, kv_var[0],
+                                                                 kv_var[1], in_b, scratch_var + i % 4);
+        compare(name, i, r, v, dims.tokens * dims.channels);
         if (r == MCF_OK && memcmp(in_c, in_b, (size_t)(dims.tokens * dims.channels)) != 0) {
-            compare("attention_block_heads_context", i, MCF_OK, MCF_ERR_ARG, 0);
+            compare(once ? "attention_block_heads_once_context" : "attention_block_heads_context", i, MCF_OK,
+                    MCF_ERR_ARG, 0);
         }
     }
-    checked("attention_block_heads", cases);
+    checked(name, cases);
 }
 
 static void check_row_ops(int cases) {
@@ -392,6 +397,7 @@ int run_checks(void) {
     check_row_ops(300);
     check_mlp_block(120);
     check_attention_block(120);
-    check_attention_block_heads(120);
+    check_attention_block_heads(120, 0);
+    check_attention_block_heads(120, 1);
     return mismatches;
 }

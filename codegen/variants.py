@@ -1,0 +1,155 @@
+"""The planner's speed-for-memory trade: which attention kernel each fused block runs.
+
+The kernels offer per block (lower.ATTENTION_KINDS): K and V for all heads; one head's at a time (the least memory
+when heads > 2); one head's at a time normalising once per token (fewer instructions, tokens x width more
+scratch). Every option has an exact plan (the planner's arena, the flash of its constants and linked kernels) and
+predicted instructions (the board's cost model), so the choice is a small exact optimisation:
+
+- `memory`: the least peak SRAM, as the compiler always planned before (all blocks per head, or all for all
+  heads, whichever plans smaller; all heads on a tie);
+- `speed`: the fewest predicted instructions whose SRAM and flash fit the budgets, the least SRAM among equals.
+
+Peak SRAM is a maximum over ops, and the ops of one block only see that block's choice beside buffers every
+option shares, so for each set of kernels linked (flash: code is linked once per kind) and each SRAM level a
+block may reach, the fastest option of every block that stays within that level gives one candidate. Candidates
+are tried fastest first through the real lowering and planner, and the first that fits is the plan: what
+`compile` emits and what `plan_arch` (the search's constraint) promises, to the byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from itertools import combinations
+
+from mcuformer.boards import Board
+from mcuformer.codegen.cost_model import MODEL_FILE as COST_MODEL_FILE
+from mcuformer.codegen.cost_model import load_cost_model
+from mcuformer.codegen.ir import Graph
+from mcuformer.codegen.lower import ATTENTION_KINDS, SCHEDULES, lower
+from mcuformer.codegen.planner import MemoryPlan, plan_memory
+from mcuformer.codegen.report import MemoryReport, memory_report
+from mcuformer.codegen.scratch import BLOCK_MIN_TOKENS
+from mcuformer.errors import McuformerError
+from mcuformer.quant.qmodel import QViT
+
+OPTIMIZE = ("speed", "memory")
+MAX_TRIES = 8  # candidates planned for real before settling for the memory plan (fragmentation is rare)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One lowering with its plan and report."""
+
+    graph: Graph
+    plan: MemoryPlan
+    report: MemoryReport
+
+    @property
+    def attention(self) -> tuple[str, ...]:
+        return tuple(self.graph.meta.get("attention", ()))
+
+    def fits(self, sram_budget: int, flash_budget: int) -> bool:
+        return self.report.sram_bytes <= sram_budget and self.report.flash_bytes <= flash_budget
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The chosen plan and the memory plan it was weighed against (the trade table's two rows)."""
+
+    chosen: Planned
+    memory: Planned
+    optimize: str
+    sram_budget: int
+    flash_budget: int
+
+    def with_report_budgets(self) -> Choice:
+        """The same plans, their reports measured against this choice's budgets (not the board's)."""
+
+        def rebudget(p: Planned) -> Planned:
+            report = replace(p.report, sram_budget=self.sram_budget, flash_budget=self.flash_budget)
+            return Planned(p.graph, p.plan, report)
+
+        memory = rebudget(self.memory)
+        chosen = memory if self.chosen is self.memory else rebudget(self.chosen)
+        return replace(self, chosen=chosen, memory=memory)
+
+
+def _planned(model: QViT, name: str, schedule: str, board: Board, attention: str | tuple[str, ...] | None) -> Planned:
+    graph = lower(model, name, schedule, attention)
+    plan = plan_memory(graph)
+    return Planned(graph, plan, memory_report(graph, plan, board))
+
+
+def choose_plan(
+    model: QViT,
+    name: str,
+    board: Board,
+    schedule: str = "fused",
+    optimize: str = "speed",
+    sram_budget: int | None = None,
+    flash_budget: int | None = None,
+) -> Choice:
+    """The plan `compile` emits for `model` on `board` (budgets default to the board's)."""
+    if optimize not in OPTIMIZE:
+        raise McuformerError(f"unknown --optimize {optimize!r}: use speed or memory")
+    sram_budget = board.sram_bytes if sram_budget is None else sram_budget
+    flash_budget = board.flash_bytes if flash_budget is None else flash_budget
+    if sram_budget > board.sram_bytes or flash_budget > board.flash_bytes:
+        raise McuformerError(f"budgets of {sram_budget:,} B SRAM and {flash_budget:,} B flash exceed the "
+                             f"{board.name}'s {board.sram_bytes:,} B and {board.flash_bytes:,} B: give smaller "
+                             "ones")  # fmt: skip
+    memory = _planned(model, name, schedule, board, None)
+    choice = Choice(memory, memory, optimize, sram_budget, flash_budget)
+    if optimize == "memory" or not SCHEDULES[schedule].fuse_blocks or not COST_MODEL_FILE.is_file():
+        return choice
+    cost_model = load_cost_model(board.kernels)
+    uniform = {kind: _planned(model, name, schedule, board, kind) for kind in ATTENTION_KINDS}
+    if not all(cost_model.covers(p.graph) for p in uniform.values()):
+        return choice  # a kernel the cost model has no data for: nothing to weigh
+    first = uniform[ATTENTION_KINDS[0]]
+    blocks = [i for i, op in enumerate(first.graph.ops) if op.kind in ATTENTION_KINDS]
+    # Per block and kind: the live bytes at its attention op and its instructions; the rest is shared.
+    live = {k: [p.plan.live_bytes[i] for i in blocks] for k, p in uniform.items()}
+    work = {k: [cost_model.op_instructions(p.graph, p.graph.ops[i]) for i in blocks] for k, p in uniform.items()}
+    shared_peak = max((v for i, v in enumerate(first.plan.live_bytes) if i not in blocks), default=0)
+    tokens = first.graph.shape(first.graph.ops[blocks[0]].inputs[0])[0] if blocks else 0
+    # Normalising once saves nothing where the kernel runs one token at a time.
+    offered = ATTENTION_KINDS if tokens >= BLOCK_MIN_TOKENS else ATTENTION_KINDS[:2]
+    candidates: dict[tuple[str, ...], float] = {}
+    for size in range(1, len(offered) + 1):
+        for kinds in combinations(offered, size):
+            for level in sorted({shared_peak, *(v for k in kinds for v in live[k])}):
+                pick = []
+                for b in range(len(blocks)):
+                    within = [k for k in kinds if live[k][b] <= level]
+                    if not within:
+                        break
+                    pick.append(min(within, key=lambda k, b=b: (work[k][b], live[k][b])))  # type: ignore[misc]
+                else:
+                    candidates.setdefault(tuple(pick), sum(work[k][b] for b, k in enumerate(pick)))
+    for kinds, _ in sorted(candidates.items(), key=lambda item: item[1])[:MAX_TRIES]:
+        planned = uniform[kinds[0]] if len(set(kinds)) == 1 else _planned(model, name, schedule, board, kinds)
+        if planned.fits(sram_budget, flash_budget):
+            better = (planned.report.predicted_instructions or 0) < (memory.report.predicted_instructions or 0)
+            return Choice(planned if better else memory, memory, optimize, sram_budget, flash_budget)
+    return choice
+
+
+def trade_table(choice: Choice) -> str:
+    """Memory mode against speed mode: SRAM, flash and predicted instructions, and the budgets' headroom."""
+    rows = [("memory", choice.memory)]
+    if choice.optimize == "speed":
+        rows.append(("speed", choice.chosen))
+    lines = [
+        "| plan | attention per block | peak SRAM | flash | predicted instructions | SRAM headroom | flash headroom |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, planned in rows:
+        r = planned.report
+        kinds = ", ".join(k.removeprefix("attention_block").lstrip("_") or "all heads" for k in planned.attention)
+        instructions = f"{r.predicted_instructions:,}" if r.predicted_instructions is not None else "-"
+        mark = " (chosen)" if label == choice.optimize else ""
+        lines.append(f"| {label}{mark} | {kinds or '-'} | {r.sram_bytes:,} B | {r.flash_bytes:,} B | "
+                     f"{instructions} | {choice.sram_budget - r.sram_bytes:,} B | "
+                     f"{choice.flash_budget - r.flash_bytes:,} B |")  # fmt: skip
+    return "\n".join(lines)
