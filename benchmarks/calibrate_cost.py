@@ -5,7 +5,8 @@
 A spread of architectures (the reference models and random members of the stm32f746 search spaces: 4x4 and 7x7
 patches, 16 to 96 wide, 1 to 6 deep, low rank or not, class token or mean pool) gets a randomly initialised ViT,
 calibrated on 64 Fashion-MNIST training images (instruction counts depend on shapes, barely on weight values),
-compiled for qemu-m7 (every one fused, every third also layer by layer and streamed) and profiled once per
+compiled for qemu-m7 (every one fused, every third also layer by layer and streamed, every other also with the
+attention kernel that normalises once in every block) and profiled once per
 kernel variant (`mcuformer profile`: per-op instructions under
 `-icount`, resolution 40). Each op kind's coefficients are fitted on every op of every model
 (`cost_model.fit_kind`). Every fourth model is held out of a first fit and predicted from the rest: that error is
@@ -26,7 +27,7 @@ import torch
 
 from mcuformer.arch import PRESETS, ArchConfig, LayerRanks
 from mcuformer.checkpoint import DatasetMeta, ModelFile, load_model, save_model
-from mcuformer.codegen.compiler import compile_model, graph_for_arch
+from mcuformer.codegen.compiler import Budgets, compile_model, graph_for_arch
 from mcuformer.codegen.cost_model import MODEL_FILE, CostModel, fit_kind, op_features
 from mcuformer.data import load_dataset, pixels_to_tensor
 from mcuformer.model import VisionTransformer
@@ -41,6 +42,13 @@ BOARD = "qemu-m7"
 # Every architecture is profiled as compiled by default (fused); every third also layer by layer and streamed, so
 # the kinds only those schedules emit (attention, multi-row linears, GELU tables, streamed patch rows) are covered.
 EXTRA_SCHEDULES = ("layer", "stream")
+# Builds whose every block runs the attention kernel that normalises once (the speed plan's option; the default
+# memory plan never picks it), on every other architecture: label -> (schedule, attention kind).
+ONCE = "fused-once"
+LOWERINGS: dict[str, tuple[str, str | None]] = {
+    "fused": ("fused", None), "layer": ("layer", None), "stream": ("stream", None),
+    ONCE: ("fused", "attention_block_heads_once"),
+}  # fmt: skip
 # Short sequences (fewer than 16 tokens), where the fused DSP blocks take their one-token path: small images, large
 # patches (tiny models and the small boards' spaces).
 SHORT = space_from_dict({"image_sizes": [14, 28], "patch_sizes": [7, 14], "embed_dims": [16, 32, 48],
@@ -69,11 +77,13 @@ def spread(count: int, seed: int) -> list[ArchConfig]:
     return archs
 
 
-def profile_build_counts(index: int, arch: ArchConfig, schedule: str, work: Path) -> dict[str, list[float]]:
-    """Per variant: the measured instructions of every op of the architecture compiled under `schedule`, in op
-    order. Cached in work/arch<index>-<schedule>.json (counts only: features are recomputed from the graph, so a
-    change of features needs no new runs)."""
-    cache = work / f"arch{index:02d}-{schedule}.json"
+def profile_build_counts(index: int, arch: ArchConfig, label: str, work: Path) -> dict[str, list[float]]:
+    """Per variant: the measured instructions of every op of the architecture compiled as `label` says
+    (LOWERINGS: a schedule, the memory plan or one attention kind), in op order. Cached in
+    work/arch<index>-<label>.json (counts only: features are recomputed from the graph, so a change of features
+    needs no new runs)."""
+    schedule, attention = LOWERINGS[label]
+    cache = work / f"arch{index:02d}-{label}.json"
     if cache.is_file():
         cached = json.loads(cache.read_text())
         if cached["arch"] == arch.to_dict():
@@ -86,8 +96,9 @@ def profile_build_counts(index: int, arch: ArchConfig, schedule: str, work: Path
         meta = DatasetMeta("fashion-mnist", tuple(train.mean), tuple(train.std), tuple(train.classes))
         folder.mkdir(parents=True, exist_ok=True)
         save_model(ModelFile(model, calibrate(model, pixels_to_tensor(train.images[:64])), meta), folder / "model.pt")
-    build = folder / f"build-{schedule}"
-    compile_model(folder / "model.pt", BOARD, build, name=f"arch{index:02d}", enforce_budget=False, schedule=schedule)
+    build = folder / f"build-{label}"
+    compile_model(folder / "model.pt", BOARD, build, name=f"arch{index:02d}", enforce_budget=False, schedule=schedule,
+                  budgets=Budgets(optimize="memory", attention=attention))  # fmt: skip
     image = load_dataset("fashion-mnist", "test").resized((arch.image_size, arch.image_size)).images[0]
     counts = {v: [float(op.count) for op in profile_build(build, BOARD, kernels=v, image=image).ops]
               for v in VARIANTS}  # fmt: skip
@@ -95,9 +106,10 @@ def profile_build_counts(index: int, arch: ArchConfig, schedule: str, work: Path
     return counts
 
 
-def op_rows(arch: ArchConfig, schedule: str, counts: list[float]) -> list[dict[str, float]]:
+def op_rows(arch: ArchConfig, label: str, counts: list[float]) -> list[dict[str, float]]:
     """Each op's kind, features and measured count (the graph without weights has the compiled model's ops)."""
-    graph = graph_for_arch(arch, schedule=schedule)
+    schedule, attention = LOWERINGS[label]
+    graph = graph_for_arch(arch, schedule=schedule, attention=attention)
     if len(graph.ops) != len(counts):
         raise SystemExit(f"{arch.name}: {len(counts)} profiled ops but {len(graph.ops)} in the graph: delete --work")
     return [{"kind": op.kind, "count": count, **op_features(graph, op)}  # type: ignore[dict-item]
@@ -153,6 +165,7 @@ def main() -> None:
     archs = spread(args.archs, args.seed)
     builds = [(i, arch, "fused") for i, arch in enumerate(archs)]
     builds += [(i, arch, schedule) for i, arch in enumerate(archs) if i % 3 == 0 for schedule in EXTRA_SCHEDULES]
+    builds += [(i, arch, ONCE) for i, arch in enumerate(archs) if i % 2 == 0]
     profiles = [profile_build_counts(i, arch, schedule, work)
                 for i, arch, schedule in progress(builds, desc="profiling", unit="build")]  # fmt: skip
 

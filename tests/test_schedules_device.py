@@ -12,7 +12,7 @@ import torch
 
 from mcuformer.arch import PRESETS
 from mcuformer.checkpoint import DatasetMeta, ModelFile, save_model
-from mcuformer.codegen.compiler import compile_model, plan_arch
+from mcuformer.codegen.compiler import DEFAULT_BUDGETS, Budgets, compile_model, plan_arch
 from mcuformer.data import load_dataset, pixels_to_tensor
 from mcuformer.device.build import build_firmware
 from mcuformer.device.errors import DeviceProtocolError, DeviceRejected
@@ -40,10 +40,11 @@ def _model_file(preset: str, images: np.ndarray) -> ModelFile:
     return ModelFile(model, calibrate(model, pixels_to_tensor(images)), meta, {})
 
 
-def _compile(preset: str, schedule: str, images: np.ndarray, tmp_path):
+def _compile(preset: str, schedule: str, images: np.ndarray, tmp_path, budgets: Budgets = DEFAULT_BUDGETS):
     model_path = tmp_path / "model.pt"
     save_model(_model_file(preset, images), model_path)
-    return compile_model(model_path, "qemu-m7", tmp_path / "build", name=preset.replace("-", "_"), schedule=schedule)
+    return compile_model(model_path, "qemu-m7", tmp_path / "build", name=preset.replace("-", "_"), schedule=schedule,
+                         budgets=budgets)  # fmt: skip
 
 
 @pytest.mark.parametrize(("preset", "schedule"), [("fmnist-small", "fused"), ("fmnist-small", "stream")])
@@ -65,6 +66,31 @@ def test_arena_on_the_device_equals_the_plan_and_logits_stay_exact(preset, sched
     assert total <= predicted.sram_bytes  # the prediction's stack reserve and runtime statics bound the rest
     assert firmware.size.flash_bytes <= predicted.flash_bytes == compiled.report.flash_bytes  # the search trusts it
     assert all(count > 0 for count in run.counts)
+
+
+# The speed plan's SRAM on fmnist-small (every block normalises once), less one byte: the tight budget.
+FAST_SRAM = plan_arch(PRESETS["fmnist-small"], "qemu-m7").sram_bytes
+
+
+@pytest.mark.parametrize(("sram", "kind"), [(None, "attention_block_heads_once"),
+                                            (FAST_SRAM - 1, "attention_block_heads")])  # fmt: skip
+def test_speed_plans_fit_on_the_device_under_loose_and_tight_budgets(sram, kind, images, tmp_path):
+    """--optimize speed: the board's budget buys the attention kernel that normalises once; one byte less keeps
+    the smaller one. Either way the device's SRAM and the ELF's flash stay within what the plan promised, the
+    logits exact."""
+    budgets = Budgets(sram=sram)
+    compiled = _compile("fmnist-small", "fused", images, tmp_path, budgets)
+    assert {op.kind for op in compiled.graph.ops if op.kind.startswith("attention")} == {kind}
+    predicted = plan_arch(PRESETS["fmnist-small"], "qemu-m7", "fused", budgets)
+    assert (predicted.sram_bytes, predicted.flash_bytes) == (compiled.report.sram_bytes, compiled.report.flash_bytes)
+    assert compiled.report.sram_bytes <= (sram or compiled.report.sram_budget)
+    firmware = build_firmware(compiled.out_dir)
+    with qemu_session(firmware.elf) as session:
+        run = run_images(session.link, reference.quantize_pixels(images), firmware.manifest)
+    np.testing.assert_array_equal(run.logits, reference.predict(compiled.qmodel, images))
+    assert run.memory.arena_bytes == predicted.arena_bytes
+    assert run.memory.arena_bytes + run.memory.stack_high_water + run.memory.static_bytes <= predicted.sram_bytes
+    assert firmware.size.flash_bytes <= predicted.flash_bytes
 
 
 def test_streaming_holds_one_strip_and_rejects_a_whole_image(images, tmp_path):
