@@ -40,7 +40,7 @@ def measure(model: Path, data_dir: Path | None, mode: str, build: Path, images: 
         "mode": mode,
         "attention": list(compiled.graph.meta["attention"]),
         "promised_sram": compiled.report.sram_bytes,
-        "device_sram": memory.arena_bytes + memory.stack_high_water + memory.static_bytes,
+        "device_sram": memory.measured_sram,
         "promised_flash": compiled.report.flash_bytes,
         "elf_flash": firmware.size.flash_bytes,
         "predicted": compiled.report.predicted_instructions,
@@ -90,7 +90,7 @@ def main() -> None:
             built, data_dir = build_model(name, work)
             model, label = built.parent / "model.pt", name
         for mode in ("memory", "speed"):
-            jobs.append((label, model, data_dir, mode, work / f"{Path(label).name.split()[0]}-{mode}"))
+            jobs.append((label, model, data_dir, mode, work / f"{label.split()[0]}-{mode}"))
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(measure, model, data, mode, build, args.images) for _, model, data, mode, build in jobs]
         rows = [{"model": job[0], **f.result()} for job, f in zip(jobs, futures, strict=True)]

@@ -98,7 +98,10 @@ def summary_markdown(result: dict[str, Any]) -> str:
     if r:
         lines.append(f"| random | {result['evaluations']['random']} | {100 * r['accuracy']:.2f}% | "
                      f"{r['sram_bytes']:,} B | {r['flash_bytes']:,} B |")  # fmt: skip
+    # The plan promised above is the fastest within these budgets: compile with the same ones to get it.
+    budgets = f"--board {result['board']} --sram {result['sram_budget']} --flash {result['flash_budget']}"
     lines += ["", "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in result.get("seconds", {}).items()), "",
+              f"Compile the plan promised here: `mcuformer compile model.pt {budgets}`.", "",
               "Files: `model.pt` (ready for `mcuformer compile`), `search.json` (every candidate), "
               "`pareto.png` (accuracy against peak SRAM, flash and predicted instructions)."]  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -183,11 +183,12 @@ def test_search_is_deterministic_and_exact(trained, tiny_data: SearchData) -> No
     assert [c.arch for c in other] != [c.arch for c in runs[0]]
     randoms = random_search(sampler, Fitness(lambda a: subnet_accuracy(net, tiny_data, a)), len(runs[0]), 5, False)
     assert len(randoms) == len(runs[0])
-    from mcuformer.codegen.compiler import plan_arch
+    from mcuformer.codegen.compiler import Budgets, plan_arch
 
     budget = sampler.constraints.sram_budget
+    budgets = Budgets(sram=budget, flash=sampler.constraints.flash_budget)  # what `compile --sram --flash` plans
     for c in runs[0] + randoms:
-        report = plan_arch(c.arch, "stm32f746")  # a fresh planner call, not the search's cache
+        report = plan_arch(c.arch, "stm32f746", budgets=budgets)  # a fresh planner call, not the search's cache
         assert report.sram_bytes == c.sram_bytes <= budget and report.flash_bytes == c.flash_bytes
 
 
