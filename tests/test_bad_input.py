@@ -50,6 +50,11 @@ CASES = {
     "compile --calib-images 0": (["compile", "m.onnx", "--calib-images", "0"], "--calib-images: must be at least 1"),
     "compile corrupt .pt": (["compile", "{corrupt}", "-o", "{root}/b"], "is corrupt or not a PyTorch file"),
     "compile -o file": (["compile", "{corrupt}", "-o", "{file}"], "is a file; the build goes into a folder"),
+    "plan --sram beyond the board": (
+        ["plan", "micro", "--sram", "400KB", "--plot", "{root}/p.png"],
+        "budgets of 409,600 B SRAM and 1,048,576 B flash exceed the stm32f746's",
+    ),
+    "plan --flash x": (["plan", "micro", "--flash", "lots"], "lots"),
     "search --cutmix 2": (["search", "--cutmix", "2"], "argument --cutmix: must lie in [0, 1], got 2"),
     "search --max-instructions 0": (
         ["search", "--max-instructions", "0"],

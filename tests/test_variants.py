@@ -104,3 +104,16 @@ def test_budgets_beyond_the_board_are_refused():
         _choice("fmnist-small", sram=BOARD.sram_bytes + 1)
     with pytest.raises(McuformerError, match="unknown --optimize"):
         _choice("fmnist-small", "fastest")
+
+
+def test_plan_command_prints_the_trade(tmp_path, capsys):
+    """`mcuformer plan ARCH --sram S`: the op table shows the chosen kernels, the trade table both plans."""
+    from mcuformer.cli import main
+
+    fast = _choice("fmnist-small").chosen.report.sram_bytes
+    for sram, kind in ((None, ONCE), (fast - 1, HEADS)):
+        extra = [] if sram is None else ["--sram", str(sram)]
+        assert main(["plan", "fmnist-small", "--plot", str(tmp_path / "p.png"), *extra]) in (0, None)
+        out = capsys.readouterr().out
+        assert f" {kind} " in out and "| memory |" in out and "| speed (chosen) |" in out
+        assert ("heads_once" in out.split("| speed (chosen) |")[1].splitlines()[0]) == (kind == ONCE)
