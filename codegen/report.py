@@ -104,7 +104,7 @@ def flash_by_kind(graph: Graph) -> dict[str, int]:
 
 def memory_report(graph: Graph, plan: MemoryPlan, board: Board) -> MemoryReport:
     by_kind = flash_by_kind(graph)
-    code = code_bytes_estimate(graph)
+    code = code_bytes_estimate(graph, board.kernels)
     peak = plan.peak_op
     macs = graph_macs(graph)
     cost_model = load_cost_model(board.kernels) if COST_MODEL_FILE.is_file() else None

@@ -8,7 +8,7 @@ import torch
 
 from mcuformer.arch import PRESETS, ArchConfig, LayerRanks
 from mcuformer.boards import Board, load_board
-from mcuformer.codegen.compiler import graph_for_arch, plan_arch
+from mcuformer.codegen.compiler import Budgets, graph_for_arch, plan_arch, plan_qmodel
 from mcuformer.codegen.emit import render
 from mcuformer.codegen.ir import IRError, Op, TensorSpec
 from mcuformer.codegen.lower import SCHEDULES, lower
@@ -19,11 +19,15 @@ from mcuformer.model import VisionTransformer
 from mcuformer.quant.ptq import calibrate, quantize_model
 
 
-def _graph(arch: ArchConfig, seed: int = 0, schedule: str = "layer"):
+def _qmodel(arch: ArchConfig, seed: int = 0):
     torch.manual_seed(seed)
     model = VisionTransformer(arch, [0.5] * arch.channels, [0.25] * arch.channels)
     pixels = torch.rand(16, arch.channels, arch.image_size, arch.image_size)
-    return lower(quantize_model(model, calibrate(model, pixels)), arch.name.replace("-", "_") or "m", schedule)
+    return quantize_model(model, calibrate(model, pixels))
+
+
+def _graph(arch: ArchConfig, seed: int = 0, schedule: str = "layer"):
+    return lower(_qmodel(arch, seed), arch.name.replace("-", "_") or "m", schedule)
 
 
 def _random_arch(rng: random.Random) -> ArchConfig:
@@ -158,19 +162,22 @@ def test_plan_command_prints_the_table_and_draws_the_timeline(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "b0_attention" in out and "peak" in out and "live buffers" in out
     assert (tmp_path / "plan.svg").read_text().lstrip().startswith("<?xml")
-    plan = plan_memory(_graph(PRESETS["micro"], schedule="fused"))
-    assert f"arena {plan.arena_bytes:,}" in out
+    assert f"arena {plan_arch(PRESETS['micro'], 'stm32f746').arena_bytes:,}" in out  # the speed plan, as compile
 
 
 @pytest.mark.parametrize("schedule", list(SCHEDULES))
 @pytest.mark.parametrize("seed", range(12))
 def test_weightless_plan_equals_the_plan_of_the_trained_model(seed, schedule):
-    """plan_arch (no weights, what the search calls) and compile (real weights) give the same bytes."""
+    """plan_arch (no weights, what the search calls) and compile (real weights) give the same bytes, in memory
+    mode and in speed mode (the same kernel choices)."""
     arch = _random_arch(random.Random(100 + seed))
     board = load_board("stm32f746")
+    name = (arch.name or "model").replace("-", "_")  # as plan_arch names it
+    speed = plan_qmodel(_qmodel(arch, seed), name, board, schedule, Budgets()).chosen
+    assert plan_arch(arch, board, schedule) == speed.report
     graph = _graph(arch, seed, schedule)
     real = memory_report(graph, plan_memory(graph), board)
-    predicted = plan_arch(arch, board, schedule)
+    predicted = plan_arch(arch, board, schedule, Budgets(optimize="memory"))
     assert plan_memory(graph_for_arch(arch, graph.name, schedule)) == plan_memory(graph)
     assert (predicted.arena_bytes, predicted.sram_bytes, predicted.flash_bytes) == (
         real.arena_bytes, real.sram_bytes, real.flash_bytes)  # fmt: skip
