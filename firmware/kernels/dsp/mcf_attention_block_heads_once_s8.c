@@ -1,10 +1,21 @@
-/* The attention half of a transformer block with K and V one head at a time, normalising once per token,
- * with the DSP extension (body in dsp/mcf_dsp_heads.c): see mcf_fused.h (same contract and results as the
- * portable kernel). */
+/* The attention half of a transformer block with K and V one head at a time, with the DSP extension, blocks
+ * of MCF_DSP_BLOCK tokens (dsp/mcf_dsp_heads.c): see mcf_fused.h (same contract and results as the portable
+ * kernel). */
 #include "mcf_dsp_fused.h"
+#include "mcf_fused_internal.h"
 
 mcf_status mcf_attention_block_heads_once_s8(const mcf_attention_block_dims *dims,
                                              const mcf_attention_block_params *params, int8_t *x,
                                              int8_t *k_head, int8_t *v_head, int8_t *context, void *scratch) {
-    return mcf_dsp_attention_block_heads(dims, params, x, k_head, v_head, context, scratch, 1);
+    if (!attention_block_heads_args_ok(dims, params, x, k_head, v_head, context, scratch)) {
+        return MCF_ERR_ARG;
+    }
+    if (dims->tokens < MCF_FUSED_BLOCK_MIN_TOKENS) { /* the scratch holds the one-token layout only */
+        return attention_block_heads_per_token(dims, params, x, k_head, v_head, context, scratch);
+    }
+    if (!mcf_dsp_valid_attention_block(dims, params)) {
+        return MCF_ERR_ARG;
+    }
+    mcf_dsp_attention_heads(dims, params, x, k_head, v_head, context, scratch, 1);
+    return MCF_OK;
 }

@@ -215,9 +215,9 @@ static void head_attention(const mcf_attention_params *att, const int32_t *exp_t
     }
 }
 
-static void attention_heads_blocks(const mcf_attention_block_dims *dims,
-                                   const mcf_attention_block_params *params, int8_t *x, int8_t *k_head,
-                                   int8_t *v_head, int8_t *context, void *scratch, int normalise_once) {
+void mcf_dsp_attention_heads(const mcf_attention_block_dims *dims, const mcf_attention_block_params *params,
+                             int8_t *x, int8_t *k_head, int8_t *v_head, int8_t *context, void *scratch,
+                             int normalise_once) {
     const int32_t tokens = dims->tokens;
     const int32_t channels = dims->channels;
     const int32_t qkv_rank = dims->qkv_rank;
@@ -275,20 +275,4 @@ static void attention_heads_blocks(const mcf_attention_block_dims *dims,
             (void)mcf_add_s8(&params->residual, x_row, s.area + t * channels, x_row, channels);
         }
     }
-}
-
-mcf_status mcf_dsp_attention_block_heads(const mcf_attention_block_dims *dims,
-                                         const mcf_attention_block_params *params, int8_t *x, int8_t *k_head,
-                                         int8_t *v_head, int8_t *context, void *scratch, int normalise_once) {
-    if (!attention_block_heads_args_ok(dims, params, x, k_head, v_head, context, scratch)) {
-        return MCF_ERR_ARG;
-    }
-    if (dims->tokens < MCF_FUSED_BLOCK_MIN_TOKENS) { /* the scratch holds the one-token layout only */
-        return attention_block_heads_per_token(dims, params, x, k_head, v_head, context, scratch);
-    }
-    if (!mcf_dsp_valid_attention_block(dims, params)) {
-        return MCF_ERR_ARG;
-    }
-    attention_heads_blocks(dims, params, x, k_head, v_head, context, scratch, normalise_once);
-    return MCF_OK;
 }

@@ -80,13 +80,12 @@ void mcf_dsp_qkv_input4(const mcf_attention_block_params *params, int32_t channe
                         const int8_t *xb, int32_t count, const mcf_dsp_scratch *s, int32_t *width,
                         int qkv_v_fast);
 
-/* The two DSP per-head attention kernels (mcf_attention_block_heads_s8, mcf_attention_block_heads_once_s8;
- * body in dsp/mcf_dsp_heads.c): the argument checks, the one-token path for short sequences, then blocks of
- * MCF_DSP_BLOCK tokens. With normalise_once, norm1 (and the qkv V factor) run once per token into the scratch
+/* The per-head attention kernels from MCF_FUSED_BLOCK_MIN_TOKENS tokens on (dims and params checked; body in
+ * dsp/mcf_dsp_heads.c). With normalise_once, norm1 (and the qkv V factor) run once per token into the scratch
  * after the score rows (tokens x (qkv_rank or channels) bytes more, see
  * mcf_attention_block_heads_once_s8_get_buffer_size) instead of once per head and token block. */
-mcf_status mcf_dsp_attention_block_heads(const mcf_attention_block_dims *dims,
-                                         const mcf_attention_block_params *params, int8_t *x, int8_t *k_head,
-                                         int8_t *v_head, int8_t *context, void *scratch, int normalise_once);
+void mcf_dsp_attention_heads(const mcf_attention_block_dims *dims, const mcf_attention_block_params *params,
+                             int8_t *x, int8_t *k_head, int8_t *v_head, int8_t *context, void *scratch,
+                             int normalise_once);
 
 #endif /* MCF_DSP_FUSED_H */
