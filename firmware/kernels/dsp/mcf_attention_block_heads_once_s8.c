@@ -1,6 +1,8 @@
-/* The attention half of a transformer block with K and V one head at a time, with the DSP extension, blocks
- * of MCF_DSP_BLOCK tokens (dsp/mcf_dsp_heads.c): see mcf_fused.h (same contract and results as the portable
- * kernel). */
+/* The attention half of a transformer block with K and V one head at a time, normalising once per token,
+ * with the DSP extension, blocks of MCF_DSP_BLOCK tokens (dsp/mcf_dsp_heads.c): see mcf_fused.h (same
+ * contract and results as the portable kernel). The entry repeats mcf_attention_block_heads_s8's on purpose:
+ * moved into mcf_dsp_heads.c with the one-token path, it cost 0.6-3.5% more instructions (docs/kernels.md).
+ */
 #include "mcf_dsp_fused.h"
 #include "mcf_fused_internal.h"
 
