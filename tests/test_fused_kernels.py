@@ -5,14 +5,13 @@ mcf_attention_block_s8 then mcf_mlp_block_s8, in place on a copy of x, against r
 pass): through ctypes with guard bytes around x, K, V and a scratch of exactly get_buffer_size bytes; through an
 AddressSanitizer + UBSan executable with every buffer and parameter array in its own exact-size heap block; and
 on whole random-weight QViTs (fused forward == reference.forward). Plus mcf_attention_row_s8 against one row of
-ops.attention, the scratch sizes against mcuformer.codegen.scratch, argument checking and the Cortex-M7 build.
+ops.attention, and argument checking. (Scratch sizes: test_scratch_sizes.py; the builds: test_kernel_builds.py.)
 """
 
 from __future__ import annotations
 
 import ctypes
 import math
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,28 +36,11 @@ from kernel_ctypes import (
 
 from mcuformer.arch import PRESETS, ArchConfig, LayerRanks
 from mcuformer.codegen.host_build import KERNEL_INCLUDE, compile_host, kernel_sources
-from mcuformer.codegen.scratch import (
-    attention_block_heads_once_scratch_bytes,
-    attention_block_heads_scratch_bytes,
-    attention_block_scratch_bytes,
-    mlp_block_scratch_bytes,
-)
-from mcuformer.firmware import KERNELS_DIR
 from mcuformer.model import VisionTransformer
 from mcuformer.quant import ops, reference, spec
 from mcuformer.quant.ptq import calibrate, quantize_add, quantize_layernorm, quantize_linear, quantize_model
 from mcuformer.quant.qmodel import QAdd, QAttention, QBlock, QFactored, QLayerNorm, QLinear, QParams, QViT
 
-PORTABLE = KERNELS_DIR / "portable"
-FUSED_SOURCES = (
-    "mcf_attention_row_s8",
-    "mcf_attention_block_s8",
-    "mcf_attention_block_s8_get_buffer_size",
-    "mcf_mlp_block_s8",
-    "mcf_mlp_block_s8_get_buffer_size",
-)
-ARM_FLAGS = ["-std=c99", "-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16", "-O2"]
-WARN_FLAGS = ["-Wall", "-Wextra", "-Werror"]
 CHANNELS = (8, 12, 16, 24, 48)
 BLOCK_CASES = 150  # random blocks through ctypes
 SANITIZED_CASES = 12  # random blocks through the sanitized executable
@@ -564,81 +546,6 @@ def test_attention_row_invalid_arguments(lib: ctypes.CDLL) -> None:
                                     ptr(table), ptr(out), ptr(scratch)) == ERR_ARG  # fmt: skip
 
 
-def test_buffer_sizes_match_python(lib: ctypes.CDLL) -> None:
-    """C get_buffer_size == mcuformer.codegen.scratch for many dims; 0 (C) / ValueError (Python) when invalid."""
-    rng = np.random.default_rng(8)
-    ref = ctypes.byref
-    for _ in range(3000):
-        big = rng.random() < 0.2
-        top = 5000 if big else 80
-        tokens, channels, hidden = (int(v) for v in rng.integers(-2, top, 3))
-        heads = int(rng.integers(-1, 9))
-        ranks = [int(r) if rng.random() < 0.6 else 0 for r in rng.integers(-2, top, 4)]
-        a_dims = (tokens, channels, heads, ranks[0], ranks[1])
-        c_attn = lib.mcf_attention_block_s8_get_buffer_size(ref(AttentionBlockDims(*a_dims)))
-        try:
-            py_attn = attention_block_scratch_bytes(*a_dims)
-        except ValueError:
-            py_attn = 0
-        assert c_attn == py_attn, a_dims
-        for c_size, py_size in (
-            (lib.mcf_attention_block_heads_s8_get_buffer_size, attention_block_heads_scratch_bytes),
-            (lib.mcf_attention_block_heads_once_s8_get_buffer_size, attention_block_heads_once_scratch_bytes),
-        ):
-            try:
-                expected = py_size(*a_dims)
-            except ValueError:
-                expected = 0
-            assert c_size(ref(AttentionBlockDims(*a_dims))) == expected, (py_size.__name__, a_dims)
-        m_dims = (tokens, channels, hidden, ranks[2], ranks[3])
-        c_mlp = lib.mcf_mlp_block_s8_get_buffer_size(ref(MlpBlockDims(*m_dims)))
-        try:
-            py_mlp = mlp_block_scratch_bytes(*m_dims)
-        except ValueError:
-            py_mlp = 0
-        assert c_mlp == py_mlp, m_dims
-        for size in (c_attn, c_mlp):
-            assert size % 4 == 0
-    assert lib.mcf_attention_block_s8_get_buffer_size(None) == 0
-    assert lib.mcf_mlp_block_s8_get_buffer_size(None) == 0
-    assert lib.mcf_attention_block_heads_once_s8_get_buffer_size(None) == 0
-    # The normalised copy of every token is what the once kernel adds (from 16 tokens on; one token at a time none).
-    dims = (50, 48, 3, 0, 0)
-    assert attention_block_heads_once_scratch_bytes(*dims) == attention_block_heads_scratch_bytes(*dims) + 50 * 48
-    assert attention_block_heads_once_scratch_bytes(10, 48, 3, 8, 0) == attention_block_heads_scratch_bytes(
-        10, 48, 3, 8
-    )
-    huge = 2**31 - 1
-    assert lib.mcf_attention_block_s8_get_buffer_size(ref(AttentionBlockDims(huge, huge, 1, 0, 0))) == 0
-    assert lib.mcf_mlp_block_s8_get_buffer_size(ref(MlpBlockDims(1, huge, huge, 0, 0))) == 0
-    with pytest.raises(ValueError):
-        mlp_block_scratch_bytes(1, huge, huge)
-
-
-def test_buffer_size_formulas() -> None:
-    """Hand-checked sizes. Short sequences: the one-token chain, below the brief's d + r1 + hidden + r2 + d. From 16
-    tokens on, every variant gets the DSP kernels' 4-token block (3 alignment bytes + 12 bytes per value of the
-    widest row, + the score row for attention), which holds the chain."""
-    # full rank, short: q/context + proj output (2d) vs q/context + score row (d + tokens)
-    assert attention_block_scratch_bytes(10, 64, 4) == 128
-    assert attention_block_scratch_bytes(10, 64, 4, qkv_rank=32, proj_rank=16) == 96  # 64 + 32
-    assert attention_block_scratch_bytes(65, 64, 4) == 3 + 12 * 64 + 65 + 0  # 836, a multiple of 4
-    assert attention_block_scratch_bytes(16, 64, 4, qkv_rank=80) == 3 + 12 * 80 + 16 + 1
-    assert mlp_block_scratch_bytes(15, 64, 128) == 64 + 128
-    assert mlp_block_scratch_bytes(1, 5, 7, 3, 0) == 12  # max(5+3, 3+7, 7+5) = 12
-    assert mlp_block_scratch_bytes(65, 64, 128) == mlp_block_scratch_bytes(16, 64, 128, 32, 32) == 1540
-    rng = np.random.default_rng(2)
-    for _ in range(200):
-        d, hidden, r1, r2, tokens = (int(v) for v in rng.integers(1, 300, 5))
-        chain = max(d + r1, r1 + hidden, hidden + r2, r2 + d)
-        size = mlp_block_scratch_bytes(tokens, d, hidden, r1, r2)
-        if tokens < 16:
-            assert chain <= size <= d + r1 + hidden + r2 + d + 3
-            assert mlp_block_scratch_bytes(tokens, d, hidden) == (d + hidden + 3) // 4 * 4
-        else:
-            assert chain <= size == (3 + 12 * max(d, hidden, r1, r2) + 3) // 4 * 4
-
-
 # --------------------------------------------------------------------------------------- invalid arguments
 
 Mutation = Callable[[CBlock], None]
@@ -885,42 +792,3 @@ def test_sanitized_build_equals_run_block(tmp_path: Path) -> None:
     proc = subprocess.run([str(exe)], capture_output=True, timeout=120, env={"ASAN_OPTIONS": "detect_leaks=0"})
     assert proc.returncode == 0, f"sanitized run failed ({proc.returncode}):\n{proc.stderr.decode()[-3000:]}"
     assert proc.stdout == b"".join(expected)
-
-
-# ----------------------------------------------------------------------------------------------- builds
-
-
-def test_fused_sources_are_kernel_sources() -> None:
-    stems = {s.stem for s in kernel_sources()}
-    assert set(FUSED_SOURCES) <= stems
-    for name in FUSED_SOURCES:
-        text = (PORTABLE / f"{name}.c").read_text()
-        assert "float" not in text and "double" not in text and "malloc" not in text, name
-
-
-def test_fused_kernels_cross_compile_for_cortex_m7(tmp_path: Path) -> None:
-    """Warning-free Cortex-M7 builds (also under -Wconversion); one global function per file, named after it;
-    no static data."""
-    nm, size = shutil.which("arm-none-eabi-nm"), shutil.which("arm-none-eabi-size")
-    for name in FUSED_SOURCES:
-        obj = tmp_path / f"{name}.o"
-        for extra in ([], ["-Wconversion"]):
-            cmd = ["arm-none-eabi-gcc", *ARM_FLAGS, *WARN_FLAGS, *extra, f"-I{KERNEL_INCLUDE}"]
-            proc = subprocess.run([*cmd, "-c", str(PORTABLE / f"{name}.c"), "-o", str(obj)], capture_output=True,
-                                  text=True, check=False)  # fmt: skip
-            assert proc.returncode == 0, f"{name} {extra}:\n{proc.stderr}"
-        if nm:
-            symbols = subprocess.run([nm, "--defined-only", "-g", str(obj)], capture_output=True, text=True)
-            names = [line.split()[-1] for line in symbols.stdout.splitlines() if line.strip()]
-            assert names == [name], f"{name} defines {names}"
-        if size:
-            sizes = subprocess.run([size, str(obj)], capture_output=True, text=True).stdout.splitlines()[1].split()
-            text, data, bss = (int(v) for v in sizes[:3])
-            assert text > 0 and data == 0 and bss == 0, f"{name}: data {data}, bss {bss}"
-
-
-def test_header_is_self_contained(tmp_path: Path) -> None:
-    source = tmp_path / "use.c"
-    source.write_text('#include "mcf_fused.h"\nint f(void) { mcf_mlp_block_dims d = {1, 8, 16, 0, 0};\n'
-                      "  return mcf_mlp_block_s8_get_buffer_size(&d); }\n")  # fmt: skip
-    compile_host([source], tmp_path / "use.o", include_dirs=[KERNEL_INCLUDE], extra_flags=["-c", "-pedantic"])

@@ -6,14 +6,13 @@ Random cases (fixed seeds) run two ways:
   - through firmware/kernels/test/mcf_kernel_driver.c built with AddressSanitizer + UBSan: a standalone
     executable (no LD_PRELOAD of libasan into Python needed) that reads the cases from stdin, puts every
     array in its own exact-size heap block and aborts on any out-of-bounds access or undefined behaviour.
-Plus argument checking, the scratch size, the Cortex-M7 cross build and host_build's error path.
+Plus argument checking. (The scratch size: test_scratch_sizes.py; the builds: test_kernel_builds.py.)
 """
 
 from __future__ import annotations
 
 import ctypes
 import math
-import shutil
 import struct
 import subprocess
 from collections.abc import Callable, Sequence
@@ -40,12 +39,10 @@ from kernel_ctypes import (
 )
 
 from mcuformer.codegen.host_build import KERNEL_INCLUDE, compile_host, kernel_sources
-from mcuformer.errors import McuformerError
 from mcuformer.firmware import KERNELS_DIR
 from mcuformer.quant import ops, spec
 
 DRIVER_SOURCE = KERNELS_DIR / "test" / "mcf_kernel_driver.c"
-ARM_FLAGS = ["-std=c99", "-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16", "-O2"]
 CASES = 100  # random cases per kernel through ctypes
 SANITIZED_CASES = 25  # random cases per kernel through the sanitized driver
 OPS = ("linear", "patch_embed", "add", "lut", "layernorm", "softmax", "attention", "mean_pool", "copy")
@@ -457,17 +454,6 @@ def test_copy_overlapping(lib: ctypes.CDLL) -> None:
         assert np.array_equal(buf, want), (src, dst, size)
 
 
-def test_attention_buffer_size(lib: ctypes.CDLL) -> None:
-    size = lib.mcf_attention_s8_get_buffer_size
-    for tokens, channels, heads in [(1, 1, 1), (5, 8, 2), (64, 192, 3), (65, 64, 4), (197, 192, 3)]:
-        got = size(ctypes.byref(AttentionDims(tokens, channels, heads)))
-        assert got == (tokens + 3) // 4 * 4, (tokens, channels, heads)
-        assert got % 4 == 0
-    for bad in [(0, 8, 2), (4, 0, 2), (4, 8, 0), (4, 9, 2), (-1, 8, 2)]:
-        assert size(ctypes.byref(AttentionDims(*bad))) == 0, bad
-    assert size(None) == 0
-
-
 def test_invalid_arguments(lib: ctypes.CDLL) -> None:
     """Every kernel answers MCF_ERR_ARG (-1) and writes nothing for NULLs, bad dims and bad parameters."""
     rng = np.random.default_rng(7)
@@ -593,54 +579,3 @@ def test_sanitizer_catches_overruns(tmp_path: Path) -> None:
     proc = subprocess.run([str(exe)], capture_output=True, timeout=60)
     assert proc.returncode != 0
     assert b"heap-buffer-overflow" in proc.stderr
-
-
-def test_kernel_sources_layout() -> None:
-    sources = kernel_sources()
-    assert [s.stem for s in sources] == sorted(
-        ["mcf_linear_s8", "mcf_patch_embed_s8", "mcf_add_s8", "mcf_lut_s8", "mcf_layernorm_s8", "mcf_softmax_s8",
-         "mcf_attention_s8", "mcf_attention_s8_get_buffer_size", "mcf_mean_pool_s8", "mcf_copy_s8",
-         "mcf_attention_row_s8", "mcf_attention_block_s8", "mcf_attention_block_s8_get_buffer_size",
-         "mcf_attention_block_heads_s8", "mcf_attention_block_heads_s8_get_buffer_size",
-         "mcf_attention_block_heads_once_s8", "mcf_attention_block_heads_once_s8_get_buffer_size",
-         "mcf_mlp_block_s8", "mcf_mlp_block_s8_get_buffer_size", "mcf_patch_embed_rows_s8",
-         "mcf_patch_embed_rows_s8_get_buffer_size"]
-    )  # fmt: skip
-    for source in sources:
-        text = source.read_text()
-        assert "float" not in text and "double" not in text and "malloc" not in text, source.name
-    with pytest.raises(McuformerError, match="no kernel sources"):
-        kernel_sources("no_such_variant")
-
-
-def test_kernels_cross_compile_for_cortex_m7(tmp_path: Path) -> None:
-    """Every kernel builds warning-free for a Cortex-M7, defines exactly one global function (its own) and
-    has no static data (.data and .bss empty: no globals, no hidden state)."""
-    nm, size = shutil.which("arm-none-eabi-nm"), shutil.which("arm-none-eabi-size")
-    for source in kernel_sources():
-        obj = tmp_path / f"{source.stem}.o"
-        cmd = ["arm-none-eabi-gcc", *ARM_FLAGS, "-Wall", "-Wextra", "-Werror", "-Wconversion", f"-I{KERNEL_INCLUDE}"]
-        proc = subprocess.run([*cmd, "-c", str(source), "-o", str(obj)], capture_output=True, text=True, check=False)
-        assert proc.returncode == 0, f"{source.name}:\n{proc.stderr}"
-        if nm:
-            symbols = subprocess.run([nm, "--defined-only", "-g", str(obj)], capture_output=True, text=True)
-            names = [line.split()[-1] for line in symbols.stdout.splitlines() if line.strip()]
-            assert names == [source.stem], f"{source.name} defines {names}"
-        if size:
-            sizes = subprocess.run([size, str(obj)], capture_output=True, text=True).stdout.splitlines()[1].split()
-            text, data, bss = (int(v) for v in sizes[:3])
-            assert text > 0 and data == 0 and bss == 0, f"{source.name}: data {data}, bss {bss}"
-
-
-def test_compile_host_reports_errors(tmp_path: Path) -> None:
-    broken = tmp_path / "broken.c"
-    broken.write_text("int f(void) { return undeclared_symbol; }\n")
-    with pytest.raises(McuformerError, match="undeclared_symbol"):
-        compile_host([broken], tmp_path / "broken.o", extra_flags=["-c"])
-    warn = tmp_path / "warn.c"
-    warn.write_text("int f(int x) { int unused; return x; }\n")
-    with pytest.raises(McuformerError, match="unused"):  # -Werror is on
-        compile_host([warn], tmp_path / "warn.o", extra_flags=["-c"])
-    ok = tmp_path / "ok.c"
-    ok.write_text("int f(int x) { return x; }\n")
-    assert compile_host([ok], tmp_path / "sub" / "ok.o", extra_flags=["-c"]).is_file()

@@ -308,5 +308,6 @@ def test_retrain_starts_from_fresh_weights_like_train(tiny_data: SearchData, tmp
     fresh = starting_model(net, arch, tiny_data, retrain.finetune).state_dict()
     torch.manual_seed(3)
     expected = VisionTransformer(arch, tiny_data.mean, tiny_data.std).state_dict()
+    # Exact: both sides are the same seeded initialisation (random draws, no arithmetic that could round apart).
     assert all(torch.equal(fresh[k], expected[k]) for k in expected)
     assert not torch.equal(fresh["head.weight"], inherited["head.weight"])

@@ -1,0 +1,105 @@
+"""Scratch sizes: every kernel's C _get_buffer_size equals its Python mirror (mcuformer.codegen.scratch), which
+the op table plans with, and the hand-checked formulas."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+from kernel_ctypes import AttentionDims
+from test_fused_kernels import AttentionBlockDims, MlpBlockDims
+from test_fused_kernels import lib as lib  # the fused tests' library fixture (every portable kernel)
+
+from mcuformer.codegen.scratch import (
+    attention_block_heads_once_scratch_bytes,
+    attention_block_heads_scratch_bytes,
+    attention_block_scratch_bytes,
+    mlp_block_scratch_bytes,
+)
+
+
+def test_attention_buffer_size(lib: ctypes.CDLL) -> None:
+    size = lib.mcf_attention_s8_get_buffer_size
+    for tokens, channels, heads in [(1, 1, 1), (5, 8, 2), (64, 192, 3), (65, 64, 4), (197, 192, 3)]:
+        got = size(ctypes.byref(AttentionDims(tokens, channels, heads)))
+        assert got == (tokens + 3) // 4 * 4, (tokens, channels, heads)
+        assert got % 4 == 0
+    for bad in [(0, 8, 2), (4, 0, 2), (4, 8, 0), (4, 9, 2), (-1, 8, 2)]:
+        assert size(ctypes.byref(AttentionDims(*bad))) == 0, bad
+    assert size(None) == 0
+
+
+def test_buffer_sizes_match_python(lib: ctypes.CDLL) -> None:
+    """C get_buffer_size == mcuformer.codegen.scratch for many dims; 0 (C) / ValueError (Python) when invalid."""
+    rng = np.random.default_rng(8)
+    ref = ctypes.byref
+    for _ in range(3000):
+        big = rng.random() < 0.2
+        top = 5000 if big else 80
+        tokens, channels, hidden = (int(v) for v in rng.integers(-2, top, 3))
+        heads = int(rng.integers(-1, 9))
+        ranks = [int(r) if rng.random() < 0.6 else 0 for r in rng.integers(-2, top, 4)]
+        a_dims = (tokens, channels, heads, ranks[0], ranks[1])
+        c_attn = lib.mcf_attention_block_s8_get_buffer_size(ref(AttentionBlockDims(*a_dims)))
+        try:
+            py_attn = attention_block_scratch_bytes(*a_dims)
+        except ValueError:
+            py_attn = 0
+        assert c_attn == py_attn, a_dims
+        for c_size, py_size in (
+            (lib.mcf_attention_block_heads_s8_get_buffer_size, attention_block_heads_scratch_bytes),
+            (lib.mcf_attention_block_heads_once_s8_get_buffer_size, attention_block_heads_once_scratch_bytes),
+        ):
+            try:
+                expected = py_size(*a_dims)
+            except ValueError:
+                expected = 0
+            assert c_size(ref(AttentionBlockDims(*a_dims))) == expected, (py_size.__name__, a_dims)
+        m_dims = (tokens, channels, hidden, ranks[2], ranks[3])
+        c_mlp = lib.mcf_mlp_block_s8_get_buffer_size(ref(MlpBlockDims(*m_dims)))
+        try:
+            py_mlp = mlp_block_scratch_bytes(*m_dims)
+        except ValueError:
+            py_mlp = 0
+        assert c_mlp == py_mlp, m_dims
+        for size in (c_attn, c_mlp):
+            assert size % 4 == 0
+    assert lib.mcf_attention_block_s8_get_buffer_size(None) == 0
+    assert lib.mcf_mlp_block_s8_get_buffer_size(None) == 0
+    assert lib.mcf_attention_block_heads_once_s8_get_buffer_size(None) == 0
+    # The normalised copy of every token is what the once kernel adds (from 16 tokens on; one token at a time none).
+    dims = (50, 48, 3, 0, 0)
+    assert attention_block_heads_once_scratch_bytes(*dims) == attention_block_heads_scratch_bytes(*dims) + 50 * 48
+    assert attention_block_heads_once_scratch_bytes(10, 48, 3, 8, 0) == attention_block_heads_scratch_bytes(
+        10, 48, 3, 8
+    )
+    huge = 2**31 - 1
+    assert lib.mcf_attention_block_s8_get_buffer_size(ref(AttentionBlockDims(huge, huge, 1, 0, 0))) == 0
+    assert lib.mcf_mlp_block_s8_get_buffer_size(ref(MlpBlockDims(1, huge, huge, 0, 0))) == 0
+    with pytest.raises(ValueError):
+        mlp_block_scratch_bytes(1, huge, huge)
+
+
+def test_buffer_size_formulas() -> None:
+    """Hand-checked sizes. Short sequences: the one-token chain, below the brief's d + r1 + hidden + r2 + d. From 16
+    tokens on, every variant gets the DSP kernels' 4-token block (3 alignment bytes + 12 bytes per value of the
+    widest row, + the score row for attention), which holds the chain."""
+    # full rank, short: q/context + proj output (2d) vs q/context + score row (d + tokens)
+    assert attention_block_scratch_bytes(10, 64, 4) == 128
+    assert attention_block_scratch_bytes(10, 64, 4, qkv_rank=32, proj_rank=16) == 96  # 64 + 32
+    assert attention_block_scratch_bytes(65, 64, 4) == 3 + 12 * 64 + 65 + 0  # 836, a multiple of 4
+    assert attention_block_scratch_bytes(16, 64, 4, qkv_rank=80) == 3 + 12 * 80 + 16 + 1
+    assert mlp_block_scratch_bytes(15, 64, 128) == 64 + 128
+    assert mlp_block_scratch_bytes(1, 5, 7, 3, 0) == 12  # max(5+3, 3+7, 7+5) = 12
+    assert mlp_block_scratch_bytes(65, 64, 128) == mlp_block_scratch_bytes(16, 64, 128, 32, 32) == 1540
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        d, hidden, r1, r2, tokens = (int(v) for v in rng.integers(1, 300, 5))
+        chain = max(d + r1, r1 + hidden, hidden + r2, r2 + d)
+        size = mlp_block_scratch_bytes(tokens, d, hidden, r1, r2)
+        if tokens < 16:
+            assert chain <= size <= d + r1 + hidden + r2 + d + 3
+            assert mlp_block_scratch_bytes(tokens, d, hidden) == (d + hidden + 3) // 4 * 4
+        else:
+            assert chain <= size == (3 + 12 * max(d, hidden, r1, r2) + 3) // 4 * 4
