@@ -14,9 +14,9 @@ from mcuformer.codegen.emit import model_hash, write_sources
 from mcuformer.codegen.ir import Graph
 from mcuformer.codegen.lower import Attention, lower
 from mcuformer.codegen.plan_plot import plot_plan
-from mcuformer.codegen.planner import MemoryPlan, plan_memory
-from mcuformer.codegen.report import MemoryReport, check_budget, memory_report
-from mcuformer.codegen.variants import Choice, Planned, choose_plan, trade_table
+from mcuformer.codegen.planner import MemoryPlan
+from mcuformer.codegen.report import MemoryReport, check_budget
+from mcuformer.codegen.variants import Choice, choose_plan, planned, trade_table
 from mcuformer.quant.placeholder import placeholder_qvit
 from mcuformer.quant.ptq import quantize_model
 from mcuformer.quant.qmodel import QViT
@@ -64,9 +64,7 @@ def plan_qmodel(qmodel: QViT, name: str, board: Board, schedule: str, budgets: B
     """The one planner: the lowering and memory plan `compile` emits (see codegen.variants), with the report's
     budgets the ones given."""
     if budgets.attention is not None:
-        graph = lower(qmodel, name, schedule, budgets.attention)
-        plan = plan_memory(graph)
-        forced = Planned(graph, plan, memory_report(graph, plan, board))
+        forced = planned(qmodel, name, schedule, board, budgets.attention)
         choice = Choice(forced, forced, budgets.optimize, board.sram_bytes, board.flash_bytes)
     else:
         choice = choose_plan(qmodel, name, board, schedule, budgets.optimize, budgets.sram, budgets.flash)

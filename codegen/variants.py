@@ -25,7 +25,7 @@ from mcuformer.boards import Board
 from mcuformer.codegen.cost_model import MODEL_FILE as COST_MODEL_FILE
 from mcuformer.codegen.cost_model import load_cost_model
 from mcuformer.codegen.ir import Graph
-from mcuformer.codegen.lower import ATTENTION_KINDS, SCHEDULES, lower
+from mcuformer.codegen.lower import ATTENTION_KINDS, SCHEDULES, Attention, lower
 from mcuformer.codegen.planner import MemoryPlan, plan_memory
 from mcuformer.codegen.report import MemoryReport, memory_report
 from mcuformer.codegen.scratch import BLOCK_MIN_TOKENS
@@ -74,7 +74,8 @@ class Choice:
         return replace(self, chosen=chosen, memory=memory)
 
 
-def _planned(model: QViT, name: str, schedule: str, board: Board, attention: str | tuple[str, ...] | None) -> Planned:
+def planned(model: QViT, name: str, schedule: str, board: Board, attention: Attention) -> Planned:
+    """One lowering (`attention` as in `lower`), its plan and its report."""
     graph = lower(model, name, schedule, attention)
     plan = plan_memory(graph)
     return Planned(graph, plan, memory_report(graph, plan, board))
@@ -98,12 +99,18 @@ def choose_plan(
         raise McuformerError(f"budgets of {sram_budget:,} B SRAM and {flash_budget:,} B flash exceed the "
                              f"{board.name}'s {board.sram_bytes:,} B and {board.flash_bytes:,} B: give smaller "
                              "ones")  # fmt: skip
-    memory = _planned(model, name, schedule, board, None)
+    if not SCHEDULES[schedule].fuse_blocks:  # no attention kernel to choose
+        only = planned(model, name, schedule, board, None)
+        return Choice(only, only, optimize, sram_budget, flash_budget)
+    # The memory plan as `lower` makes it without a choice: the smaller of all heads and per head (all on a tie).
+    speed = optimize == "speed" and COST_MODEL_FILE.is_file()
+    kinds_to_plan = ATTENTION_KINDS if speed else ATTENTION_KINDS[:2]
+    uniform = {kind: planned(model, name, schedule, board, kind) for kind in kinds_to_plan}
+    memory = min((uniform[k] for k in ATTENTION_KINDS[:2]), key=lambda p: p.plan.arena_bytes)
     choice = Choice(memory, memory, optimize, sram_budget, flash_budget)
-    if optimize == "memory" or not SCHEDULES[schedule].fuse_blocks or not COST_MODEL_FILE.is_file():
+    if not speed:
         return choice
     cost_model = load_cost_model(board.kernels)
-    uniform = {kind: _planned(model, name, schedule, board, kind) for kind in ATTENTION_KINDS}
     if not all(cost_model.covers(p.graph) for p in uniform.values()):
         return choice  # a kernel the cost model has no data for: nothing to weigh
     first = uniform[ATTENTION_KINDS[0]]
@@ -128,10 +135,10 @@ def choose_plan(
                 else:
                     candidates.setdefault(tuple(pick), sum(work[k][b] for b, k in enumerate(pick)))
     for kinds, _ in sorted(candidates.items(), key=lambda item: item[1])[:MAX_TRIES]:
-        planned = uniform[kinds[0]] if len(set(kinds)) == 1 else _planned(model, name, schedule, board, kinds)
-        if planned.fits(sram_budget, flash_budget):
-            better = (planned.report.predicted_instructions or 0) < (memory.report.predicted_instructions or 0)
-            return Choice(planned if better else memory, memory, optimize, sram_budget, flash_budget)
+        candidate = uniform[kinds[0]] if len(set(kinds)) == 1 else planned(model, name, schedule, board, kinds)
+        if candidate.fits(sram_budget, flash_budget):
+            better = (candidate.report.predicted_instructions or 0) < (memory.report.predicted_instructions or 0)
+            return Choice(candidate if better else memory, memory, optimize, sram_budget, flash_budget)
     return choice
 
 
@@ -144,9 +151,9 @@ def trade_table(choice: Choice) -> str:
         "| plan | attention per block | peak SRAM | flash | predicted instructions | SRAM headroom | flash headroom |",
         "|---|---|---|---|---|---|---|",
     ]
-    for label, planned in rows:
-        r = planned.report
-        kinds = ", ".join(k.removeprefix("attention_block").lstrip("_") or "all heads" for k in planned.attention)
+    for label, plan_row in rows:
+        r = plan_row.report
+        kinds = ", ".join(k.removeprefix("attention_block").lstrip("_") or "all heads" for k in plan_row.attention)
         instructions = f"{r.predicted_instructions:,}" if r.predicted_instructions is not None else "-"
         mark = " (chosen)" if label == choice.optimize else ""
         lines.append(f"| {label}{mark} | {kinds or '-'} | {r.sram_bytes:,} B | {r.flash_bytes:,} B | "
