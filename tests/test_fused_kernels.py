@@ -36,6 +36,7 @@ from kernel_ctypes import (
 
 from mcuformer.arch import PRESETS, ArchConfig, LayerRanks
 from mcuformer.codegen.host_build import KERNEL_INCLUDE, compile_host, kernel_sources
+from mcuformer.codegen.layout import widen_weights
 from mcuformer.model import VisionTransformer
 from mcuformer.quant import ops, reference, spec
 from mcuformer.quant.ptq import calibrate, quantize_add, quantize_layernorm, quantize_linear, quantize_model
@@ -50,7 +51,7 @@ ERR_ARG = -1
 
 
 class LinearLayer(ctypes.Structure):
-    _fields_ = [("params", LinearParams), ("quant", ChannelQuant), ("weight", P), ("bias", P)]
+    _fields_ = [("params", LinearParams), ("quant", ChannelQuant), ("weight", P), ("weight16", P), ("bias", P)]
 
 
 class FactoredLinear(ctypes.Structure):
@@ -130,7 +131,8 @@ def _rank(layer: QFactored) -> int:
     return 0 if layer.v is None else layer.v.weight.shape[0]
 
 
-def c_block(block: QBlock, tokens: int) -> CBlock:
+def c_block(block: QBlock, tokens: int, widened: bool = False) -> CBlock:
+    """`widened`: every linear with its weights in the int16 layout codegen can emit (codegen.layout)."""
     keep: list[object] = []
 
     def arr(values: np.ndarray, dtype: type) -> int:
@@ -141,7 +143,10 @@ def c_block(block: QBlock, tokens: int) -> CBlock:
     def linear(layer: QLinear) -> LinearLayer:
         quant = ChannelQuant(arr(layer.mult, np.int32), arr(layer.shift, np.int8))
         params = LinearParams(layer.input.zero_point, layer.output.zero_point)
-        return LinearLayer(params, quant, arr(layer.weight, np.int8), arr(layer.bias, np.int32))
+        bias = arr(layer.bias, np.int32)
+        if widened:
+            return LinearLayer(params, quant, None, arr(widen_weights(layer.weight), np.int16), bias)
+        return LinearLayer(params, quant, arr(layer.weight, np.int8), None, bias)
 
     def linear_ptr(layer: QLinear | None) -> int | None:
         if layer is None:
@@ -379,14 +384,15 @@ def attention_half(block: QBlock, x: np.ndarray) -> tuple[np.ndarray, np.ndarray
 # ---------------------------------------------------------------------------------------------- tests
 
 
-def test_fused_block_equals_run_block(lib: ctypes.CDLL) -> None:
+@pytest.mark.parametrize("widened", [False, True], ids=["int8-weights", "widened-weights"])
+def test_fused_block_equals_run_block(lib: ctypes.CDLL, widened: bool) -> None:
     rng = np.random.default_rng(99)
     seen: set[tuple[bool, ...]] = set()
     changed = 0
     for i, (cfg, block, x) in enumerate(random_blocks(seed=1, count=BLOCK_CASES)):
         want = reference.run_block(block, x)
         want_mid, want_k, want_v = attention_half(block, x)
-        got = run_fused(lib, c_block(block, cfg.tokens), x, rng)
+        got = run_fused(lib, c_block(block, cfg.tokens, widened), x, rng)
         assert (got.status_attention, got.status_mlp) == (0, 0), (i, cfg)
         assert np.array_equal(got.k, want_k) and np.array_equal(got.v, want_v), f"case {i} {cfg}: K or V differ"
         assert np.array_equal(got.after_attention, want_mid), f"case {i} {cfg}: attention half differs"
@@ -551,6 +557,18 @@ def test_attention_row_invalid_arguments(lib: ctypes.CDLL) -> None:
 Mutation = Callable[[CBlock], None]
 
 
+def _both_layouts(path: str) -> Mutation:
+    """A mutation giving a linear (dotted path) both weight layouts: exactly one may be set."""
+
+    def apply(cb: CBlock) -> None:
+        target: object = cb
+        for name in path.split("."):
+            target = getattr(target, name)
+        target.weight16 = target.weight  # type: ignore[attr-defined]
+
+    return apply
+
+
 def _set(path: str, value: object) -> Mutation:
     """A mutation setting a (dotted) field of the attention ('attn.'), MLP ('mlp.') params or dims."""
 
@@ -629,6 +647,7 @@ def test_invalid_arguments(lib: ctypes.CDLL) -> None:
         _set("attn.norm.params.eps", -1),
         _set("attn.norm.params.in_zp", 128),
         _set("attn.k.weight", None),
+        _both_layouts("attn.q"),
         _set("attn.v.bias", None),
         _set("attn.q.params.out_zp", -129),  # found in pass 2 only: x still unchanged
         _set("attn.q.quant.mult", None),
@@ -657,6 +676,7 @@ def test_invalid_arguments(lib: ctypes.CDLL) -> None:
         _set("mlp.norm.beta", None),
         _set("mlp.norm.params.shift", -33),
         _set("mlp.fc1.u.weight", None),
+        _both_layouts("mlp.fc2.u"),
         _bad_array("mlp.fc1.u.quant.shift", hidden, np.int8, -40),
         _set("mlp.gelu_table", None),
         _set("mlp.fc2.u.params.out_zp", 128),
@@ -671,7 +691,7 @@ def test_invalid_arguments(lib: ctypes.CDLL) -> None:
 
 # ---------------------------------------------------------------------------------------- sanitized build
 
-_C_TYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t"}
+_C_TYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int16): "int16_t", np.dtype(np.int32): "int32_t"}
 
 
 class _Emitter:
@@ -681,6 +701,7 @@ class _Emitter:
         self.decls: list[str] = []
         self.body: list[str] = []
         self.count = 0
+        self.widened = False
 
     def array(self, values: np.ndarray, dtype: type) -> str:
         a: np.ndarray = np.ascontiguousarray(values, dtype=dtype).reshape(-1)
@@ -692,11 +713,17 @@ class _Emitter:
         return name
 
     def linear(self, target: str, layer: QLinear) -> None:
-        w, b = self.array(layer.weight, np.int8), self.array(layer.bias, np.int32)
+        """Every other block's linears with widened weights (the layout codegen can emit)."""
+        if self.widened:
+            w16, w = self.array(widen_weights(layer.weight), np.int16), "NULL"
+        else:
+            w16, w = "NULL", self.array(layer.weight, np.int8)
+        b = self.array(layer.bias, np.int32)
         m, s = self.array(layer.mult, np.int32), self.array(layer.shift, np.int8)
         self.body += [
             f"{target}.params.in_zp = {layer.input.zero_point}; {target}.params.out_zp = {layer.output.zero_point};",
-            f"{target}.quant.mult = {m}; {target}.quant.shift = {s}; {target}.weight = {w}; {target}.bias = {b};",
+            f"{target}.quant.mult = {m}; {target}.quant.shift = {s}; {target}.weight = {w}; "
+            f"{target}.weight16 = {w16}; {target}.bias = {b};",
         ]
 
     def linear_ptr(self, target: str, layer: QLinear | None) -> None:
@@ -731,6 +758,7 @@ class _Emitter:
         tokens, d = x.shape
         cb = c_block(block, tokens)  # only for the dims
         ad, md = cb.attn_dims, cb.mlp_dims
+        self.widened = index % 2 == 1
         self.body.append("{")
         self.body.append(
             f"const mcf_attention_block_dims ad = {{{ad.tokens}, {ad.channels}, {ad.heads}, {ad.qkv_rank}, "

@@ -39,18 +39,15 @@ static void head_projections(const mcf_attention_block_params *params, int32_t t
     const mcf_linear_layer v = layer_rows(&params->v, in_ch, first);
     const mcf_linear_layer q = layer_rows(&params->q, in_ch, first);
     mcf_dsp_widen4(rows, in_ch, count, in_ch, k.params.in_zp, s->x16);
-    mcf_dsp_linear4(s->x16, in_ch, &k.params, &k.quant, k.weight, k.bias, head_dim, k_head + t0 * head_dim,
-                    head_dim, count, fast->k);
+    mcf_dsp_linear4(s->x16, in_ch, &k, head_dim, k_head + t0 * head_dim, head_dim, count, fast->k);
     if (v.params.in_zp != k.params.in_zp) { /* usually one tensor, one zero point: widened once */
         mcf_dsp_widen4(rows, in_ch, count, in_ch, v.params.in_zp, s->x16);
     }
-    mcf_dsp_linear4_strided(s->x16, in_ch, &v.params, &v.quant, v.weight, v.bias, head_dim, v_head + t0, 1,
-                            tokens, count, fast->v);
+    mcf_dsp_linear4_strided(s->x16, in_ch, &v, head_dim, v_head + t0, 1, tokens, count, fast->v);
     if (q.params.in_zp != v.params.in_zp) {
         mcf_dsp_widen4(rows, in_ch, count, in_ch, q.params.in_zp, s->x16);
     }
-    mcf_dsp_linear4(s->x16, in_ch, &q.params, &q.quant, q.weight, q.bias, head_dim,
-                    context + t0 * channels + first, channels, count, fast->q);
+    mcf_dsp_linear4(s->x16, in_ch, &q, head_dim, context + t0 * channels + first, channels, count, fast->q);
 }
 
 /* Largest exp_table entry for which softmax_u16 takes its 32-bit path (see there). */

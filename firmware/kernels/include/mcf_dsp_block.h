@@ -6,6 +6,7 @@
 #define MCF_DSP_BLOCK_H
 
 #include "mcf_dsp.h"
+#include "mcf_fused.h"
 
 /* The fused DSP kernels run MCF_DSP_BLOCK tokens at a time: each weight word is loaded and split once for
  * four tokens. Their inputs are first widened to int16 with the zero point removed ("x16"), laid out so that
@@ -27,25 +28,24 @@ void mcf_dsp_x16_sums(const uint32_t *x16, int32_t length, int32_t sums[4]);
 int mcf_dsp_channels_fast(const int32_t *bias, const mcf_channel_quant *quant, int32_t in_ch, int32_t out_ch);
 
 /* One quantized linear layer on a block of tokens: out[t * token_stride + n * channel_stride] for t < count,
- * from x16 (mcf_dsp_widen4 of the input with the layer's in_zp). A channel stride other than 1 writes the
- * output transposed (channel-major), as the per-head attention kernel keeps V. `fast` is
- * mcf_dsp_channels_fast of the layer's rows: a full block of a fast layer whose in_ch is a multiple of four
- * takes mcf_dsp_channels4 on the core.
+ * from x16 (mcf_dsp_widen4 of the input with the layer's in_zp), with the layer's int8 or widened weights
+ * (mcf_linear_layer). A channel stride other than 1 writes the output transposed (channel-major), as the
+ * per-head attention kernel keeps V. `fast` is mcf_dsp_channels_fast of the layer's rows: a full block of a
+ * fast layer whose in_ch is a multiple of four takes the assembly channel loop (mcf_dsp_channels4, or
+ * mcf_dsp_channels4_w16 for widened weights: 11 instead of 13 instructions per 16 MACs).
  *
  * Requantization fast path, exact: when |bias| < 2^30 and in_ch < 32896 the accumulator starts at the bias
  * and stays within int32 (|dot| <= 255 * 128 * in_ch < 2^30); when also shift is in [-24, -2], with r =
  * -shift - 2, requant_s8(acc) == ssat8((((acc * mult) >> 32) + 2^r + out_zp * 2^(r + 1)) >> (r + 1)) (floor
  * shifts compose; the sum stays inside int32). Otherwise mcf_dsp_requantize_s8 (exact in all cases). */
-void mcf_dsp_linear4_strided(const uint32_t *x16, int32_t in_ch, const mcf_linear_params *params,
-                             const mcf_channel_quant *quant, const int8_t *weight, const int32_t *bias,
+void mcf_dsp_linear4_strided(const uint32_t *x16, int32_t in_ch, const mcf_linear_layer *layer,
                              int32_t out_ch, int8_t *out, int32_t token_stride, int32_t channel_stride,
                              int32_t count, int fast);
 
 /* mcf_dsp_linear4_strided with rows of out out_stride bytes apart (channels consecutive). */
-static inline void mcf_dsp_linear4(const uint32_t *x16, int32_t in_ch, const mcf_linear_params *params,
-                                   const mcf_channel_quant *quant, const int8_t *weight, const int32_t *bias,
+static inline void mcf_dsp_linear4(const uint32_t *x16, int32_t in_ch, const mcf_linear_layer *layer,
                                    int32_t out_ch, int8_t *out, int32_t out_stride, int32_t count, int fast) {
-    mcf_dsp_linear4_strided(x16, in_ch, params, quant, weight, bias, out_ch, out, out_stride, 1, count, fast);
+    mcf_dsp_linear4_strided(x16, in_ch, layer, out_ch, out, out_stride, 1, count, fast);
 }
 
 /* For each of `rows` weight rows n (consecutive, `length` values each): acc[t] = start[t] + x16(t) . w_n,

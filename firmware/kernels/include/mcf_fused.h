@@ -37,13 +37,28 @@ extern "C" {
 #define MCF_FUSED_BLOCK_ROW_BYTES 12 /* per value of the widest row: 4 tokens x (int16 + int8) */
 
 /* One quantized linear layer (qmodel.QLinear), [in_ch] -> [out_ch] per token; the sizes come from the
- * dims of the fused kernel that uses it. params and quant are passed to mcf_linear_s8 as they are. */
+ * dims of the fused kernel that uses it. params and quant are passed to mcf_linear_s8 as they are.
+ *
+ * The weights come in one of two layouts, exactly one pointer non-NULL (else MCF_ERR_ARG):
+ * - weight: int8 [out_ch][in_ch];
+ * - weight16: the same values pre-widened to int16 by codegen (twice the flash, fewer instructions: the DSP
+ *   kernels' token blocks load them without splitting), word aligned, [out_ch][in_ch] with each group of four
+ *   inputs of a row stored as (w0, w2, w1, w3), the pairs SXTB16 makes of an int8 word (mcf_dsp_block.h's x16
+ *   pairing), and the in_ch % 4 leftovers in order (mcf_weight16_index). */
 typedef struct {
     mcf_linear_params params; /* input and output zero points */
     mcf_channel_quant quant;  /* mult, shift [out_ch] */
-    const int8_t *weight;     /* [out_ch][in_ch] */
+    const int8_t *weight;     /* [out_ch][in_ch], or NULL */
+    const int16_t *weight16;  /* [out_ch][in_ch] in the widened layout, or NULL */
     const int32_t *bias;      /* [out_ch] */
 } mcf_linear_layer;
+
+/* Where input k of a row (in_ch inputs) sits in the widened layout of mcf_linear_layer.weight16: inputs 1 and
+ * 2 of each group of four trade places; the in_ch % 4 leftovers keep theirs. Mirror:
+ * mcuformer.codegen.layout.widen_weights. */
+static inline int32_t mcf_weight16_index(int32_t k, int32_t in_ch) {
+    return k < (in_ch & ~3) ? (k & ~3) | ((k & 1) << 1) | ((k >> 1) & 1) : k;
+}
 
 /* A linear that may be low rank (qmodel.QFactored): y = u(v(x)), or u(x) when v is NULL (full rank).
  * The rank (v's out_ch, u's in_ch) is given by the fused kernel's dims: rank 0 <=> v == NULL. */

@@ -2,6 +2,7 @@
 #ifndef MCF_FUSED_INTERNAL_H
 #define MCF_FUSED_INTERNAL_H
 
+#include "mcf_checks.h"
 #include "mcf_fused.h"
 
 /* Buffer `index` of the per-token chain, `length` bytes: even indices start the scratch, odd ones end it,
@@ -17,7 +18,6 @@ static inline int attention_ranks_match(const mcf_attention_block_dims *dims,
            (dims->proj_rank > 0) == (params->proj.v != NULL);
 }
 
-/* mcf_linear_s8 on one token. */
 /* mcf_attention_block_s8's argument check, shared by its variants: its scratch size, or 0 when an argument is
  * NULL, the dims are invalid or the ranks disagree with the V factors. */
 static inline int32_t attention_block_checked_size(const mcf_attention_block_dims *dims,
@@ -45,8 +45,35 @@ static inline int32_t mlp_block_checked_size(const mcf_mlp_block_dims *dims,
     return ranks_match ? size : 0;
 }
 
+/* mcf_linear_s8 on one token with the widened weights (mcf_linear_layer.weight16): the same arithmetic and
+ * checks, the weights read at their place in that layout. */
+static inline mcf_status linear16_row(const mcf_linear_layer *layer, int32_t in_ch, int32_t out_ch,
+                                      const int8_t *input, int8_t *output) {
+    const mcf_linear_dims dims = {1, in_ch, out_ch};
+    const int16_t *w = layer->weight16;
+    if (!mcf_linear_args_ok(&dims, &layer->params, &layer->quant, input, (const int8_t *)w, layer->bias,
+                            output) ||
+        layer->weight != NULL) {
+        return MCF_ERR_ARG;
+    }
+    const int32_t in_zp = layer->params.in_zp;
+    for (int32_t n = 0; n < out_ch; n++, w += in_ch) {
+        int32_t acc = 0;
+        for (int32_t k = 0; k < in_ch; k++) {
+            acc += (input[k] - in_zp) * w[mcf_weight16_index(k, in_ch)];
+        }
+        output[n] = mcf_requantize_s8((int64_t)acc + layer->bias[n], layer->quant.mult[n],
+                                      layer->quant.shift[n], layer->params.out_zp);
+    }
+    return MCF_OK;
+}
+
+/* A linear on one token, in either weight layout. */
 static inline mcf_status linear_row(const mcf_linear_layer *layer, int32_t in_ch, int32_t out_ch,
                                     const int8_t *input, int8_t *output) {
+    if (layer->weight16 != NULL) {
+        return linear16_row(layer, in_ch, out_ch, input, output);
+    }
     const mcf_linear_dims dims = {1, in_ch, out_ch};
     return mcf_linear_s8(&dims, &layer->params, &layer->quant, input, layer->weight, layer->bias, output);
 }
@@ -197,7 +224,12 @@ static inline mcf_linear_layer layer_rows(const mcf_linear_layer *layer, int32_t
     mcf_linear_layer rows = *layer;
     rows.quant.mult = layer->quant.mult + first;
     rows.quant.shift = layer->quant.shift + first;
-    rows.weight = layer->weight + (size_t)first * (size_t)in_ch;
+    if (layer->weight != NULL) {
+        rows.weight = layer->weight + (size_t)first * (size_t)in_ch;
+    }
+    if (layer->weight16 != NULL) {
+        rows.weight16 = layer->weight16 + (size_t)first * (size_t)in_ch;
+    }
     rows.bias = layer->bias + first;
     return rows;
 }

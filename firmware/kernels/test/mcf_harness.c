@@ -202,6 +202,7 @@ void rnd_layer(mcf_linear_layer *layer, int8_t *weight, int32_t *bias, int32_t *
         bias[n] = (int32_t)rnd() >> 18;
     }
     layer->weight = weight;
+    layer->weight16 = NULL;
     layer->bias = bias;
 }
 

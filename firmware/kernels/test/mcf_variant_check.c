@@ -1,7 +1,8 @@
 /* The checks of the kernel harness (mcf_harness.h): each case draws its shapes, parameters and data from the
  * seeded generator, with edge values (one token, odd widths, zero points -128 and 127, extreme multipliers,
  * shifts and biases) drawn often, runs the portable reference and the variant, and compares status, output
- * and the guard bytes behind the output. */
+ * and the guard bytes behind the output. The fused blocks' variant runs with half of its layers' weights
+ * widened (mcf_linear_layer.weight16), the reference with int8 weights. */
 #include "mcf_harness.h"
 
 static int mismatches;
@@ -153,6 +154,42 @@ static void rnd_check_layer(mcf_linear_layer *layer, int8_t *weight, int32_t *bi
     }
 }
 
+/* The widened copies of the variant's layers (mcf_linear_layer.weight16, codegen's layout), from a pool
+ * reset per case. */
+#define WIDENED_VALUES (8 * 4096)
+static int16_t widened_pool[WIDENED_VALUES] __attribute__((aligned(8)));
+static int32_t widened_used;
+
+/* `layer` as the variant runs it: half of the time with its weights widened, so that one block mixes both
+ * layouts (and the assembly and C paths of each); the reference keeps the int8 weights. */
+static mcf_linear_layer maybe_widened(const mcf_linear_layer *layer, int32_t in_ch, int32_t out_ch) {
+    mcf_linear_layer copy = *layer;
+    const int32_t values = (in_ch * out_ch + 3) & ~3; /* the next copy stays 8-byte aligned */
+    if (!chance(50) || widened_used + values > WIDENED_VALUES) {
+        return copy;
+    }
+    int16_t *w16 = widened_pool + widened_used;
+    widened_used += values;
+    for (int32_t n = 0; n < out_ch; n++) {
+        for (int32_t k = 0; k < in_ch; k++) {
+            w16[n * in_ch + mcf_weight16_index(k, in_ch)] = layer->weight[n * in_ch + k];
+        }
+    }
+    copy.weight = NULL;
+    copy.weight16 = w16;
+    return copy;
+}
+
+/* maybe_widened of an optional factor, into *storage. */
+static const mcf_linear_layer *maybe_widened_factor(const mcf_linear_layer *layer, mcf_linear_layer *storage,
+                                                    int32_t in_ch, int32_t out_ch) {
+    if (layer == NULL) {
+        return NULL;
+    }
+    *storage = maybe_widened(layer, in_ch, out_ch);
+    return storage;
+}
+
 /* The residual add of a fused block, mostly with rescale ratios near 1 (multipliers 2^13..2^15 over
  * 2^14..2^16), so that the block's output shows the last bits of the branch it adds instead of saturating or
  * vanishing; the x multiplier is sometimes 0 (the output is the branch alone). rnd_add covers the extremes.
@@ -196,13 +233,19 @@ static void check_mlp_block(int cases) {
         }
         rnd_check_layer(&params.fc2.u, weight_b, bias_b, mult_b, shift_b, in2, channels);
         params.residual = rnd_residual();
+        static mcf_linear_layer v1_var, v2_var;
+        mcf_mlp_block_params var = params;
+        widened_used = 0;
+        var.fc1.v = maybe_widened_factor(params.fc1.v, &v1_var, channels, dims.fc1_rank);
+        var.fc1.u = maybe_widened(&params.fc1.u, in1, hidden);
+        var.fc2.v = maybe_widened_factor(params.fc2.v, &v2_var, hidden, dims.fc2_rank);
+        var.fc2.u = maybe_widened(&params.fc2.u, in2, channels);
         const int32_t n_out = dims.tokens * channels;
         clear_outputs(n_out);
         rnd_bytes(out_ref, n_out);
         memcpy(out_var, out_ref, (size_t)n_out);
         const mcf_status r = ref_mcf_mlp_block_s8(&dims, &params, out_ref, scratch_ref);
-        const mcf_status v =
-            mcf_mlp_block_s8(&dims, &params, out_var, scratch_var + i % 4); /* any alignment */
+        const mcf_status v = mcf_mlp_block_s8(&dims, &var, out_var, scratch_var + i % 4); /* any alignment */
         compare("mlp_block", i, r, v, n_out);
     }
     checked("mlp_block", cases);
@@ -248,14 +291,32 @@ static mcf_attention_block_dims rnd_attention_block(mcf_attention_block_params *
     return dims;
 }
 
+/* The attention block's parameters as the variant runs them (maybe_widened). */
+static mcf_attention_block_params widened_attention(const mcf_attention_block_dims *dims,
+                                                    const mcf_attention_block_params *params) {
+    static mcf_linear_layer qkv_v_var, proj_v_var;
+    mcf_attention_block_params var = *params;
+    const int32_t channels = dims->channels;
+    const int32_t in_ch = dims->qkv_rank ? dims->qkv_rank : channels;
+    widened_used = 0;
+    var.qkv_v = maybe_widened_factor(params->qkv_v, &qkv_v_var, channels, dims->qkv_rank);
+    var.q = maybe_widened(&params->q, in_ch, channels);
+    var.k = maybe_widened(&params->k, in_ch, channels);
+    var.v = maybe_widened(&params->v, in_ch, channels);
+    var.proj.v = maybe_widened_factor(params->proj.v, &proj_v_var, channels, dims->proj_rank);
+    var.proj.u = maybe_widened(&params->proj.u, dims->proj_rank ? dims->proj_rank : channels, channels);
+    return var;
+}
+
 static void check_attention_block(int cases) {
     for (int i = 0; i < cases; i++) {
         mcf_attention_block_params params;
         const mcf_attention_block_dims dims = rnd_attention_block(&params);
+        const mcf_attention_block_params var = widened_attention(&dims, &params);
         const mcf_status r =
             ref_mcf_attention_block_s8(&dims, &params, out_ref, kv_ref[0], kv_ref[1], scratch_ref);
         const mcf_status v =
-            mcf_attention_block_s8(&dims, &params, out_var, kv_var[0], kv_var[1], scratch_var + i % 4);
+            mcf_attention_block_s8(&dims, &var, out_var, kv_var[0], kv_var[1], scratch_var + i % 4);
         compare("attention_block", i, r, v, dims.tokens * dims.channels);
         if (memcmp(kv_ref, kv_var, sizeof kv_ref) != 0) {
             compare("attention_block_kv", i, MCF_OK, MCF_ERR_ARG, 0);
@@ -271,12 +332,13 @@ static void check_attention_block_heads(int cases, int once) {
     for (int i = 0; i < cases; i++) {
         mcf_attention_block_params params;
         const mcf_attention_block_dims dims = rnd_attention_block(&params);
+        const mcf_attention_block_params var = widened_attention(&dims, &params);
         const mcf_status r = ref_mcf_attention_block_heads_s8(&dims, &params, out_ref, kv_ref[0], kv_ref[1],
                                                               in_c, scratch_ref);
-        const mcf_status v = once ? mcf_attention_block_heads_once_s8(&dims, &params, out_var, kv_var[0],
+        const mcf_status v = once ? mcf_attention_block_heads_once_s8(&dims, &var, out_var, kv_var[0],
                                                                       kv_var[1], in_b, scratch_var + i % 4)
-                                  : mcf_attention_block_heads_s8(&dims, &params, out_var, kv_var[0],
-                                                                 kv_var[1], in_b, scratch_var + i % 4);
+                                  : mcf_attention_block_heads_s8(&dims, &var, out_var, kv_var[0], kv_var[1],
+                                                                 in_b, scratch_var + i % 4);
         compare(name, i, r, v, dims.tokens * dims.channels);
         if (r == MCF_OK && memcmp(in_c, in_b, (size_t)(dims.tokens * dims.channels)) != 0) {
             compare(once ? "attention_block_heads_once_context" : "attention_block_heads_context", i, MCF_OK,
