@@ -72,6 +72,10 @@ class BuildDir:
         kinds = self.manifest().get("attention")
         return tuple(kinds) if kinds else None
 
+    def widened(self) -> tuple[str, ...]:
+        """The linears compiled with widened weights (none in a build from before the choice was recorded)."""
+        return tuple(self.manifest().get("widened", ()))
+
 
 def read_manifest(build_dir: str | Path) -> dict[str, Any]:
     """The manifest `compile` writes into a build folder."""

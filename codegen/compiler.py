@@ -33,11 +33,12 @@ class CompiledModel:
     out_dir: Path
 
 
-def build_graph(model_file: ModelFile, name: str, schedule: str = DEFAULT_SCHEDULE,
-                attention: Attention = None) -> tuple[QViT, Graph]:  # fmt: skip
-    """The quantized model and its graph with the given attention kinds (a build's manifest records them)."""
+def build_graph(model_file: ModelFile, name: str, schedule: str = DEFAULT_SCHEDULE, attention: Attention = None,
+                widened: tuple[str, ...] = ()) -> tuple[QViT, Graph]:  # fmt: skip
+    """The quantized model and its graph with the given attention kinds and widened linears (a build's manifest
+    records them)."""
     qmodel = quantize_model(model_file.model, model_file.calibration)
-    return qmodel, lower(qmodel, name, schedule, attention)
+    return qmodel, lower(qmodel, name, schedule, attention, widened)
 
 
 def graph_for_arch(arch: ArchConfig, name: str = "model", schedule: str = DEFAULT_SCHEDULE,
@@ -55,6 +56,7 @@ class Budgets:
     sram: int | None = None
     flash: int | None = None
     attention: Attention = None  # force the attention kind(s) instead (calibration, tests)
+    widened: tuple[str, ...] = ()  # with `attention`: the linears to widen (lower's `widened`)
 
 
 DEFAULT_BUDGETS = Budgets()
@@ -64,7 +66,7 @@ def plan_qmodel(qmodel: QViT, name: str, board: Board, schedule: str, budgets: B
     """The one planner: the lowering and memory plan `compile` emits (see codegen.variants), with the report's
     budgets the ones given."""
     if budgets.attention is not None:
-        forced = planned(qmodel, name, schedule, board, budgets.attention)
+        forced = planned(qmodel, name, schedule, board, budgets.attention, budgets.widened)
         choice = Choice(forced, forced, budgets.optimize, board.sram_bytes, board.flash_bytes)
     else:
         choice = choose_plan(qmodel, name, board, schedule, budgets.optimize, budgets.sram, budgets.flash)
@@ -133,6 +135,7 @@ def compile_model(
         "schedule": schedule,
         "optimize": budgets.optimize,
         "attention": list(choice.chosen.attention),
+        "widened": list(choice.chosen.widened),
         "dataset": model_file.dataset.name,
         "arch": model_file.arch.to_dict(),
         "input_shape": list(graph.shape(graph.input)),

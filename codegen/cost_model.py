@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import numpy as np
+
 from mcuformer.codegen.ir import Graph, Op
-from mcuformer.codegen.ops import OPS, op_dims, op_macs
+from mcuformer.codegen.ops import OPS, op_dims, op_macs, operand_map
 from mcuformer.codegen.scratch import BLOCK_MIN_TOKENS, BLOCK_TOKENS
 from mcuformer.errors import McuformerError
 
@@ -58,6 +61,42 @@ def op_features(graph: Graph, op: Op) -> dict[str, float]:
     return {name + suffix: value for name, value in features.items() if value}
 
 
+# Instructions the DSP channel loop saves per group of four inputs, output channel and block of four tokens when
+# a fused op's linear has widened weights (codegen.layout): one LDRD instead of a load and two SXTB16, counted in
+# the assembly (MCF_DOT4_GROUP16_FIXED in dsp/mcf_dsp_block.c), not fitted. The portable kernels gain nothing.
+WIDENED_SAVING = {"dsp": 2.0, "portable": 0.0}
+
+
+def linear_groups(graph: Graph, op: Op) -> Iterator[tuple[str, float]]:
+    """(linear name, groups) for every linear of a fused op that the DSP token blocks run through the assembly
+    channel loop: groups = blocks of four tokens x input groups of four x output channels x the times the kernel
+    runs the layer (the qkv V factor: twice in the all-heads kernel, once per head in the per-head one). None on
+    fewer than BLOCK_MIN_TOKENS tokens or an in_ch that is not a multiple of four (C paths)."""
+    if not OPS[op.kind].in_place_block:
+        return
+    dims = op_dims(graph, op)
+    if dims["tokens"] < BLOCK_MIN_TOKENS:
+        return
+    blocks = -(-dims["tokens"] // BLOCK_TOKENS)
+    repeats = {"attention_block": 2, "attention_block_heads": dims.get("heads", 1)}
+    for role, name in operand_map(op).items():
+        if not role.endswith(".weight") or not name:
+            continue
+        out_ch, in_ch = graph.shape(name)
+        if in_ch % 4 == 0:
+            layer = role.removesuffix(".weight")
+            times = repeats.get(op.kind, 1) if layer == "qkv_v" else 1
+            yield name.removesuffix("_w"), float(blocks * (in_ch // 4) * out_ch * times)
+
+
+def widened_saving(graph: Graph, op: Op, variant: str) -> float:
+    """Instructions the op's widened linears save (WIDENED_SAVING)."""
+    saving = WIDENED_SAVING.get(variant, 0.0)
+    if not saving:
+        return 0.0
+    return saving * sum(g for name, g in linear_groups(graph, op) if graph.consts[f"{name}_w"].array.dtype == np.int16)
+
+
 @dataclass(frozen=True)
 class CostModel:
     """Coefficients (instructions per unit of each feature) per op kind, for one kernel variant."""
@@ -73,7 +112,8 @@ class CostModel:
         if weights is None:
             raise McuformerError(f"the cost model has no data for {op.kind} ops: recalibrate it "
                                  "(python benchmarks/calibrate_cost.py)")  # fmt: skip
-        return sum(weights.get(name, 0.0) * value for name, value in op_features(graph, op).items())
+        fitted = sum(weights.get(name, 0.0) * value for name, value in op_features(graph, op).items())
+        return fitted - widened_saving(graph, op, self.variant)
 
     def covers(self, graph: Graph) -> bool:
         """Whether the calibration exercised every op kind of the graph and every size its ops grow with (a

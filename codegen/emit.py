@@ -20,7 +20,7 @@ from mcuformer.codegen.ops import OPS, Init, Operands, Static, op_dims, operand_
 from mcuformer.codegen.planner import MemoryPlan
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-_CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t"}
+_CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int16): "int16_t", np.dtype(np.int32): "int32_t"}
 VALUES_PER_LINE = 24
 LINE_WIDTH = 100  # struct initialisers longer than this get one field per line
 
@@ -86,9 +86,13 @@ def _op_view(graph: Graph, plan: MemoryPlan, op: Op) -> dict[str, Any]:
             return const_symbol(name)
         return f"ARENA({plan.tensor_offsets[name]})"
 
-    symbols = {role: operand(name) if name else "NULL" for role, name in operand_map(op).items()}
+    roles = operand_map(op)
+    symbols = {role: operand(name) if name else "NULL" for role, name in roles.items()}
     dims = op_dims(graph, op)
-    operands = Operands(op, symbols, dims)
+    widened = {
+        role for role, name in roles.items() if name in graph.consts and graph.consts[name].array.dtype == np.int16
+    }
+    operands = Operands(op, symbols, dims, widened)
     decls: list[dict[str, str]] = []
     for struct in kind.structs:
         name = f"{op.name}_{struct.suffix}"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from mcuformer.arch import ArchConfig
 from mcuformer.codegen.ir import Graph, IRError, Op, TensorSpec
+from mcuformer.codegen.layout import widen_weights
 from mcuformer.codegen.ops import OPS, kernel_scratch_bytes
 from mcuformer.codegen.verify import verify
 from mcuformer.quant.qmodel import QAdd, QBlock, QFactored, QLayerNorm, QLinear, QViT
@@ -16,9 +17,10 @@ from mcuformer.quant.spec import SHIFT_MAX, SHIFT_MIN
 
 
 class _Builder:
-    def __init__(self, graph: Graph, schedule: Schedule) -> None:
+    def __init__(self, graph: Graph, schedule: Schedule, widened: Collection[str] = ()) -> None:
         self.graph = graph
         self.schedule = schedule
+        self.widened = widened  # fused ops' linears (by name) whose weights are emitted widened to int16
 
     def tensor(self, name: str, shape: tuple[int, ...], alias_of: str | None = None, offset: int = 0) -> str:
         return self.graph.add_tensor(TensorSpec(name, shape, alias_of, offset))
@@ -64,7 +66,8 @@ class _Builder:
         if layer is None:
             return ("", "", "", "")
         g = self.graph
-        arrays = (layer.weight, layer.bias, layer.mult, channel_shifts(layer.shift))
+        weight = widen_weights(layer.weight) if name in self.widened else layer.weight
+        arrays = (weight, layer.bias, layer.mult, channel_shifts(layer.shift))
         return tuple(g.add_const(f"{name}_{s}", a) for s, a in zip("wbms", arrays, strict=True))
 
     def norm_operands(self, name: str, norm: QLayerNorm, attrs: dict[str, int]) -> tuple[str, str]:
@@ -214,10 +217,12 @@ ATTENTION_KINDS = ("attention_block", "attention_block_heads", "attention_block_
 Attention = str | Sequence[str] | None
 
 
-def lower(model: QViT, name: str = "model", schedule: str = "fused", attention: Attention = None) -> Graph:
+def lower(model: QViT, name: str = "model", schedule: str = "fused", attention: Attention = None,
+          widened: Collection[str] = ()) -> Graph:  # fmt: skip
     """The graph of `model` under a named schedule (SCHEDULES); verified. `attention` (fused schedules): the
     attention op kind of every block, or one per block; None: the least memory, K and V per head or for all heads
-    (all heads on a tie: less work). `mcuformer.codegen.variants` chooses per block for speed."""
+    (all heads on a tie: less work). `widened`: the fused ops' linears (named as in `fused_linears`) whose weights
+    are emitted widened to int16 (codegen.layout). `mcuformer.codegen.variants` chooses both for speed."""
     if schedule not in SCHEDULES:
         raise IRError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
     options = SCHEDULES[schedule]
@@ -227,17 +232,22 @@ def lower(model: QViT, name: str = "model", schedule: str = "fused", attention: 
         unknown = set(kinds) - set(ATTENTION_KINDS) - {None}
         if unknown or len(kinds) != depth:
             raise IRError(f"attention kinds {kinds} for {depth} blocks; each one of {', '.join(ATTENTION_KINDS)}")
-        return _lower(model, name, schedule, options, kinds)
+        return _lower(model, name, schedule, options, kinds, widened)
     from mcuformer.codegen.planner import plan_memory
 
-    graphs = [_lower(model, name, schedule, options, (kind,) * depth) for kind in ATTENTION_KINDS[:2]]
+    graphs = [_lower(model, name, schedule, options, (kind,) * depth, widened) for kind in ATTENTION_KINDS[:2]]
     return min(graphs, key=lambda graph: plan_memory(graph).arena_bytes)
 
 
-def _lower(model: QViT, name: str, schedule: str, options: Schedule, attention: Sequence[str | None]) -> Graph:
+def _lower(model: QViT, name: str, schedule: str, options: Schedule, attention: Sequence[str | None],
+           widened: Collection[str]) -> Graph:  # fmt: skip
     arch = model.arch
     graph = Graph(name)
-    b = _Builder(graph, options)
+    unknown = set(widened) - set(fused_linears(model)) if widened else set()
+    if unknown or (widened and not options.fuse_blocks):
+        raise IRError(f"cannot widen {sorted(unknown) or sorted(widened)}: only the fused blocks' linears "
+                      f"({', '.join(fused_linears(model)[:3])}, ...) take widened weights")  # fmt: skip
+    b = _Builder(graph, options, frozenset(widened))
     dim, patches = arch.embed_dim, arch.num_patches
     image_shape = (arch.image_size, arch.image_size, arch.channels)
     first = arch.num_tokens - patches  # rows before the patch tokens (the class token)
@@ -293,6 +303,20 @@ def _lower(model: QViT, name: str, schedule: str, options: Schedule, attention: 
     graph.meta = {"arch": arch.to_dict(), "logits_scale": model.logits.scale,
                   "logits_zero_point": model.logits.zero_point, "schedule": schedule,
                   "image_shape": image_shape, "stream_rows": arch.grid if options.stream_input else 0,
-                  "attention": [op.kind for op in graph.ops if op.kind in ATTENTION_KINDS]}  # fmt: skip
+                  "attention": [op.kind for op in graph.ops if op.kind in ATTENTION_KINDS],
+                  "widened": sorted(widened)}  # fmt: skip
     verify(graph)
     return graph
+
+
+def fused_linears(model: QViT) -> list[str]:
+    """The names of the linears inside the fused ops (block by block; the const prefix of each), the ones
+    `lower(widened=...)` may widen."""
+    names = []
+    for index, block in enumerate(model.blocks):
+        p = f"b{index}"
+        layers = {"qkv_v": block.qkv_v, "q": block.q, "k": block.k, "v": block.v, "proj_v": block.proj.v,
+                  "proj_u": block.proj.u, "fc1_v": block.fc1.v, "fc1_u": block.fc1.u, "fc2_v": block.fc2.v,
+                  "fc2_u": block.fc2.u}  # fmt: skip
+        names += [f"{p}_{role}" for role, layer in layers.items() if layer is not None]
+    return names

@@ -34,10 +34,11 @@ class Static:
 class Operands:
     """One op's operands as C expressions (by role, without the '$'/'?' marks), its attributes and its dims."""
 
-    def __init__(self, op: Op, symbols: dict[str, str], dims: Dims) -> None:
+    def __init__(self, op: Op, symbols: dict[str, str], dims: Dims, widened: set[str] | None = None) -> None:
         self.symbols = symbols
         self.attrs = op.attrs
         self.dims = dims
+        self.widened = widened or set()  # roles whose const is widened to int16 (a linear's "<layer>.weight")
 
     def __getitem__(self, role: str) -> str:
         return self.symbols[role]
@@ -249,9 +250,12 @@ def _mean_pool_shapes(graph: Graph, op: Op) -> str | None:
 
 def _linear_layer(o: Operands, layer: str) -> Init:
     """mcf_linear_layer of one linear inside a fused op."""
+    weight = o[f"{layer}.weight"]
+    widened = f"{layer}.weight" in o.widened  # exactly one of the two layouts (mcf_fused.h)
     return {"params": o.fields(*_LINEAR_PARAMS, prefix=f"{layer}."),
             "quant": {"mult": o[f"{layer}.mult"], "shift": o[f"{layer}.shift"]},
-            "weight": o[f"{layer}.weight"], "bias": o[f"{layer}.bias"]}  # fmt: skip
+            "weight": "NULL" if widened else weight, "weight16": weight if widened else "NULL",
+            "bias": o[f"{layer}.bias"]}  # fmt: skip
 
 
 def _optional_layer(o: Operands, layer: str) -> Init:

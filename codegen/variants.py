@@ -1,4 +1,5 @@
-"""The planner's speed-for-memory trade: which attention kernel each fused block runs.
+"""The planner's speed-for-memory trade: which attention kernel each fused block runs, and which of the fused
+blocks' linears get widened weights.
 
 The kernels offer per block (lower.ATTENTION_KINDS): K and V for all heads; one head's at a time (the least memory
 when heads > 2); one head's at a time normalising once per token (fewer instructions, tokens x width more
@@ -14,6 +15,11 @@ option shares, so for each set of kernels linked (flash: code is linked once per
 block may reach, the fastest option of every block that stays within that level gives one candidate. Candidates
 are tried fastest first through the real lowering and planner, and the first that fits is the plan: what
 `compile` emits and what `plan_arch` (the search's constraint) promises, to the byte.
+
+Speed mode then spends the flash left on widened weights (codegen.layout: int16, twice the bytes, two
+instructions fewer per 16 MACs on the DSP kernels). That changes no SRAM, and every linear saves about the same
+instructions per byte (tokens / 8 per extra byte; the qkv V factor more in the kernels that run it per head), so
+the linears are taken best ratio first, larger first among equals, as long as the flash budget holds.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from itertools import combinations
 
 from mcuformer.boards import Board
 from mcuformer.codegen.cost_model import MODEL_FILE as COST_MODEL_FILE
-from mcuformer.codegen.cost_model import load_cost_model
+from mcuformer.codegen.cost_model import WIDENED_SAVING, linear_groups, load_cost_model
 from mcuformer.codegen.ir import Graph
 from mcuformer.codegen.lower import ATTENTION_KINDS, SCHEDULES, Attention, lower
 from mcuformer.codegen.planner import MemoryPlan, plan_memory
@@ -47,6 +53,10 @@ class Planned:
     @property
     def attention(self) -> tuple[str, ...]:
         return tuple(self.graph.meta.get("attention", ()))
+
+    @property
+    def widened(self) -> tuple[str, ...]:
+        return tuple(self.graph.meta.get("widened", ()))
 
     def fits(self, sram_budget: int, flash_budget: int) -> bool:
         return self.report.sram_bytes <= sram_budget and self.report.flash_bytes <= flash_budget
@@ -74,9 +84,10 @@ class Choice:
         return replace(self, chosen=chosen, memory=memory)
 
 
-def planned(model: QViT, name: str, schedule: str, board: Board, attention: Attention) -> Planned:
-    """One lowering (`attention` as in `lower`), its plan and its report."""
-    graph = lower(model, name, schedule, attention)
+def planned(model: QViT, name: str, schedule: str, board: Board, attention: Attention,
+            widened: tuple[str, ...] = ()) -> Planned:  # fmt: skip
+    """One lowering (`attention` and `widened` as in `lower`), its plan and its report."""
+    graph = lower(model, name, schedule, attention, widened)
     plan = plan_memory(graph)
     return Planned(graph, plan, memory_report(graph, plan, board))
 
@@ -134,12 +145,36 @@ def choose_plan(
                     pick.append(min(within, key=lambda k, b=b: (work[k][b], live[k][b])))  # type: ignore[misc]
                 else:
                     candidates.setdefault(tuple(pick), sum(work[k][b] for b, k in enumerate(pick)))
+    fastest = memory
     for kinds, _ in sorted(candidates.items(), key=lambda item: item[1])[:MAX_TRIES]:
         candidate = uniform[kinds[0]] if len(set(kinds)) == 1 else planned(model, name, schedule, board, kinds)
         if candidate.fits(sram_budget, flash_budget):
             better = (candidate.report.predicted_instructions or 0) < (memory.report.predicted_instructions or 0)
-            return Choice(candidate if better else memory, memory, optimize, sram_budget, flash_budget)
-    return choice
+            fastest = candidate if better else memory
+            break
+    widened = widen(model, name, schedule, board, fastest, sram_budget, flash_budget)
+    return Choice(widened, memory, optimize, sram_budget, flash_budget)
+
+
+def widen(model: QViT, name: str, schedule: str, board: Board, plan: Planned, sram_budget: int,
+          flash_budget: int) -> Planned:  # fmt: skip
+    """`plan` with as many linears widened as the flash budget holds (the module's docstring), or `plan` itself
+    when none fits or the board's kernels gain nothing."""
+    if not WIDENED_SAVING.get(board.kernels):
+        return plan
+    graph = plan.graph
+    groups = {layer: g for op in graph.ops for layer, g in linear_groups(graph, op) if g > 0}
+    extra = {layer: graph.consts[f"{layer}_w"].nbytes for layer in groups}  # int16 takes twice the int8 bytes
+    room = flash_budget - plan.report.flash_bytes
+    picked = []
+    for layer in sorted(groups, key=lambda n: (-groups[n] / extra[n], -extra[n], n)):
+        if extra[layer] <= room:
+            picked.append(layer)
+            room -= extra[layer]
+    if not picked:
+        return plan
+    candidate = planned(model, name, schedule, board, plan.attention, tuple(sorted(picked)))
+    return candidate if candidate.fits(sram_budget, flash_budget) else plan
 
 
 def trade_table(choice: Choice) -> str:
@@ -148,15 +183,18 @@ def trade_table(choice: Choice) -> str:
     if choice.optimize == "speed":
         rows.append(("speed", choice.chosen))
     lines = [
-        "| plan | attention per block | peak SRAM | flash | predicted instructions | SRAM headroom | flash headroom |",
-        "|---|---|---|---|---|---|---|",
+        "| plan | attention per block | widened linears | peak SRAM | flash | predicted instructions | SRAM headroom "
+        "| flash headroom |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for label, plan_row in rows:
         r = plan_row.report
         kinds = ", ".join(k.removeprefix("attention_block").lstrip("_") or "all heads" for k in plan_row.attention)
+        linears = sum(1 for op in plan_row.graph.ops for _ in linear_groups(plan_row.graph, op))
+        widened = f"{len(plan_row.widened)} of {linears}" if linears else "-"
         instructions = f"{r.predicted_instructions:,}" if r.predicted_instructions is not None else "-"
         mark = " (chosen)" if label == choice.optimize else ""
-        lines.append(f"| {label}{mark} | {kinds or '-'} | {r.sram_bytes:,} B | {r.flash_bytes:,} B | "
+        lines.append(f"| {label}{mark} | {kinds or '-'} | {widened} | {r.sram_bytes:,} B | {r.flash_bytes:,} B | "
                      f"{instructions} | {choice.sram_budget - r.sram_bytes:,} B | "
                      f"{choice.flash_budget - r.flash_bytes:,} B |")  # fmt: skip
     return "\n".join(lines)

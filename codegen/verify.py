@@ -19,6 +19,16 @@ def role_dtype(role: str) -> Any:
     return _DTYPES.get(role.lstrip("?$").rsplit(".", 1)[-1])
 
 
+def role_dtypes(role: str) -> tuple[Any, ...]:
+    """The dtypes a const operand may have: role_dtype's, and int16 for the weights of a fused op's linears
+    (mcf_linear_layer.weight16: widened by codegen.layout)."""
+    want = role_dtype(role)
+    if want is None:
+        return ()
+    fused_weight = "." in role and role.endswith(".weight")
+    return (np.dtype(want), np.dtype(np.int16)) if fused_weight else (np.dtype(want),)
+
+
 def verify(graph: Graph) -> None:
     """Structural checks run after every pass: names resolve, operands exist before use, shapes agree."""
 
@@ -51,9 +61,9 @@ def verify(graph: Graph) -> None:
                 continue
             role = role.lstrip("?")
             if name in graph.consts:
-                want = role_dtype(role)
-                if want is not None and graph.consts[name].array.dtype != want:
-                    fail(f"op {op.name}: const {name} for {role} must be {np.dtype(want).name}")
+                allowed = role_dtypes(role)
+                if allowed and graph.consts[name].array.dtype not in allowed:
+                    fail(f"op {op.name}: const {name} for {role} must be {' or '.join(d.name for d in allowed)}")
                 continue
             if role.startswith("$"):
                 fail(f"op {op.name}: operand {role[1:]} must be a const, got {name!r}")
