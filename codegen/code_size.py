@@ -16,6 +16,7 @@ KERNEL_TEXT_BYTES: dict[str, int] = {  # largest variant (portable, dsp) + ~25% 
     "mcf_patch_embed_s8": 4432,  # dsp: 2 patches x 2 channels, unrolled tails
     "mcf_linear_s8": 4896,  # dsp: 2x2, 1x2, 1x1 cores and the one-token widened path
     "mcf_add_s8": 768,  # dsp: the lane loop twice (output zero point folded or not)
+    "mcf_linear_w16_s8": 656,  # portable only: the one-token path of widened layers
     "mcf_lut_s8": 208,
     "mcf_layernorm_s8": 1584,
     "mcf_attention_s8": 1024,
@@ -26,14 +27,14 @@ KERNEL_TEXT_BYTES: dict[str, int] = {  # largest variant (portable, dsp) + ~25% 
     "mcf_patch_embed_rows_s8": 256,
     "mcf_patch_embed_rows_s8_get_buffer_size": 96,
     "mcf_attention_row_s8": 2672,
-    "mcf_attention_block_s8": 1696,  # with its static helpers (dsp: the block loop and the one-token path)
+    "mcf_attention_block_s8": 2128,  # with its static helpers (dsp: the block loop and the one-token path)
     "mcf_attention_block_s8_get_buffer_size": 272,
-    "mcf_attention_block_heads_s8": 1536,  # the one-token path inlined (dsp: the blocks in mcf_dsp_heads)
+    "mcf_attention_block_heads_s8": 1936,  # the one-token path inlined (dsp: the blocks in mcf_dsp_heads)
     "mcf_attention_block_heads_s8_get_buffer_size": 304,
-    "mcf_attention_block_heads_once_s8": 1536,  # the same
+    "mcf_attention_block_heads_once_s8": 1936,  # the same
     "mcf_attention_block_heads_once_s8_get_buffer_size": 96,  # adds to the per-head kernel's size
     "mcf_dsp_heads": 3360,  # dsp support file: the per-head kernels' 4-query blocks and softmax rows
-    "mcf_mlp_block_s8": 1136,  # with its static helpers (dsp: the block loop and the one-token path)
+    "mcf_mlp_block_s8": 1488,  # with its static helpers (dsp: the block loop and the one-token path)
     "mcf_dsp_block": 3824,  # dsp support file: widening, 4-token dot loops, assembly channel loops, 4-token linear
     "mcf_dsp_fused": 1552,  # dsp support file: the fused kernels' argument checks and per-block layer chains
     "mcf_mlp_block_s8_get_buffer_size": 256,

@@ -18,7 +18,8 @@ ARM_FLAGS = ["-std=c99", "-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfp
 def test_kernel_sources_layout() -> None:
     sources = kernel_sources()
     assert [s.stem for s in sources] == sorted(
-        ["mcf_linear_s8", "mcf_patch_embed_s8", "mcf_add_s8", "mcf_lut_s8", "mcf_layernorm_s8", "mcf_softmax_s8",
+        ["mcf_linear_s8", "mcf_linear_w16_s8", "mcf_patch_embed_s8", "mcf_add_s8", "mcf_lut_s8", "mcf_layernorm_s8",
+         "mcf_softmax_s8",
          "mcf_attention_s8", "mcf_attention_s8_get_buffer_size", "mcf_mean_pool_s8", "mcf_copy_s8",
          "mcf_attention_row_s8", "mcf_attention_block_s8", "mcf_attention_block_s8_get_buffer_size",
          "mcf_attention_block_heads_s8", "mcf_attention_block_heads_s8_get_buffer_size",

@@ -39,6 +39,7 @@ from kernel_ctypes import (
 )
 
 from mcuformer.codegen.host_build import KERNEL_INCLUDE, compile_host, kernel_sources
+from mcuformer.codegen.layout import widen_weights
 from mcuformer.firmware import KERNELS_DIR
 from mcuformer.quant import ops, spec
 
@@ -55,6 +56,7 @@ INT32_MAX = 2**31 - 1
 
 SIGNATURES: dict[str, list[object]] = {
     "mcf_linear_s8": [P, P, P, P, P, P, P],
+    "mcf_linear_w16_s8": [P, P, P, P, P, P, P],
     "mcf_patch_embed_s8": [P, P, P, P, P, P, P],
     "mcf_add_s8": [P, P, P, P, I32],
     "mcf_lut_s8": [P, P, P, I32],
@@ -353,6 +355,20 @@ def run_ctypes(lib: ctypes.CDLL, case: Case, rng: np.random.Generator) -> np.nda
 
 
 # ---------------------------------------------------------------------------------------------- tests
+
+
+def test_linear_with_widened_weights_equals_reference(lib: ctypes.CDLL) -> None:
+    """mcf_linear_w16_s8 on the linear cases, its weights widened as codegen lays them out (codegen.layout): the
+    reference's outputs; MCF_ERR_ARG without weights."""
+    ref = ctypes.byref
+    for i, case in enumerate(cases("linear", CASES, seed=1)):
+        s, (x, w, b, mult, shift) = case.scalars, case.arrays
+        w16 = widen_weights(w)
+        out = np.zeros(case.expected.size, np.int8)
+        args = (ref(LinearDims(*s[:3])), ref(LinearParams(*s[3:5])), ref(ChannelQuant(ptr(mult), ptr(shift))), ptr(x))
+        assert lib.mcf_linear_w16_s8(*args, ptr(w16), ptr(b), ptr(out)) == 0, i
+        assert np.array_equal(out, case.expected.reshape(-1)), f"case {i} (scalars {s})"
+        assert lib.mcf_linear_w16_s8(*args, None, ptr(b), ptr(out)) == -1  # MCF_ERR_ARG
 
 
 @pytest.mark.parametrize("op", OPS)

@@ -1,18 +1,24 @@
-"""The planner's speed-for-memory trade (codegen/variants.py): which attention kernel each block runs.
+"""The planner's speed-for-memory trade (codegen/variants.py): which attention kernel each block runs, and which
+linears get widened weights.
 
 fmnist-small (49 tokens, 4 heads) offers the trade: per head normalising once per token is faster than per head
-normalising per head, for tokens x d more scratch per block. The choices are pinned under a loose and a tight
-budget; the device side (arena, SRAM, flash, exact logits) is in test_schedules_device.py.
+normalising per head, for tokens x d more scratch per block; widened weights are faster for twice the weight
+flash. The choices are pinned under loose and tight budgets; the device side (arena, SRAM, flash, exact logits) is
+in test_schedules_device.py.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 
 from mcuformer.arch import PRESETS, ArchConfig
 from mcuformer.boards import load_board
 from mcuformer.codegen.compiler import Budgets, plan_arch, plan_qmodel
-from mcuformer.codegen.variants import choose_plan, trade_table
+from mcuformer.codegen.cost_model import linear_groups
+from mcuformer.codegen.lower import fused_linears
+from mcuformer.codegen.variants import choose_plan, planned, trade_table
 from mcuformer.errors import McuformerError
 from mcuformer.quant.placeholder import placeholder_qvit
 
@@ -25,9 +31,20 @@ SHORT = ArchConfig.uniform(image_size=14, channels=1, patch_size=7, embed_dim=32
                            num_classes=10, pool="mean")  # fmt: skip
 
 
-def _choice(preset: str | ArchConfig, optimize: str = "speed", sram: int | None = None, flash: int | None = None):
+def _choice(preset: str | ArchConfig, optimize: str = "speed", sram: int | None = None, flash: int | None = None,
+            board=BOARD):  # fmt: skip
     arch = PRESETS[preset] if isinstance(preset, str) else preset
-    return choose_plan(placeholder_qvit(arch), "m", BOARD, "fused", optimize, sram, flash)
+    return choose_plan(placeholder_qvit(arch), "m", board, "fused", optimize, sram, flash)
+
+
+def _weight_bytes(plan, layers) -> int:
+    """The int8 bytes of these linears' weights: what widening them adds to the flash."""
+    return sum(plan.graph.consts[f"{layer}_w"].array.size for layer in layers)
+
+
+def _narrow(arch: ArchConfig):
+    """The speed plan's kernels with no linear widened."""
+    return planned(placeholder_qvit(arch), "m", "fused", BOARD, _choice(arch).chosen.attention)
 
 
 def test_memory_mode_is_the_smallest_plan():
@@ -52,11 +69,12 @@ def test_loose_budget_buys_speed_with_memory():
 
 
 def test_tight_budget_keeps_the_small_plan():
-    """An SRAM budget one byte below the fast plan's: the fastest plan that fits is the memory plan."""
+    """An SRAM budget one byte below the fast plan's: the fastest plan that fits has the memory plan's kernels and
+    SRAM (widened weights cost flash only)."""
     fast = _choice("fmnist-small").chosen.report.sram_bytes
     choice = _choice("fmnist-small", sram=fast - 1)
-    assert choice.chosen is choice.memory
-    assert choice.chosen.report.sram_bytes <= fast - 1
+    assert choice.chosen.attention == choice.memory.attention
+    assert choice.chosen.report.sram_bytes == choice.memory.report.sram_bytes <= fast - 1
     # Exactly the fast plan's SRAM: it fits again.
     assert _choice("fmnist-small", sram=fast).chosen.attention[0] == ONCE
 
@@ -117,3 +135,47 @@ def test_plan_command_prints_the_trade(tmp_path, capsys):
         out = capsys.readouterr().out
         assert f" {kind} " in out and "| memory |" in out and "| speed (chosen) |" in out
         assert ("heads_once" in out.split("| speed (chosen) |")[1].splitlines()[0]) == (kind == ONCE)
+
+
+def test_loose_flash_widens_every_linear():
+    """The board's 1 MB: every fused linear widened, the flash up by exactly their int8 weight bytes, the
+    predicted instructions down by the saving counted in the assembly (2 per group of 4 inputs, channel and block
+    of 4 tokens), and the memory plan widens nothing."""
+    arch = PRESETS["fmnist-small"]
+    choice = _choice(arch)
+    narrow = _narrow(arch)
+    layers = fused_linears(placeholder_qvit(arch))
+    assert choice.chosen.widened == tuple(sorted(layers)) and not choice.memory.widened
+    assert _choice(arch, flash=narrow.report.flash_bytes).chosen.widened == ()  # no room to widen
+    extra = _weight_bytes(narrow, layers)
+    assert choice.chosen.report.flash_bytes == narrow.report.flash_bytes + extra
+    assert choice.chosen.report.sram_bytes == narrow.report.sram_bytes
+    graph = narrow.graph
+    groups = sum(g for op in graph.ops for _, g in linear_groups(graph, op))
+    # fmnist-small: 13 blocks of 4 tokens, in_ch 48 or 96 (12 or 24 groups); the per-head kernel runs each once.
+    assert groups == 13 * arch.depth * (12 * 48 * 4 + 12 * 96 + 24 * 48)
+    saved = narrow.report.predicted_instructions - choice.chosen.report.predicted_instructions
+    assert abs(saved - 2 * groups) <= 1  # rounding of the two predictions
+
+
+def test_tight_flash_widens_what_fits():
+    """A flash budget between the narrow and the fully widened plan: the widened linears' extra bytes fit the
+    room, and every linear left narrow would not."""
+    arch = PRESETS["fmnist-small"]
+    narrow = _narrow(arch)
+    for room in (0, 2303, 2304, 10_000, 25_000):
+        choice = _choice(arch, flash=narrow.report.flash_bytes + room)
+        widened, chosen = choice.chosen.widened, choice.chosen
+        extra = _weight_bytes(narrow, widened)
+        assert extra <= room and chosen.report.flash_bytes == narrow.report.flash_bytes + extra
+        left = [layer for layer in fused_linears(placeholder_qvit(arch)) if layer not in widened]
+        assert all(_weight_bytes(narrow, [layer]) > room - extra for layer in left)
+    assert not _choice(arch, flash=narrow.report.flash_bytes + 2303).chosen.widened  # the smallest is 48 x 48
+
+
+def test_nothing_is_widened_where_it_saves_nothing():
+    """The portable kernels read either layout at the same cost, and sequences under 16 tokens never reach the
+    assembly loop: no widened weights, so no flash spent for nothing."""
+    portable = replace(BOARD, kernel_variant="portable")
+    assert not _choice("fmnist-small", board=portable).chosen.widened
+    assert not _choice(SHORT).chosen.widened

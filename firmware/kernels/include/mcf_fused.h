@@ -44,7 +44,7 @@ extern "C" {
  * - weight16: the same values pre-widened to int16 by codegen (twice the flash, fewer instructions: the DSP
  *   kernels' token blocks load them without splitting), word aligned, [out_ch][in_ch] with each group of four
  *   inputs of a row stored as (w0, w2, w1, w3), the pairs SXTB16 makes of an int8 word (mcf_dsp_block.h's x16
- *   pairing), and the in_ch % 4 leftovers in order (mcf_weight16_index). */
+ *   pairing), and the in_ch % 4 leftovers in order (mcf_weight16_index, mcf_linear_w16_s8). */
 typedef struct {
     mcf_linear_params params; /* input and output zero points */
     mcf_channel_quant quant;  /* mult, shift [out_ch] */
@@ -52,13 +52,6 @@ typedef struct {
     const int16_t *weight16;  /* [out_ch][in_ch] in the widened layout, or NULL */
     const int32_t *bias;      /* [out_ch] */
 } mcf_linear_layer;
-
-/* Where input k of a row (in_ch inputs) sits in the widened layout of mcf_linear_layer.weight16: inputs 1 and
- * 2 of each group of four trade places; the in_ch % 4 leftovers keep theirs. Mirror:
- * mcuformer.codegen.layout.widen_weights. */
-static inline int32_t mcf_weight16_index(int32_t k, int32_t in_ch) {
-    return k < (in_ch & ~3) ? (k & ~3) | ((k & 1) << 1) | ((k >> 1) & 1) : k;
-}
 
 /* A linear that may be low rank (qmodel.QFactored): y = u(v(x)), or u(x) when v is NULL (full rank).
  * The rank (v's out_ch, u's in_ch) is given by the fused kernel's dims: rank 0 <=> v == NULL. */

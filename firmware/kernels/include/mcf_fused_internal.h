@@ -2,7 +2,6 @@
 #ifndef MCF_FUSED_INTERNAL_H
 #define MCF_FUSED_INTERNAL_H
 
-#include "mcf_checks.h"
 #include "mcf_fused.h"
 
 /* Buffer `index` of the per-token chain, `length` bytes: even indices start the scratch, odd ones end it,
@@ -45,36 +44,15 @@ static inline int32_t mlp_block_checked_size(const mcf_mlp_block_dims *dims,
     return ranks_match ? size : 0;
 }
 
-/* mcf_linear_s8 on one token with the widened weights (mcf_linear_layer.weight16): the same arithmetic and
- * checks, the weights read at their place in that layout. */
-static inline mcf_status linear16_row(const mcf_linear_layer *layer, int32_t in_ch, int32_t out_ch,
-                                      const int8_t *input, int8_t *output) {
-    const mcf_linear_dims dims = {1, in_ch, out_ch};
-    const int16_t *w = layer->weight16;
-    if (!mcf_linear_args_ok(&dims, &layer->params, &layer->quant, input, (const int8_t *)w, layer->bias,
-                            output) ||
-        layer->weight != NULL) {
-        return MCF_ERR_ARG;
-    }
-    const int32_t in_zp = layer->params.in_zp;
-    for (int32_t n = 0; n < out_ch; n++, w += in_ch) {
-        int32_t acc = 0;
-        for (int32_t k = 0; k < in_ch; k++) {
-            acc += (input[k] - in_zp) * w[mcf_weight16_index(k, in_ch)];
-        }
-        output[n] = mcf_requantize_s8((int64_t)acc + layer->bias[n], layer->quant.mult[n],
-                                      layer->quant.shift[n], layer->params.out_zp);
-    }
-    return MCF_OK;
-}
-
 /* A linear on one token, in either weight layout. */
 static inline mcf_status linear_row(const mcf_linear_layer *layer, int32_t in_ch, int32_t out_ch,
                                     const int8_t *input, int8_t *output) {
-    if (layer->weight16 != NULL) {
-        return linear16_row(layer, in_ch, out_ch, input, output);
-    }
     const mcf_linear_dims dims = {1, in_ch, out_ch};
+    if (layer->weight16 != NULL) {
+        return layer->weight != NULL ? MCF_ERR_ARG /* exactly one layout */
+                                     : mcf_linear_w16_s8(&dims, &layer->params, &layer->quant, input,
+                                                         layer->weight16, layer->bias, output);
+    }
     return mcf_linear_s8(&dims, &layer->params, &layer->quant, input, layer->weight, layer->bias, output);
 }
 

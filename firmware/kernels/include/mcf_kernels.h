@@ -116,6 +116,21 @@ mcf_status mcf_linear_s8(const mcf_linear_dims *dims, const mcf_linear_params *p
                          const mcf_channel_quant *quant, const int8_t *input, const int8_t *weight,
                          const int32_t *bias, int8_t *output);
 
+/* Where input k of a row of in_ch inputs sits in the widened weight layout (int16, laid out by codegen:
+ * inputs 1 and 2 of each group of four trade places, so that each word holds the pair (w0, w2) or (w1, w3)
+ * the DSP kernels multiply with SMLAD; the in_ch % 4 leftovers keep their places). Mirror:
+ * mcuformer.codegen.layout.weight16_order. */
+static inline int32_t mcf_weight16_index(int32_t k, int32_t in_ch) {
+    return k < (in_ch & ~3) ? (k & ~3) | ((k & 1) << 1) | ((k >> 1) & 1) : k;
+}
+
+/* mcf_linear_s8 with the weights widened to int16 in that layout, word aligned (weight16 [out_ch][in_ch]):
+ * the same results, checks and limits. The fused kernels' linears may come this way
+ * (mcf_linear_layer.weight16). */
+mcf_status mcf_linear_w16_s8(const mcf_linear_dims *dims, const mcf_linear_params *params,
+                             const mcf_channel_quant *quant, const int8_t *input, const int16_t *weight16,
+                             const int32_t *bias, int8_t *output);
+
 /* ops.patch_embed: the linear layer above applied to each patch of the image.
  * image [height][width][channels] (HWC); height and width multiples of patch (else MCF_ERR_ARG).
  * Patch (gy, gx) of the (height/patch) x (width/patch) grid is token gy * (width/patch) + gx (row-major);
