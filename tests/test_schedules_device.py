@@ -24,6 +24,7 @@ from mcuformer.quant import reference
 from mcuformer.quant.ptq import calibrate
 
 N_IMAGES = 12
+ONCE, HEADS = "attention_block_heads_once", "attention_block_heads"
 
 
 @pytest.fixture(scope="module")
@@ -68,22 +69,28 @@ def test_arena_on_the_device_equals_the_plan_and_logits_stay_exact(preset, sched
     assert all(count > 0 for count in run.counts)
 
 
-# The speed plan's SRAM on fmnist-small (every block normalises once), less one byte: the tight budget.
+# The speed plan's SRAM on fmnist-small (every block normalises once), less one byte: the tight budget. Its flash
+# with no linear widened, plus 20,000 B: room to widen four 48 x 96 linears (4,608 B each), not all.
 FAST_SRAM = plan_arch(PRESETS["fmnist-small"], "qemu-m7").sram_bytes
+NARROW_FLASH = plan_arch(PRESETS["fmnist-small"], "qemu-m7", "fused", Budgets(attention=ONCE)).flash_bytes
+LINEARS = 6 * PRESETS["fmnist-small"].depth  # q, k, v, proj, fc1, fc2 (full rank)
 
 
-@pytest.mark.parametrize(("sram", "kind"), [(None, "attention_block_heads_once"),
-                                            (FAST_SRAM - 1, "attention_block_heads")])  # fmt: skip
-def test_speed_plans_fit_on_the_device_under_loose_and_tight_budgets(sram, kind, images, tmp_path):
-    """--optimize speed: the board's budget buys the attention kernel that normalises once; one byte less keeps
-    the smaller one. Either way the device's SRAM and the ELF's flash stay within what the plan promised, the
-    logits exact."""
-    budgets = Budgets(sram=sram)
+@pytest.mark.parametrize(("sram", "flash", "kind", "widened"), [(None, None, ONCE, LINEARS),
+                                                                (FAST_SRAM - 1, None, HEADS, LINEARS),
+                                                                (None, NARROW_FLASH + 20_000, ONCE, 4)])  # fmt: skip
+def test_speed_plans_fit_on_the_device_under_loose_and_tight_budgets(sram, flash, kind, widened, images, tmp_path):
+    """--optimize speed: the board's budget buys the attention kernel that normalises once and widens every
+    linear; one byte less SRAM keeps the smaller kernel; a tight flash budget widens only what fits. Either way
+    the device's SRAM and the ELF's flash stay within what the plan promised, the logits exact."""
+    budgets = Budgets(sram=sram, flash=flash)
     compiled = _compile("fmnist-small", "fused", images, tmp_path, budgets)
     assert {op.kind for op in compiled.graph.ops if op.kind.startswith("attention")} == {kind}
+    assert len(compiled.graph.meta["widened"]) == widened
     predicted = plan_arch(PRESETS["fmnist-small"], "qemu-m7", "fused", budgets)
     assert (predicted.sram_bytes, predicted.flash_bytes) == (compiled.report.sram_bytes, compiled.report.flash_bytes)
     assert compiled.report.sram_bytes <= (sram or compiled.report.sram_budget)
+    assert compiled.report.flash_bytes <= (flash or compiled.report.flash_budget)
     firmware = build_firmware(compiled.out_dir)
     with qemu_session(firmware.elf) as session:
         run = run_images(session.link, reference.quantize_pixels(images), firmware.manifest)
