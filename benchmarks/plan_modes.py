@@ -1,5 +1,8 @@
 """Memory mode against speed mode (`compile --optimize`) on the emulated Cortex-M7, measured on the device.
 
+Three plans per model: `memory`; `speed, int8` (the speed plan's attention kernels, every weight int8: what the
+kernels alone give); `speed` (the same with the linears the flash budget holds widened to int16).
+
     python benchmarks/plan_modes.py [--models fmnist-small fmnist-lowrank cifar-p4-d64 runs/demo/model.pt]
         [--images 1000] [--work runs/plan_modes] [--doc docs/plan_modes.md] [--jobs 2]
 
@@ -20,7 +23,8 @@ from typing import Any
 
 from kernel_speed import build_model
 
-from mcuformer.codegen.compiler import Budgets, compile_model
+from mcuformer.boards import load_board
+from mcuformer.codegen.compiler import Budgets, compile_model, plan_target
 from mcuformer.codegen.ops import graph_macs
 from mcuformer.device.build import build_firmware
 from mcuformer.evaluate import evaluate_build
@@ -29,8 +33,17 @@ from mcuformer.profile import CPI_RANGE, M7_CLOCK_HZ
 BOARD = "qemu-m7"  # the STM32F746's memory sizes, emulated
 
 
-def measure(model: Path, data_dir: Path | None, mode: str, build: Path, images: int) -> dict[str, Any]:
-    compiled = compile_model(model, BOARD, build, name="bench", budgets=Budgets(optimize=mode))
+def plan_budgets(model: Path) -> dict[str, Budgets]:
+    """The three plans' budgets: memory, the speed plan's kernels with int8 weights, speed."""
+    speed_kernels = plan_target(model, load_board(BOARD))[0].chosen.attention
+    return {"memory": Budgets(optimize="memory"), "speed, int8": Budgets(attention=speed_kernels),
+            "speed": Budgets()}  # fmt: skip
+
+
+def measure(
+    model: Path, data_dir: Path | None, mode: str, build: Path, images: int, budgets: Budgets
+) -> dict[str, Any]:
+    compiled = compile_model(model, BOARD, build, name="bench", budgets=budgets)
     firmware = build_firmware(build)
     result = evaluate_build(build, BOARD, None, images, data_dir)
     memory = result.memory
@@ -39,6 +52,7 @@ def measure(model: Path, data_dir: Path | None, mode: str, build: Path, images: 
     return {
         "mode": mode,
         "attention": list(compiled.graph.meta["attention"]),
+        "widened": len(compiled.graph.meta["widened"]),
         "promised_sram": compiled.report.sram_bytes,
         "device_sram": memory.measured_sram,
         "promised_flash": compiled.report.flash_bytes,
@@ -57,15 +71,16 @@ def markdown(rows: list[dict[str, Any]], command: str) -> str:
     lines = [
         f"Regenerate: `{command}`",
         "",
-        "| model | mode | attention per block | SRAM on the device / promised | flash in the ELF / promised "
-        "| instructions (measured / predicted) | per MAC | ms at 216 MHz | logits exact |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | plan | attention per block | widened linears | SRAM on the device / promised | flash in the ELF "
+        "/ promised | instructions (measured / predicted) | per MAC | ms at 216 MHz | logits exact |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         kinds = ", ".join(k.removeprefix("attention_block").lstrip("_") or "all heads" for k in r["attention"])
         ms = f"{1000 * r['instructions'] * low / M7_CLOCK_HZ:.1f}-{1000 * r['instructions'] * high / M7_CLOCK_HZ:.1f}"
         lines.append(
-            f"| {r['model']} | {r['mode']} | {kinds} | {r['device_sram']:,} / {r['promised_sram']:,} B "
+            f"| {r['model']} | {r['mode']} | {kinds} | {r['widened']} "
+            f"| {r['device_sram']:,} / {r['promised_sram']:,} B "
             f"| {r['elf_flash']:,} / {r['promised_flash']:,} B | {r['instructions']:,.0f} / {r['predicted']:,} "
             f"| {r['per_mac']:.2f} | {ms} | {100 * r['exact']:.0f}% of {r['images']} |"
         )
@@ -89,10 +104,11 @@ def main() -> None:
         else:
             built, data_dir = build_model(name, work)
             model, label = built.parent / "model.pt", name
-        for mode in ("memory", "speed"):
-            jobs.append((label, model, data_dir, mode, work / f"{label.split()[0]}-{mode}"))
+        for mode, budgets in plan_budgets(model).items():
+            folder = work / f"{label.split()[0]}-{mode.replace(', ', '-')}"
+            jobs.append((label, model, data_dir, mode, folder, budgets))
     with ThreadPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(measure, model, data, mode, build, args.images) for _, model, data, mode, build in jobs]
+        futures = [pool.submit(measure, *job[1:5], args.images, job[5]) for job in jobs]
         rows = [{"model": job[0], **f.result()} for job, f in zip(jobs, futures, strict=True)]
     table = markdown(rows, "python benchmarks/plan_modes.py " + " ".join(sys.argv[1:]))
     print(table)
