@@ -6,12 +6,14 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from mcuformer.boards import Board
 from mcuformer.codegen.code_size import code_bytes_estimate
 from mcuformer.codegen.cost_model import MODEL_FILE as COST_MODEL_FILE
 from mcuformer.codegen.cost_model import load_cost_model
-from mcuformer.codegen.ir import Graph
-from mcuformer.codegen.ops import OPS, graph_macs
+from mcuformer.codegen.ir import Graph, Op
+from mcuformer.codegen.ops import OPS, graph_macs, operand_map
 from mcuformer.codegen.planner import MemoryPlan
 from mcuformer.errors import BudgetError
 
@@ -36,6 +38,7 @@ class OpRow:
     macs: int
     live_bytes: int
     live_buffers: list[str]
+    widened: list[str]  # the op's linears whose weights are widened to int16 (fused ops; codegen.layout)
 
 
 @dataclass(frozen=True)
@@ -83,9 +86,16 @@ class MemoryReport:
         ])  # fmt: skip
 
     def op_table(self) -> str:
-        lines = [f"{'#':>3}  {'op':<18} {'kind':<12} {'MACs':>10} {'live B':>8}  live buffers"]
+        """One line per op: its kernel (the variant the planner chose), the linears with widened weights, MACs and
+        the buffers live while it runs."""
+        kind_width = max((len(row.kind) for row in self.ops), default=4)
+        widened = {row.index: ",".join(row.widened) or "-" for row in self.ops}
+        widened_width = max((len(w) for w in widened.values()), default=1)
+        lines = [f"{'#':>3}  {'op':<18} {'kind':<{kind_width}}  {'int16 weights':<{widened_width}} {'MACs':>10} "
+                 f"{'live B':>8}  live buffers"]  # fmt: skip
         for row in self.ops:
-            lines.append(f"{row.index:>3}  {row.name:<18} {row.kind:<12} {row.macs:>10,} {row.live_bytes:>8,}  "
+            lines.append(f"{row.index:>3}  {row.name:<18} {row.kind:<{kind_width}}  "
+                         f"{widened[row.index]:<{widened_width}} {row.macs:>10,} {row.live_bytes:>8,}  "
                          + " ".join(row.live_buffers))  # fmt: skip
         return "\n".join(lines)
 
@@ -102,6 +112,14 @@ def flash_by_kind(graph: Graph) -> dict[str, int]:
     return totals
 
 
+def widened_linears(graph: Graph, op: Op) -> list[str]:
+    """The op's linears (by role: q, fc1_u, ...) whose weights are widened to int16."""
+    weights = {role: name for role, name in operand_map(op).items() if role.endswith(".weight") and name}
+    return [
+        role.removesuffix(".weight") for role, name in weights.items() if graph.consts[name].array.dtype == np.int16
+    ]
+
+
 def memory_report(graph: Graph, plan: MemoryPlan, board: Board) -> MemoryReport:
     by_kind = flash_by_kind(graph)
     code = code_bytes_estimate(graph, board.kernels)
@@ -110,7 +128,15 @@ def memory_report(graph: Graph, plan: MemoryPlan, board: Board) -> MemoryReport:
     cost_model = load_cost_model(board.kernels) if COST_MODEL_FILE.is_file() else None
     instructions = cost_model.instructions(graph) if cost_model and cost_model.covers(graph) else None
     rows = [
-        OpRow(i, op.name, op.kind, macs[i], plan.live_bytes[i], [b.name for b in plan.live_at(i)])
+        OpRow(
+            i,
+            op.name,
+            op.kind,
+            macs[i],
+            plan.live_bytes[i],
+            [b.name for b in plan.live_at(i)],
+            widened_linears(graph, op),
+        )
         for i, op in enumerate(graph.ops)
     ]
     return MemoryReport(

@@ -134,6 +134,8 @@ def test_plan_command_prints_the_trade(tmp_path, capsys):
         assert main(["plan", "fmnist-small", "--plot", str(tmp_path / "p.png"), *extra]) in (0, None)
         out = capsys.readouterr().out
         assert f" {kind} " in out and "| memory |" in out and "| speed (chosen) |" in out
+        assert " fc1_u,fc2_u " in out and " q,k,v,proj_u " in out  # the op table's widened linears
+        assert " 18 of 18 " in out.split("| speed (chosen) |")[1].splitlines()[0]
         assert ("heads_once" in out.split("| speed (chosen) |")[1].splitlines()[0]) == (kind == ONCE)
 
 
