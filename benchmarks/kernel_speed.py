@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mcuformer.arch import PRESETS
+from mcuformer.arch import PRESETS, ArchConfig
 from mcuformer.codegen.compiler import compile_model
 from mcuformer.data import load_dataset
 from mcuformer.device.kernel_harness import BenchRow, build_harness, run_harness
@@ -117,32 +117,37 @@ def kind_table(name: str, p: dict[str, Profile]) -> list[str]:
 # work at a floor below the kernels': softmax 4 per score, LayerNorm 5, GELU 2 and residual add 4 per element.
 # No loop control, no per-channel state, no widening, LayerNorm once per block: real kernels cannot reach it.
 FLOOR_PER_MAC = 0.5 + 3 / 16 + 1 / 8
+# With the weights widened to int16 by codegen (the planner's speed mode): one LDRD per four weights and four tokens,
+# 1/16 instead of 3/16 (the scores and the context still multiply by int8 activations, K and V).
+FLOOR_PER_MAC_WIDENED = 0.5 + 1 / 16 + 1 / 8
 FLOOR_PER_OUTPUT = 4
 FLOOR_SOFTMAX, FLOOR_LAYERNORM, FLOOR_GELU, FLOOR_ADD = 4, 5, 2, 4
 
 
-def int8_floor(name: str) -> tuple[float, int]:
-    """(instructions, MACs) of preset `name` at the idealised int8 floor (FLOOR_* above)."""
-    arch = PRESETS[name]
+def int8_floor(name: str | ArchConfig, widened: bool = False) -> tuple[float, int]:
+    """(instructions, MACs) of preset or architecture `name` at the idealised int8 floor (FLOOR_* above); `widened`:
+    the fused blocks' linear weights widened to int16."""
+    arch = PRESETS[name] if isinstance(name, str) else name
     n, d = arch.num_tokens, arch.embed_dim
     instructions, macs = 0.0, 0
 
-    def linear(rows: int, fan_in: int, fan_out: int, rank: int | None = None) -> None:
+    def linear(rows: int, fan_in: int, fan_out: int, rank: int | None = None, weights: bool = False) -> None:
         nonlocal instructions, macs
+        per_mac = FLOOR_PER_MAC_WIDENED if widened and weights else FLOOR_PER_MAC
         for k, o in ((fan_in, rank), (rank, fan_out)) if rank else ((fan_in, fan_out),):
             assert k is not None and o is not None
-            instructions += rows * o * (k * FLOOR_PER_MAC + FLOOR_PER_OUTPUT)
+            instructions += rows * o * (k * per_mac + FLOOR_PER_OUTPUT)
             macs += rows * o * k
 
     linear(arch.num_patches, arch.patch_dim, d)
     for layer in range(arch.depth):
         heads, hidden, ranks = arch.num_heads[layer], arch.mlp_hidden(layer), arch.ranks[layer]
-        linear(n, d, 3 * d, ranks.get("qkv"))
+        linear(n, d, 3 * d, ranks.get("qkv"), weights=True)
         linear(n * heads, d // heads, n)  # scores: per head, N x N outputs of head_dim MACs
         linear(n, n, d)  # context: N x d outputs of N MACs
-        linear(n, d, d, ranks.get("proj"))
-        linear(n, d, hidden, ranks.get("fc1"))
-        linear(n, hidden, d, ranks.get("fc2"))
+        linear(n, d, d, ranks.get("proj"), weights=True)
+        linear(n, d, hidden, ranks.get("fc1"), weights=True)
+        linear(n, hidden, d, ranks.get("fc2"), weights=True)
         instructions += FLOOR_SOFTMAX * heads * n * n + 2 * n * d * (FLOOR_LAYERNORM + FLOOR_ADD)
         instructions += FLOOR_GELU * n * hidden
     linear(1, d, arch.num_classes)
