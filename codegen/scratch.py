@@ -22,6 +22,15 @@ INT32_MAX = 2**31 - 1
 BLOCK_MIN_TOKENS = 16
 BLOCK_TOKENS = 4  # MCF_FUSED_BLOCK_TOKENS
 BLOCK_ROW_BYTES = 12
+# The dims' block_tokens (MCF_FUSED_BLOCKS_DEFAULT, MCF_FUSED_ONE_TOKEN): the default blocks, or one token at a
+# time at any length (the one-token chain's scratch; the planner's least-memory variant).
+BLOCKS_DEFAULT, ONE_TOKEN = 0, 1
+BLOCK_CHOICES = (BLOCKS_DEFAULT, ONE_TOKEN)
+
+
+def uses_blocks(tokens: int, block_tokens: int = BLOCKS_DEFAULT) -> bool:
+    """mcf_fused_uses_blocks: whether a fused kernel runs (and sizes its scratch for) blocks of tokens."""
+    return tokens >= BLOCK_MIN_TOKENS and block_tokens != ONE_TOKEN
 
 
 def _align4(n: int) -> int:
@@ -51,62 +60,66 @@ def patch_embed_rows_scratch_bytes(height: int, width: int, channels: int, patch
     return _align4(width // patch * out_ch)
 
 
-def attention_block_scratch_bytes(tokens: int, channels: int, heads: int, qkv_rank: int = 0, proj_rank: int = 0) -> int:
+def attention_block_scratch_bytes(tokens: int, channels: int, heads: int, qkv_rank: int = 0, proj_rank: int = 0,
+                                  block_tokens: int = BLOCKS_DEFAULT) -> int:  # fmt: skip
     """mcf_attention_block_s8_get_buffer_size; ranks 0 mean full rank (no V factor).
 
     The same for every kernel variant. Short sequences: the chain [d, qkv_rank?, d, proj_rank?, d], max(max
     consecutive sum, d + tokens); from BLOCK_MIN_TOKENS tokens on, the DSP kernel's widened input, int8 block rows
     and score row (firmware/kernels/include/mcf_dsp_fused.h): 3 + 12 * max(d, ranks) + tokens. Word aligned.
     """
-    if tokens <= 0 or channels <= 0 or heads <= 0 or channels % heads or qkv_rank < 0 or proj_rank < 0:
+    if (tokens <= 0 or channels <= 0 or heads <= 0 or channels % heads or qkv_rank < 0 or proj_rank < 0
+            or block_tokens not in BLOCK_CHOICES):  # fmt: skip
         raise ValueError(
             f"invalid attention block dims tokens={tokens} channels={channels} heads={heads} "
-            f"qkv_rank={qkv_rank} proj_rank={proj_rank}"
+            f"qkv_rank={qkv_rank} proj_rank={proj_rank} block_tokens={block_tokens}"
         )
-    if tokens >= BLOCK_MIN_TOKENS:
+    if uses_blocks(tokens, block_tokens):
         return _checked(3 + BLOCK_ROW_BYTES * max(channels, qkv_rank, proj_rank) + tokens, "attention block")
     chain = [channels, *([qkv_rank] if qkv_rank else []), channels, *([proj_rank] if proj_rank else []), channels]
     return _checked(max(_chain_need(chain), channels + tokens), "attention block")
 
 
 def attention_block_heads_scratch_bytes(tokens: int, channels: int, heads: int, qkv_rank: int = 0,
-                                        proj_rank: int = 0) -> int:  # fmt: skip
+                                        proj_rank: int = 0, block_tokens: int = BLOCKS_DEFAULT) -> int:  # fmt: skip
     """mcf_attention_block_heads_s8_get_buffer_size.
 
     From BLOCK_MIN_TOKENS tokens on, room for blocks of 4 tokens: 3 + 8 * max(width, tokens) + 4 * (width +
     tokens) with width = max(d, ranks); shorter sequences: max(d + qkv_rank + head_dim + tokens, proj_rank + d).
     """
-    if tokens <= 0 or channels <= 0 or heads <= 0 or channels % heads or qkv_rank < 0 or proj_rank < 0:
+    if (tokens <= 0 or channels <= 0 or heads <= 0 or channels % heads or qkv_rank < 0 or proj_rank < 0
+            or block_tokens not in BLOCK_CHOICES):  # fmt: skip
         raise ValueError(f"invalid attention block dims tokens={tokens} channels={channels} heads={heads}")
-    if tokens >= BLOCK_MIN_TOKENS:
+    if uses_blocks(tokens, block_tokens):
         width = max(channels, qkv_rank, proj_rank)
         return _align4(3 + 8 * max(width, tokens) + BLOCK_TOKENS * (width + tokens))
     return _align4(max(channels + qkv_rank + channels // heads + tokens, proj_rank + channels))
 
 
 def attention_block_heads_once_scratch_bytes(tokens: int, channels: int, heads: int, qkv_rank: int = 0,
-                                             proj_rank: int = 0) -> int:  # fmt: skip
+                                             proj_rank: int = 0, block_tokens: int = 0) -> int:  # fmt: skip
     """mcf_attention_block_heads_once_s8_get_buffer_size: the per-head scratch, plus from BLOCK_MIN_TOKENS tokens
     on every token's normalised input (tokens x (qkv_rank or d) bytes)."""
-    heads_part = attention_block_heads_scratch_bytes(tokens, channels, heads, qkv_rank, proj_rank)
-    if tokens < BLOCK_MIN_TOKENS:
+    heads_part = attention_block_heads_scratch_bytes(tokens, channels, heads, qkv_rank, proj_rank, block_tokens)
+    if not uses_blocks(tokens, block_tokens):
         return heads_part
     return _checked(heads_part + tokens * (qkv_rank or channels), "attention block")
 
 
-def mlp_block_scratch_bytes(tokens: int, channels: int, hidden: int, fc1_rank: int = 0, fc2_rank: int = 0) -> int:
+def mlp_block_scratch_bytes(tokens: int, channels: int, hidden: int, fc1_rank: int = 0, fc2_rank: int = 0,
+                            block_tokens: int = BLOCKS_DEFAULT) -> int:  # fmt: skip
     """mcf_mlp_block_s8_get_buffer_size; ranks 0 mean full rank (no V factor).
 
     The same for every kernel variant. Short sequences: the chain [d, fc1_rank?, hidden, fc2_rank?, d], max
     consecutive sum; from BLOCK_MIN_TOKENS tokens on, the DSP kernel's widened input and int8 block rows
     (mcf_dsp_fused.h): 3 + 12 * max(d, hidden, ranks). Word aligned.
     """
-    if tokens <= 0 or channels <= 0 or hidden <= 0 or fc1_rank < 0 or fc2_rank < 0:
+    if tokens <= 0 or channels <= 0 or hidden <= 0 or fc1_rank < 0 or fc2_rank < 0 or block_tokens not in BLOCK_CHOICES:
         raise ValueError(
             f"invalid MLP block dims tokens={tokens} channels={channels} hidden={hidden} "
-            f"fc1_rank={fc1_rank} fc2_rank={fc2_rank}"
+            f"fc1_rank={fc1_rank} fc2_rank={fc2_rank} block_tokens={block_tokens}"
         )
-    if tokens >= BLOCK_MIN_TOKENS:
+    if uses_blocks(tokens, block_tokens):
         return _checked(3 + BLOCK_ROW_BYTES * max(channels, hidden, fc1_rank, fc2_rank), "MLP block")
     chain = [channels, *([fc1_rank] if fc1_rank else []), hidden, *([fc2_rank] if fc2_rank else []), channels]
     return _checked(_chain_need(chain), "MLP block")

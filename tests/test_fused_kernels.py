@@ -63,7 +63,7 @@ class LayerNormLayer(ctypes.Structure):
 
 
 class AttentionBlockDims(ctypes.Structure):
-    _fields_ = int_fields("tokens", "channels", "heads", "qkv_rank", "proj_rank")
+    _fields_ = int_fields("tokens", "channels", "heads", "qkv_rank", "proj_rank", "block_tokens")
 
 
 class AttentionBlockParams(ctypes.Structure):
@@ -81,7 +81,7 @@ class AttentionBlockParams(ctypes.Structure):
 
 
 class MlpBlockDims(ctypes.Structure):
-    _fields_ = int_fields("tokens", "channels", "hidden", "fc1_rank", "fc2_rank")
+    _fields_ = int_fields("tokens", "channels", "hidden", "fc1_rank", "fc2_rank", "block_tokens")
 
 
 class MlpBlockParams(ctypes.Structure):
@@ -638,6 +638,7 @@ def test_invalid_arguments(lib: ctypes.CDLL) -> None:
     attn_bad: list[Mutation] = [
         *(_set(f"attn_dims.{f}", v) for f in ("tokens", "channels", "heads") for v in (0, -3)),
         _set("attn_dims.heads", 5),  # 12 channels, 5 heads
+        _set("attn_dims.block_tokens", 2),  # neither the default blocks nor one token at a time
         _set("attn_dims.qkv_rank", -1),
         _set("attn_dims.qkv_rank", 0),  # a V factor without its rank
         _set("attn_dims.proj_rank", 0),
@@ -667,6 +668,7 @@ def test_invalid_arguments(lib: ctypes.CDLL) -> None:
         assert run("attn", mutate, blk=full_block) == ERR_ARG, f"full-rank attention mutation {i}"
 
     mlp_bad: list[Mutation] = [
+        _set("mlp_dims.block_tokens", -1),
         *(_set(f"mlp_dims.{f}", v) for f in ("tokens", "channels", "hidden") for v in (0, -3)),
         _set("mlp_dims.fc1_rank", -2),
         _set("mlp_dims.fc1_rank", 0),
@@ -762,10 +764,11 @@ class _Emitter:
         self.body.append("{")
         self.body.append(
             f"const mcf_attention_block_dims ad = {{{ad.tokens}, {ad.channels}, {ad.heads}, {ad.qkv_rank}, "
-            f"{ad.proj_rank}}};"
+            f"{ad.proj_rank}, {index % 2}}};"  # every other block one token at a time (the least-memory variant)
         )
         self.body.append(
-            f"const mcf_mlp_block_dims md = {{{md.tokens}, {md.channels}, {md.hidden}, {md.fc1_rank}, {md.fc2_rank}}};"
+            f"const mcf_mlp_block_dims md = {{{md.tokens}, {md.channels}, {md.hidden}, {md.fc1_rank}, {md.fc2_rank}, "
+            f"{index % 2}}};"
         )
         self.body.append("mcf_attention_block_params ap; mcf_mlp_block_params mp;")
         self.norm("ap.norm", block.norm1)

@@ -40,7 +40,8 @@ def test_buffer_sizes_match_python(lib: ctypes.CDLL) -> None:
         tokens, channels, hidden = (int(v) for v in rng.integers(-2, top, 3))
         heads = int(rng.integers(-1, 9))
         ranks = [int(r) if rng.random() < 0.6 else 0 for r in rng.integers(-2, top, 4)]
-        a_dims = (tokens, channels, heads, ranks[0], ranks[1])
+        block = int(rng.choice([0, 0, 0, 1, 2, -1]))  # the default blocks, one token at a time, invalid
+        a_dims = (tokens, channels, heads, ranks[0], ranks[1], block)
         c_attn = lib.mcf_attention_block_s8_get_buffer_size(ref(AttentionBlockDims(*a_dims)))
         try:
             py_attn = attention_block_scratch_bytes(*a_dims)
@@ -56,7 +57,7 @@ def test_buffer_sizes_match_python(lib: ctypes.CDLL) -> None:
             except ValueError:
                 expected = 0
             assert c_size(ref(AttentionBlockDims(*a_dims))) == expected, (py_size.__name__, a_dims)
-        m_dims = (tokens, channels, hidden, ranks[2], ranks[3])
+        m_dims = (tokens, channels, hidden, ranks[2], ranks[3], block)
         c_mlp = lib.mcf_mlp_block_s8_get_buffer_size(ref(MlpBlockDims(*m_dims)))
         try:
             py_mlp = mlp_block_scratch_bytes(*m_dims)
@@ -93,6 +94,9 @@ def test_buffer_size_formulas() -> None:
     assert mlp_block_scratch_bytes(15, 64, 128) == 64 + 128
     assert mlp_block_scratch_bytes(1, 5, 7, 3, 0) == 12  # max(5+3, 3+7, 7+5) = 12
     assert mlp_block_scratch_bytes(65, 64, 128) == mlp_block_scratch_bytes(16, 64, 128, 32, 32) == 1540
+    # One token at a time at any length (the least-memory variant): the short chain, whatever the length.
+    assert mlp_block_scratch_bytes(65, 64, 128, block_tokens=1) == mlp_block_scratch_bytes(15, 64, 128) == 192
+    assert attention_block_scratch_bytes(65, 64, 4, block_tokens=1) == 64 + 65 + 3  # d + tokens, aligned
     rng = np.random.default_rng(2)
     for _ in range(200):
         d, hidden, r1, r2, tokens = (int(v) for v in rng.integers(1, 300, 5))

@@ -12,7 +12,8 @@ mcf_status mcf_attention_block_heads_once_s8(const mcf_attention_block_dims *dim
     if (!attention_block_heads_args_ok(dims, params, x, k_head, v_head, context, scratch)) {
         return MCF_ERR_ARG;
     }
-    if (dims->tokens < MCF_FUSED_BLOCK_MIN_TOKENS) { /* the scratch holds the one-token layout only */
+    if (!mcf_fused_uses_blocks(dims->tokens,
+                               dims->block_tokens)) { /* the scratch holds the one-token layout only */
         return attention_block_heads_per_token(dims, params, x, k_head, v_head, context, scratch);
     }
     if (!mcf_dsp_valid_attention_block(dims, params)) {

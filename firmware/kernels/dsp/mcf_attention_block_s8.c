@@ -14,7 +14,8 @@ mcf_status mcf_attention_block_s8(const mcf_attention_block_dims *dims,
     const int32_t qkv_rank = dims->qkv_rank;
     const int32_t proj_rank = dims->proj_rank;
     const int32_t tokens = dims->tokens;
-    if (tokens < MCF_FUSED_BLOCK_MIN_TOKENS) { /* the scratch holds the one-token chain only */
+    if (!mcf_fused_uses_blocks(dims->tokens,
+                               dims->block_tokens)) { /* the scratch holds the one-token chain only */
         return attention_block_per_token(dims, params, x, k_buf, v_buf, scratch, size);
     }
     const int32_t channels = dims->channels;

@@ -12,7 +12,8 @@ mcf_status mcf_mlp_block_s8(const mcf_mlp_block_dims *dims, const mcf_mlp_block_
     const int32_t fc1_rank = dims->fc1_rank;
     const int32_t fc2_rank = dims->fc2_rank;
     const int32_t tokens = dims->tokens;
-    if (tokens < MCF_FUSED_BLOCK_MIN_TOKENS) { /* the scratch holds the one-token chain only */
+    if (!mcf_fused_uses_blocks(dims->tokens,
+                               dims->block_tokens)) { /* the scratch holds the one-token chain only */
         return mlp_block_per_token(dims, params, x, scratch, size);
     }
     const int32_t channels = dims->channels;

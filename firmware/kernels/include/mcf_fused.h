@@ -36,6 +36,22 @@ extern "C" {
 #define MCF_FUSED_BLOCK_MIN_TOKENS 16
 #define MCF_FUSED_BLOCK_ROW_BYTES 12 /* per value of the widest row: 4 tokens x (int16 + int8) */
 
+/* The token block a fused kernel runs (the dims' block_tokens, a memory/speed trade the planner chooses):
+ * MCF_FUSED_BLOCKS_DEFAULT, blocks of MCF_FUSED_BLOCK_TOKENS from MCF_FUSED_BLOCK_MIN_TOKENS tokens on;
+ * MCF_FUSED_ONE_TOKEN, one token at a time at any length (the one-token chain's scratch: less memory, more
+ * instructions on the DSP kernels). Any other value is invalid dims. */
+#define MCF_FUSED_BLOCKS_DEFAULT 0
+#define MCF_FUSED_ONE_TOKEN 1
+
+static inline int mcf_fused_valid_block(int32_t block_tokens) {
+    return block_tokens == MCF_FUSED_BLOCKS_DEFAULT || block_tokens == MCF_FUSED_ONE_TOKEN;
+}
+
+/* Whether a fused kernel on `tokens` tokens runs (and sizes its scratch for) blocks of tokens. */
+static inline int mcf_fused_uses_blocks(int32_t tokens, int32_t block_tokens) {
+    return tokens >= MCF_FUSED_BLOCK_MIN_TOKENS && block_tokens != MCF_FUSED_ONE_TOKEN;
+}
+
 /* One quantized linear layer (qmodel.QLinear), [in_ch] -> [out_ch] per token; the sizes come from the
  * dims of the fused kernel that uses it. params and quant are passed to mcf_linear_s8 as they are.
  *
@@ -72,8 +88,9 @@ typedef struct {
     int32_t tokens;
     int32_t channels;
     int32_t heads;
-    int32_t qkv_rank;  /* rank of the V factor shared by q, k, v (qkv_v), 0: none */
-    int32_t proj_rank; /* rank of proj's V factor, 0: none */
+    int32_t qkv_rank;     /* rank of the V factor shared by q, k, v (qkv_v), 0: none */
+    int32_t proj_rank;    /* rank of proj's V factor, 0: none */
+    int32_t block_tokens; /* MCF_FUSED_BLOCKS_DEFAULT or MCF_FUSED_ONE_TOKEN */
 } mcf_attention_block_dims;
 
 /* The attention half of a QBlock: norm1, qkv_v, q, k, v, attn, proj, res1. */
@@ -90,10 +107,11 @@ typedef struct {
 /* Sizes of the MLP half: rank 0 means full rank (no V factor). */
 typedef struct {
     int32_t tokens;
-    int32_t channels; /* d */
-    int32_t hidden;   /* fc1's output width */
-    int32_t fc1_rank; /* 0: none */
-    int32_t fc2_rank; /* 0: none */
+    int32_t channels;     /* d */
+    int32_t hidden;       /* fc1's output width */
+    int32_t fc1_rank;     /* 0: none */
+    int32_t fc2_rank;     /* 0: none */
+    int32_t block_tokens; /* MCF_FUSED_BLOCKS_DEFAULT or MCF_FUSED_ONE_TOKEN */
 } mcf_mlp_block_dims;
 
 /* The MLP half of a QBlock: norm2, fc1, gelu_table, fc2, res2. */
@@ -123,9 +141,10 @@ mcf_status mcf_attention_row_s8(const mcf_attention_dims *dims, const mcf_attent
  * even-indexed ones start the scratch, odd-indexed ones end it, and the score row (tokens bytes) sits at
  * the end opposite the q/context row. So the scratch is max(max_i (c[i] + c[i + 1]), d + tokens), i.e.
  *   size = d + max(qkv_rank or d, proj_rank or d, tokens)   (a rank of 0 counts as d)
- * rounded up to a multiple of 4. From MCF_FUSED_BLOCK_MIN_TOKENS tokens on, the size of the DSP kernel's
- * 4-token blocks instead (which holds that chain): 3 + 12 * max(d, qkv_rank, proj_rank) + tokens, rounded up.
- * Mirror: mcuformer.codegen.scratch.attention_block_scratch_bytes. */
+ * rounded up to a multiple of 4. From MCF_FUSED_BLOCK_MIN_TOKENS tokens on (unless block_tokens is
+ * MCF_FUSED_ONE_TOKEN), the size of the DSP kernel's 4-token blocks instead (which holds that chain): 3 + 12
+ * * max(d, qkv_rank, proj_rank) + tokens, rounded up. Mirror:
+ * mcuformer.codegen.scratch.attention_block_scratch_bytes. */
 int32_t mcf_attention_block_s8_get_buffer_size(const mcf_attention_block_dims *dims);
 
 /* The attention half of run_block, in place on x [tokens][channels]:
@@ -143,9 +162,10 @@ mcf_status mcf_attention_block_s8(const mcf_attention_block_dims *dims,
 
 /* Bytes of scratch mcf_attention_block_heads_s8 needs (0 if dims is NULL or invalid, or the size exceeds
  * int32): max(d + qkv_rank + head_dim + tokens, proj_rank + d) rounded up to a multiple of 4 (one token at a
- * time). From MCF_FUSED_BLOCK_MIN_TOKENS tokens on, the size of the DSP kernel's 4-token blocks instead, with
- * width = max(d, qkv_rank, proj_rank): 3 + 8 * max(width, tokens) + 4 * (width + tokens), rounded up.
- * Mirror: mcuformer.codegen.scratch.attention_block_heads_scratch_bytes. */
+ * time). From MCF_FUSED_BLOCK_MIN_TOKENS tokens on (unless block_tokens is MCF_FUSED_ONE_TOKEN), the size of
+ * the DSP kernel's 4-token blocks instead, with width = max(d, qkv_rank, proj_rank): 3 + 8 * max(width,
+ * tokens) + 4 * (width + tokens), rounded up. Mirror:
+ * mcuformer.codegen.scratch.attention_block_heads_scratch_bytes. */
 int32_t mcf_attention_block_heads_s8_get_buffer_size(const mcf_attention_block_dims *dims);
 
 /* mcf_attention_block_s8 with K and V one head at a time, for when that needs less memory (heads > 2):
@@ -163,9 +183,10 @@ mcf_status mcf_attention_block_heads_s8(const mcf_attention_block_dims *dims,
                                         int8_t *v_head, int8_t *context, void *scratch);
 
 /* Bytes of scratch mcf_attention_block_heads_once_s8 needs (0 if dims is NULL or invalid, or the size exceeds
- * int32): mcf_attention_block_heads_s8_get_buffer_size(dims), plus, from MCF_FUSED_BLOCK_MIN_TOKENS tokens
- * on, tokens * (qkv_rank > 0 ? qkv_rank : d) for the normalised input of every token, rounded up to a
- * multiple of 4. Mirror: mcuformer.codegen.scratch.attention_block_heads_once_scratch_bytes. */
+ * int32): mcf_attention_block_heads_s8_get_buffer_size(dims), plus, with token blocks
+ * (mcf_fused_uses_blocks), tokens * (qkv_rank > 0 ? qkv_rank : d) for the normalised input of every token,
+ * rounded up to a multiple of 4. Mirror: mcuformer.codegen.scratch.attention_block_heads_once_scratch_bytes.
+ */
 int32_t mcf_attention_block_heads_once_s8_get_buffer_size(const mcf_attention_block_dims *dims);
 
 /* mcf_attention_block_heads_s8 that normalises once: the DSP kernel runs norm1 (and the qkv V factor) once
@@ -182,9 +203,10 @@ mcf_status mcf_attention_block_heads_once_s8(const mcf_attention_block_dims *dim
  * place), fc2_rank (if > 0), d (fc2)], laid out as for attention: the scratch is max_i (c[i] + c[i + 1]),
  * i.e. with w = max(d, hidden) and a rank r contributing r + w (a rank of 0: d + hidden):
  *   size = max(fc1_rank ? fc1_rank + w : d + hidden, fc2_rank ? fc2_rank + w : d + hidden)
- * rounded up to a multiple of 4. From MCF_FUSED_BLOCK_MIN_TOKENS tokens on, the size of the DSP kernel's
- * 4-token blocks instead (which holds that chain): 3 + 12 * max(d, hidden, fc1_rank, fc2_rank), rounded up.
- * Mirror: mcuformer.codegen.scratch.mlp_block_scratch_bytes. */
+ * rounded up to a multiple of 4. From MCF_FUSED_BLOCK_MIN_TOKENS tokens on (unless block_tokens is
+ * MCF_FUSED_ONE_TOKEN), the size of the DSP kernel's 4-token blocks instead (which holds that chain): 3 + 12
+ * * max(d, hidden, fc1_rank, fc2_rank), rounded up. Mirror:
+ * mcuformer.codegen.scratch.mlp_block_scratch_bytes. */
 int32_t mcf_mlp_block_s8_get_buffer_size(const mcf_mlp_block_dims *dims);
 
 /* The MLP half of run_block, in place on x [tokens][channels], one token at a time:

@@ -3,7 +3,7 @@
 
 int32_t mcf_attention_block_heads_once_s8_get_buffer_size(const mcf_attention_block_dims *dims) {
     const int32_t heads = mcf_attention_block_heads_s8_get_buffer_size(dims);
-    if (heads == 0 || dims->tokens < MCF_FUSED_BLOCK_MIN_TOKENS) {
+    if (heads == 0 || !mcf_fused_uses_blocks(dims->tokens, dims->block_tokens)) {
         return heads;
     }
     /* In 64 bits: no overflow. */

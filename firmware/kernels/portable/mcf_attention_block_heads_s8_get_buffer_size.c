@@ -3,14 +3,15 @@
 
 int32_t mcf_attention_block_heads_s8_get_buffer_size(const mcf_attention_block_dims *dims) {
     if (dims == NULL || dims->tokens <= 0 || dims->channels <= 0 || dims->heads <= 0 ||
-        dims->channels % dims->heads != 0 || dims->qkv_rank < 0 || dims->proj_rank < 0) {
+        dims->channels % dims->heads != 0 || dims->qkv_rank < 0 || dims->proj_rank < 0 ||
+        !mcf_fused_valid_block(dims->block_tokens)) {
         return 0;
     }
     /* In 64 bits: no overflow. */
     const int64_t d = dims->channels;
     const int64_t tokens = dims->tokens;
     int64_t need;
-    if (tokens >= MCF_FUSED_BLOCK_MIN_TOKENS) {
+    if (mcf_fused_uses_blocks(dims->tokens, dims->block_tokens)) {
         /* Blocks of 4 tokens (mcf_dsp_fused.h): word alignment, the widened input of a linear or of the
          * attention products (8 bytes per value of the widest row or of a score row), 4 int8 rows, 4 score
          * rows. */

@@ -3,7 +3,8 @@
 
 int32_t mcf_attention_block_s8_get_buffer_size(const mcf_attention_block_dims *dims) {
     if (dims == NULL || dims->tokens <= 0 || dims->channels <= 0 || dims->heads <= 0 ||
-        dims->channels % dims->heads != 0 || dims->qkv_rank < 0 || dims->proj_rank < 0) {
+        dims->channels % dims->heads != 0 || dims->qkv_rank < 0 || dims->proj_rank < 0 ||
+        !mcf_fused_valid_block(dims->block_tokens)) {
         return 0;
     }
     /* Chain d, [qkv_rank], d, [proj_rank], d: every consecutive pair is d + (a rank, or d); the score row
@@ -14,7 +15,7 @@ int32_t mcf_attention_block_s8_get_buffer_size(const mcf_attention_block_dims *d
     const int64_t qkv = dims->qkv_rank > 0 ? dims->qkv_rank : d;
     const int64_t proj = dims->proj_rank > 0 ? dims->proj_rank : d;
     int64_t need;
-    if (dims->tokens >= MCF_FUSED_BLOCK_MIN_TOKENS) {
+    if (mcf_fused_uses_blocks(dims->tokens, dims->block_tokens)) {
         int64_t widest = qkv > d ? qkv : d;
         widest = proj > widest ? proj : widest;
         need = 3 + MCF_FUSED_BLOCK_ROW_BYTES * widest + dims->tokens;

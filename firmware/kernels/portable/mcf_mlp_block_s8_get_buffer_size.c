@@ -3,7 +3,7 @@
 
 int32_t mcf_mlp_block_s8_get_buffer_size(const mcf_mlp_block_dims *dims) {
     if (dims == NULL || dims->tokens <= 0 || dims->channels <= 0 || dims->hidden <= 0 || dims->fc1_rank < 0 ||
-        dims->fc2_rank < 0) {
+        dims->fc2_rank < 0 || !mcf_fused_valid_block(dims->block_tokens)) {
         return 0;
     }
     /* Chain d, [fc1_rank], hidden, [fc2_rank], d: a rank r next to d and hidden needs r + max(d, hidden),
@@ -14,7 +14,7 @@ int32_t mcf_mlp_block_s8_get_buffer_size(const mcf_mlp_block_dims *dims) {
     const int64_t hidden = dims->hidden;
     const int64_t wide = d > hidden ? d : hidden;
     int64_t need;
-    if (dims->tokens >= MCF_FUSED_BLOCK_MIN_TOKENS) {
+    if (mcf_fused_uses_blocks(dims->tokens, dims->block_tokens)) {
         int64_t widest = dims->fc1_rank > wide ? dims->fc1_rank : wide;
         widest = dims->fc2_rank > widest ? dims->fc2_rank : widest;
         need = 3 + MCF_FUSED_BLOCK_ROW_BYTES * widest;

@@ -149,7 +149,7 @@ static void bench_attention_params(mcf_attention_block_params *att, int32_t chan
 static void bench_blocks(int32_t tokens, int32_t channels, int32_t heads, int32_t hidden) {
     mcf_mlp_block_params mlp;
     bench_mlp_params(&mlp, channels, hidden);
-    const mcf_mlp_block_dims mlp_dims = {tokens, channels, hidden, 0, 0};
+    const mcf_mlp_block_dims mlp_dims = {tokens, channels, hidden, 0, 0, MCF_FUSED_BLOCKS_DEFAULT};
     rnd_bytes(out_ref, tokens * channels);
     uint64_t start = ticks();
     (void)ref_mcf_mlp_block_s8(&mlp_dims, &mlp, out_ref, scratch_ref);
@@ -163,7 +163,7 @@ static void bench_blocks(int32_t tokens, int32_t channels, int32_t heads, int32_
 
     mcf_attention_block_params att;
     bench_attention_params(&att, channels);
-    const mcf_attention_block_dims att_dims = {tokens, channels, heads, 0, 0};
+    const mcf_attention_block_dims att_dims = {tokens, channels, heads, 0, 0, MCF_FUSED_BLOCKS_DEFAULT};
     rnd_bytes(out_ref, tokens * channels); /* not the MLP's output, which may have saturated */
     start = ticks();
     (void)ref_mcf_attention_block_s8(&att_dims, &att, out_ref, kv_ref[0], kv_ref[1], scratch_ref);
@@ -271,14 +271,14 @@ static __attribute__((noinline)) void profile_phase(const char *name) {
 static void profile_blocks(int32_t tokens, int32_t channels, int32_t heads, int32_t hidden) {
     mcf_mlp_block_params mlp;
     bench_mlp_params(&mlp, channels, hidden);
-    const mcf_mlp_block_dims mlp_dims = {tokens, channels, hidden, 0, 0};
+    const mcf_mlp_block_dims mlp_dims = {tokens, channels, hidden, 0, 0, MCF_FUSED_BLOCKS_DEFAULT};
     rnd_bytes(out_var, tokens * channels);
     profile_phase("mlp_block");
     (void)mcf_mlp_block_s8(&mlp_dims, &mlp, out_var, scratch_var);
     profile_phase("setup");
     mcf_attention_block_params att;
     bench_attention_params(&att, channels);
-    const mcf_attention_block_dims att_dims = {tokens, channels, heads, 0, 0};
+    const mcf_attention_block_dims att_dims = {tokens, channels, heads, 0, 0, MCF_FUSED_BLOCKS_DEFAULT};
     rnd_bytes(out_var, tokens * channels);
     profile_phase("attention_block_heads");
     (void)mcf_attention_block_heads_s8(&att_dims, &att, out_var, kv_var[0], kv_var[1], in_b, scratch_var);

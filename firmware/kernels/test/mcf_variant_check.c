@@ -204,6 +204,12 @@ static mcf_add_params rnd_residual(void) {
     return p;
 }
 
+/* Mostly the default token blocks; one case in five one token at a time at any length (the planner's
+ * least-memory variant). */
+static int32_t rnd_block_tokens(void) {
+    return chance(20) ? MCF_FUSED_ONE_TOKEN : MCF_FUSED_BLOCKS_DEFAULT;
+}
+
 static int32_t rnd_rank(void) {
     return chance(50) ? 0 : rnd_size(13);
 }
@@ -214,7 +220,8 @@ static void check_mlp_block(int cases) {
         const int32_t channels = rnd_size(40), hidden = rnd_size(90);
         const int32_t tokens =
             chance(60) ? rnd_range(16, 40) : rnd_size(15); /* blocks of 4, or one at a time */
-        const mcf_mlp_block_dims dims = {tokens, channels, hidden, rnd_rank(), rnd_rank()};
+        const mcf_mlp_block_dims dims = {tokens,     channels,   hidden,
+                                         rnd_rank(), rnd_rank(), rnd_block_tokens()};
         mcf_mlp_block_params params;
         memset(&params, 0, sizeof params);
         rnd_norm(&params.norm, channels);
@@ -258,7 +265,8 @@ static mcf_attention_block_dims rnd_attention_block(mcf_attention_block_params *
     const int32_t heads = rnd_range(1, 3);
     const int32_t channels = heads * rnd_size(12);
     const int32_t tokens = chance(60) ? rnd_range(16, 30) : rnd_size(15);
-    const mcf_attention_block_dims dims = {tokens, channels, heads, rnd_rank(), rnd_rank()};
+    const mcf_attention_block_dims dims = {tokens,     channels,   heads,
+                                           rnd_rank(), rnd_rank(), rnd_block_tokens()};
     memset(params, 0, sizeof *params);
     rnd_norm(&params->norm, channels);
     const int32_t in_ch = dims.qkv_rank ? dims.qkv_rank : channels;
