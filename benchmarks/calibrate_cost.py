@@ -29,6 +29,7 @@ from mcuformer.arch import PRESETS, ArchConfig, LayerRanks
 from mcuformer.checkpoint import DatasetMeta, ModelFile, load_model, save_model
 from mcuformer.codegen.compiler import Budgets, compile_model, graph_for_arch
 from mcuformer.codegen.cost_model import MODEL_FILE, CostModel, fit_kind, op_features
+from mcuformer.codegen.lower import Variants
 from mcuformer.data import load_dataset, pixels_to_tensor
 from mcuformer.model import VisionTransformer
 from mcuformer.profile import profile_build
@@ -98,7 +99,7 @@ def profile_build_counts(index: int, arch: ArchConfig, label: str, work: Path) -
         save_model(ModelFile(model, calibrate(model, pixels_to_tensor(train.images[:64])), meta), folder / "model.pt")
     build = folder / f"build-{label}"
     compile_model(folder / "model.pt", BOARD, build, name=f"arch{index:02d}", enforce_budget=False, schedule=schedule,
-                  budgets=Budgets(optimize="memory", attention=attention))  # fmt: skip
+                  budgets=Budgets(optimize="memory", variants=Variants(attention)))  # fmt: skip
     image = load_dataset("fashion-mnist", "test").resized((arch.image_size, arch.image_size)).images[0]
     counts = {v: [float(op.count) for op in profile_build(build, BOARD, kernels=v, image=image).ops]
               for v in VARIANTS}  # fmt: skip
@@ -109,7 +110,7 @@ def profile_build_counts(index: int, arch: ArchConfig, label: str, work: Path) -
 def op_rows(arch: ArchConfig, label: str, counts: list[float]) -> list[dict[str, float]]:
     """Each op's kind, features and measured count (the graph without weights has the compiled model's ops)."""
     schedule, attention = LOWERINGS[label]
-    graph = graph_for_arch(arch, schedule=schedule, attention=attention)
+    graph = graph_for_arch(arch, schedule=schedule, variants=Variants(attention))
     if len(graph.ops) != len(counts):
         raise SystemExit(f"{arch.name}: {len(counts)} profiled ops but {len(graph.ops)} in the graph: delete --work")
     return [{"kind": op.kind, "count": count, **op_features(graph, op)}  # type: ignore[dict-item]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mcuformer.codegen.lower import Variants
 from mcuformer.errors import McuformerError
 
 MANIFEST = "mcuformer.json"
@@ -66,15 +67,9 @@ class BuildDir:
     def schedule(self) -> str:
         return str(self.manifest().get("schedule", LEGACY_SCHEDULE))
 
-    def attention(self) -> tuple[str, ...] | None:
-        """The attention op kind of every block as compiled (None: a build from before the choice was recorded,
-        or not fused: the lowering's own)."""
-        kinds = self.manifest().get("attention")
-        return tuple(kinds) if kinds else None
-
-    def widened(self) -> tuple[str, ...]:
-        """The linears compiled with widened weights (none in a build from before the choice was recorded)."""
-        return tuple(self.manifest().get("widened", ()))
+    def variants(self) -> Variants:
+        """The kernel variants as compiled (a build from before a choice was recorded: that choice's default)."""
+        return Variants.of(self.manifest())
 
 
 def read_manifest(build_dir: str | Path) -> dict[str, Any]:

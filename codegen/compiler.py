@@ -12,7 +12,7 @@ from mcuformer.checkpoint import ModelFile, load_model
 from mcuformer.codegen.build_dir import BuildDir
 from mcuformer.codegen.emit import model_hash, write_sources
 from mcuformer.codegen.ir import Graph
-from mcuformer.codegen.lower import Attention, lower
+from mcuformer.codegen.lower import DEFAULT_VARIANTS, Variants, lower
 from mcuformer.codegen.plan_plot import plot_plan
 from mcuformer.codegen.planner import MemoryPlan
 from mcuformer.codegen.report import MemoryReport, check_budget
@@ -33,19 +33,18 @@ class CompiledModel:
     out_dir: Path
 
 
-def build_graph(model_file: ModelFile, name: str, schedule: str = DEFAULT_SCHEDULE, attention: Attention = None,
-                widened: tuple[str, ...] = ()) -> tuple[QViT, Graph]:  # fmt: skip
-    """The quantized model and its graph with the given attention kinds and widened linears (a build's manifest
-    records them)."""
+def build_graph(model_file: ModelFile, name: str, schedule: str = DEFAULT_SCHEDULE,
+                variants: Variants = DEFAULT_VARIANTS) -> tuple[QViT, Graph]:  # fmt: skip
+    """The quantized model and its graph with the given kernel variants (a build's manifest records them)."""
     qmodel = quantize_model(model_file.model, model_file.calibration)
-    return qmodel, lower(qmodel, name, schedule, attention, widened)
+    return qmodel, lower(qmodel, name, schedule, variants)
 
 
 def graph_for_arch(arch: ArchConfig, name: str = "model", schedule: str = DEFAULT_SCHEDULE,
-                   attention: Attention = None) -> Graph:  # fmt: skip
-    """The graph of an architecture without weights: shapes, ops and buffers are all the plan needs (`attention`
-    as in `lower`: None, the least memory)."""
-    return lower(placeholder_qvit(arch), name, schedule, attention)
+                   variants: Variants = DEFAULT_VARIANTS) -> Graph:  # fmt: skip
+    """The graph of an architecture without weights: shapes, ops and buffers are all the plan needs (the default
+    variants: the least memory)."""
+    return lower(placeholder_qvit(arch), name, schedule, variants)
 
 
 @dataclass(frozen=True)
@@ -55,8 +54,7 @@ class Budgets:
     optimize: str = "speed"
     sram: int | None = None
     flash: int | None = None
-    attention: Attention = None  # force the attention kind(s) instead (calibration, tests)
-    widened: tuple[str, ...] = ()  # with `attention`: the linears to widen (lower's `widened`)
+    variants: Variants | None = None  # force these kernel variants instead (calibration, benchmarks, tests)
 
 
 DEFAULT_BUDGETS = Budgets()
@@ -65,8 +63,8 @@ DEFAULT_BUDGETS = Budgets()
 def plan_qmodel(qmodel: QViT, name: str, board: Board, schedule: str, budgets: Budgets) -> Choice:
     """The one planner: the lowering and memory plan `compile` emits (see codegen.variants), with the report's
     budgets the ones given."""
-    if budgets.attention is not None:
-        forced = planned(qmodel, name, schedule, board, budgets.attention, budgets.widened)
+    if budgets.variants is not None:
+        forced = planned(qmodel, name, schedule, board, budgets.variants)
         choice = Choice(forced, forced, budgets.optimize, board.sram_bytes, board.flash_bytes)
     else:
         choice = choose_plan(qmodel, name, board, schedule, budgets.optimize, budgets.sram, budgets.flash)
@@ -136,6 +134,7 @@ def compile_model(
         "optimize": budgets.optimize,
         "attention": list(choice.chosen.attention),
         "widened": list(choice.chosen.widened),
+        "block_tokens": choice.chosen.variants.block_tokens,
         "dataset": model_file.dataset.name,
         "arch": model_file.arch.to_dict(),
         "input_shape": list(graph.shape(graph.input)),

@@ -20,7 +20,7 @@ import numpy as np
 
 from mcuformer.codegen.ir import Graph, Op
 from mcuformer.codegen.ops import OPS, op_dims, op_macs, operand_map
-from mcuformer.codegen.scratch import BLOCK_MIN_TOKENS, BLOCK_TOKENS
+from mcuformer.codegen.scratch import BLOCK_TOKENS, uses_blocks
 from mcuformer.errors import McuformerError
 
 MODEL_FILE = Path(__file__).resolve().parent / "cost_model.json"
@@ -48,13 +48,14 @@ def op_features(graph: Graph, op: Op) -> dict[str, float]:
         features["head_factor"] = float(heads * n * d * dims.get("qkv_rank", 0))
     if "hidden" in dims:
         features["hidden"] = float(dims["tokens"] * dims["hidden"])
-    if OPS[op.kind].in_place_block and dims["tokens"] >= BLOCK_MIN_TOKENS:
+    blocks = OPS[op.kind].in_place_block and uses_blocks(dims["tokens"], dims["block_tokens"])
+    if blocks:
         # The DSP blocks run BLOCK_TOKENS tokens at a time; the tokens left over take the slower one-token path.
         share = (dims["tokens"] % BLOCK_TOKENS) / dims["tokens"]
         features["macs_tail"] = features["macs"] * share
         features["attention_tail"] = features.get("macs_attention", 0.0) * share
     suffix = ""
-    if OPS[op.kind].in_place_block and dims["tokens"] < BLOCK_MIN_TOKENS:
+    if OPS[op.kind].in_place_block and not blocks:  # one token at a time: short, or the block_tokens variant
         suffix = "_short"
     elif op.kind == "linear" and dims["tokens"] == 1:
         suffix = "_one"
@@ -70,12 +71,13 @@ WIDENED_SAVING = {"dsp": 2.0, "portable": 0.0}
 def linear_groups(graph: Graph, op: Op) -> Iterator[tuple[str, float]]:
     """(linear name, groups) for every linear of a fused op that the DSP token blocks run through the assembly
     channel loop: groups = blocks of four tokens x input groups of four x output channels x the times the kernel
-    runs the layer (the qkv V factor: twice in the all-heads kernel, once per head in the per-head one). None on
-    fewer than BLOCK_MIN_TOKENS tokens or an in_ch that is not a multiple of four (C paths)."""
+    runs the layer (the qkv V factor: twice in the all-heads kernel, once per head in the per-head one). None
+    where the op runs one token at a time (short sequences, or its block_tokens) or an in_ch that is not a multiple
+    of four (C paths)."""
     if not OPS[op.kind].in_place_block:
         return
     dims = op_dims(graph, op)
-    if dims["tokens"] < BLOCK_MIN_TOKENS:
+    if not uses_blocks(dims["tokens"], dims["block_tokens"]):
         return
     blocks = -(-dims["tokens"] // BLOCK_TOKENS)
     repeats = {"attention_block": 2, "attention_block_heads": dims.get("heads", 1)}

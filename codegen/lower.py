@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -11,16 +12,19 @@ from mcuformer.arch import ArchConfig
 from mcuformer.codegen.ir import Graph, IRError, Op, TensorSpec
 from mcuformer.codegen.layout import widen_weights
 from mcuformer.codegen.ops import OPS, kernel_scratch_bytes
+from mcuformer.codegen.scratch import BLOCK_CHOICES, BLOCKS_DEFAULT
 from mcuformer.codegen.verify import verify
 from mcuformer.quant.qmodel import QAdd, QBlock, QFactored, QLayerNorm, QLinear, QViT
 from mcuformer.quant.spec import SHIFT_MAX, SHIFT_MIN
 
 
 class _Builder:
-    def __init__(self, graph: Graph, schedule: Schedule, widened: Collection[str] = ()) -> None:
+    def __init__(self, graph: Graph, schedule: Schedule, widened: Collection[str] = (),
+                 block_tokens: int = BLOCKS_DEFAULT) -> None:  # fmt: skip
         self.graph = graph
         self.schedule = schedule
         self.widened = widened  # fused ops' linears (by name) whose weights are emitted widened to int16
+        self.block_tokens = block_tokens  # the fused ops' token block
 
     def tensor(self, name: str, shape: tuple[int, ...], alias_of: str | None = None, offset: int = 0) -> str:
         return self.graph.add_tensor(TensorSpec(name, shape, alias_of, offset))
@@ -97,7 +101,7 @@ class _Builder:
         `kind`: the attention half's op kind (ATTENTION_KINDS)."""
         g, p = self.graph, f"b{index}"
         tokens, dim = g.shape(x)
-        attn, attrs = block.attn, {"heads": block.attn.heads}
+        attn, attrs = block.attn, {"heads": block.attn.heads, "block_tokens": self.block_tokens}
         operands = (
             x, *self.norm_operands(f"{p}_norm1", block.norm1, attrs),
             *self.linear_operands(f"{p}_qkv_v", block.qkv_v, "qkv_v", attrs),
@@ -123,7 +127,7 @@ class _Builder:
         scratch = self.kernel_scratch(f"{p}_attn_scratch", kind, operands, attrs)
         g.add_op(Op(f"{p}_attention_block", kind, operands, x1, attrs, (*buffers, scratch)))
 
-        attrs = {}
+        attrs = {"block_tokens": self.block_tokens}
         operands = (
             x1, *self.norm_operands(f"{p}_norm2", block.norm2, attrs),
             *self.linear_operands(f"{p}_fc1_v", block.fc1.v, "fc1_v", attrs),
@@ -217,37 +221,61 @@ ATTENTION_KINDS = ("attention_block", "attention_block_heads", "attention_block_
 Attention = str | Sequence[str] | None
 
 
-def lower(model: QViT, name: str = "model", schedule: str = "fused", attention: Attention = None,
-          widened: Collection[str] = ()) -> Graph:  # fmt: skip
-    """The graph of `model` under a named schedule (SCHEDULES); verified. `attention` (fused schedules): the
-    attention op kind of every block, or one per block; None: the least memory, K and V per head or for all heads
-    (all heads on a tie: less work). `widened`: the fused ops' linears (named as in `fused_linears`) whose weights
-    are emitted widened to int16 (codegen.layout). `mcuformer.codegen.variants` chooses both for speed."""
+@dataclass(frozen=True)
+class Variants:
+    """The kernel variants of a lowering's fused ops: what codegen.variants chooses, the graph's meta and a build's
+    manifest record, and eval and profile lower again."""
+
+    # The attention op kind of every block, or one per block; None: the least memory, K and V per head or for all
+    # heads (all heads on a tie: less work).
+    attention: Attention = None
+    widened: tuple[str, ...] = ()  # linears (named as in `fused_linears`) with weights widened to int16
+    block_tokens: int = BLOCKS_DEFAULT  # the fused ops' token block (scratch.BLOCK_CHOICES)
+
+    @classmethod
+    def of(cls, meta: dict[str, Any]) -> Variants:
+        """The variants a graph's meta (or a build's manifest) records; what older builds recorded, else the
+        defaults."""
+        kinds = meta.get("attention")
+        return cls(tuple(kinds) if kinds else None, tuple(meta.get("widened", ())),
+                   int(meta.get("block_tokens", BLOCKS_DEFAULT)))  # fmt: skip
+
+
+DEFAULT_VARIANTS = Variants()
+
+
+def lower(model: QViT, name: str = "model", schedule: str = "fused", variants: Variants = DEFAULT_VARIANTS) -> Graph:
+    """The graph of `model` under a named schedule (SCHEDULES) with the fused ops' kernel variants; verified.
+    `mcuformer.codegen.variants` chooses the variants."""
     if schedule not in SCHEDULES:
         raise IRError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
+    if variants.block_tokens not in BLOCK_CHOICES:
+        raise IRError(f"block_tokens {variants.block_tokens}: one of {BLOCK_CHOICES}")
     options = SCHEDULES[schedule]
     depth = len(model.blocks)
+    attention = variants.attention
     if attention is not None or not options.fuse_blocks:
         kinds = (attention,) * depth if attention is None or isinstance(attention, str) else tuple(attention)
         unknown = set(kinds) - set(ATTENTION_KINDS) - {None}
         if unknown or len(kinds) != depth:
             raise IRError(f"attention kinds {kinds} for {depth} blocks; each one of {', '.join(ATTENTION_KINDS)}")
-        return _lower(model, name, schedule, options, kinds, widened)
+        return _lower(model, name, schedule, options, kinds, variants)
     from mcuformer.codegen.planner import plan_memory
 
-    graphs = [_lower(model, name, schedule, options, (kind,) * depth, widened) for kind in ATTENTION_KINDS[:2]]
+    graphs = [_lower(model, name, schedule, options, (kind,) * depth, variants) for kind in ATTENTION_KINDS[:2]]
     return min(graphs, key=lambda graph: plan_memory(graph).arena_bytes)
 
 
 def _lower(model: QViT, name: str, schedule: str, options: Schedule, attention: Sequence[str | None],
-           widened: Collection[str]) -> Graph:  # fmt: skip
+           variants: Variants) -> Graph:  # fmt: skip
     arch = model.arch
     graph = Graph(name)
+    widened = variants.widened
     unknown = set(widened) - set(fused_linears(model)) if widened else set()
     if unknown or (widened and not options.fuse_blocks):
         raise IRError(f"cannot widen {sorted(unknown) or sorted(widened)}: only the fused blocks' linears "
                       f"({', '.join(fused_linears(model)[:3])}, ...) take widened weights")  # fmt: skip
-    b = _Builder(graph, options, frozenset(widened))
+    b = _Builder(graph, options, frozenset(widened), variants.block_tokens)
     dim, patches = arch.embed_dim, arch.num_patches
     image_shape = (arch.image_size, arch.image_size, arch.channels)
     first = arch.num_tokens - patches  # rows before the patch tokens (the class token)
@@ -304,14 +332,14 @@ def _lower(model: QViT, name: str, schedule: str, options: Schedule, attention: 
                   "logits_zero_point": model.logits.zero_point, "schedule": schedule,
                   "image_shape": image_shape, "stream_rows": arch.grid if options.stream_input else 0,
                   "attention": [op.kind for op in graph.ops if op.kind in ATTENTION_KINDS],
-                  "widened": sorted(widened)}  # fmt: skip
+                  "widened": sorted(widened), "block_tokens": variants.block_tokens}  # fmt: skip
     verify(graph)
     return graph
 
 
 def fused_linears(model: QViT) -> list[str]:
     """The names of the linears inside the fused ops (block by block; the const prefix of each), the ones
-    `lower(widened=...)` may widen."""
+    `Variants.widened` may name."""
     names = []
     for index, block in enumerate(model.blocks):
         p = f"b{index}"

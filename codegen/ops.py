@@ -102,13 +102,13 @@ _ATTENTION_PARAMS = ("q_zp", "k_zp", "v_zp", "score_mult", "score_shift", "score
 _ATTENTION_BLOCK_ROLES = ("x", "$norm.gamma", "$norm.beta", *_linear_roles("qkv_v", True), *_linear_roles("q"),
                           *_linear_roles("k"), *_linear_roles("v"), "$attn.exp_table",
                           *_linear_roles("proj_v", True), *_linear_roles("proj_u"))  # fmt: skip
-_ATTENTION_BLOCK_ATTRS = ("heads", *(f"norm.{a}" for a in _NORM_PARAMS), *_linear_attrs("qkv_v", "q", "k", "v"),
-                          *(f"attn.{a}" for a in _ATTENTION_PARAMS), *_linear_attrs("proj_v", "proj_u"),
-                          *(f"res.{a}" for a in _ADD_PARAMS))  # fmt: skip
+_ATTENTION_BLOCK_ATTRS = ("heads", "block_tokens", *(f"norm.{a}" for a in _NORM_PARAMS),
+                          *_linear_attrs("qkv_v", "q", "k", "v"), *(f"attn.{a}" for a in _ATTENTION_PARAMS),
+                          *_linear_attrs("proj_v", "proj_u"), *(f"res.{a}" for a in _ADD_PARAMS))  # fmt: skip
 _MLP_BLOCK_ROLES = ("x", "$norm.gamma", "$norm.beta", *_linear_roles("fc1_v", True), *_linear_roles("fc1_u"),
                     "$gelu.table", *_linear_roles("fc2_v", True), *_linear_roles("fc2_u"))  # fmt: skip
-_MLP_BLOCK_ATTRS = (*(f"norm.{a}" for a in _NORM_PARAMS), *_linear_attrs("fc1_v", "fc1_u", "fc2_v", "fc2_u"),
-                    *(f"res.{a}" for a in _ADD_PARAMS))  # fmt: skip
+_MLP_BLOCK_ATTRS = ("block_tokens", *(f"norm.{a}" for a in _NORM_PARAMS),
+                    *_linear_attrs("fc1_v", "fc1_u", "fc2_v", "fc2_u"), *(f"res.{a}" for a in _ADD_PARAMS))  # fmt: skip
 
 
 def operand_map(op: Op) -> dict[str, str]:
@@ -154,14 +154,16 @@ def _attention_block_dims(graph: Graph, op: Op) -> Dims:
     operands = operand_map(op)
     tokens, channels = graph.shape(op.inputs[0])
     return {"tokens": tokens, "channels": channels, "heads": op.attrs["heads"],
-            "qkv_rank": _rank(graph, operands, "qkv_v"), "proj_rank": _rank(graph, operands, "proj_v")}  # fmt: skip
+            "qkv_rank": _rank(graph, operands, "qkv_v"), "proj_rank": _rank(graph, operands, "proj_v"),
+            "block_tokens": op.attrs["block_tokens"]}  # fmt: skip
 
 
 def _mlp_block_dims(graph: Graph, op: Op) -> Dims:
     operands = operand_map(op)
     tokens, channels = graph.shape(op.inputs[0])
     return {"tokens": tokens, "channels": channels, "hidden": graph.shape(operands["fc1_u.weight"])[0],
-            "fc1_rank": _rank(graph, operands, "fc1_v"), "fc2_rank": _rank(graph, operands, "fc2_v")}  # fmt: skip
+            "fc1_rank": _rank(graph, operands, "fc1_v"), "fc2_rank": _rank(graph, operands, "fc2_v"),
+            "block_tokens": op.attrs["block_tokens"]}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------------ MACs

@@ -7,7 +7,9 @@ scratch). Every option has an exact plan (the planner's arena, the flash of its 
 predicted instructions (the board's cost model), so the choice is a small exact optimisation:
 
 - `memory`: the least peak SRAM, as the compiler always planned before (all blocks per head, or all for all
-  heads, whichever plans smaller; all heads on a tie);
+  heads, whichever plans smaller; all heads on a tie); when even that does not fit the SRAM budget, the
+  token-block variant that runs every fused op one token at a time (the one-token chain's scratch: less SRAM,
+  several times the instructions), which speed mode then takes too;
 - `speed`: the fewest predicted instructions whose SRAM and flash fit the budgets, the least SRAM among equals.
 
 Peak SRAM is a maximum over ops, and the ops of one block only see that block's choice beside buffers every
@@ -31,10 +33,10 @@ from mcuformer.boards import Board
 from mcuformer.codegen.cost_model import MODEL_FILE as COST_MODEL_FILE
 from mcuformer.codegen.cost_model import WIDENED_SAVING, linear_groups, load_cost_model
 from mcuformer.codegen.ir import Graph
-from mcuformer.codegen.lower import ATTENTION_KINDS, SCHEDULES, Attention, lower
+from mcuformer.codegen.lower import ATTENTION_KINDS, DEFAULT_VARIANTS, SCHEDULES, Variants, lower
 from mcuformer.codegen.planner import MemoryPlan, plan_memory
 from mcuformer.codegen.report import MemoryReport, memory_report
-from mcuformer.codegen.scratch import BLOCK_MIN_TOKENS
+from mcuformer.codegen.scratch import BLOCK_MIN_TOKENS, BLOCK_TOKENS, ONE_TOKEN
 from mcuformer.errors import McuformerError
 from mcuformer.quant.qmodel import QViT
 
@@ -49,6 +51,10 @@ class Planned:
     graph: Graph
     plan: MemoryPlan
     report: MemoryReport
+
+    @property
+    def variants(self) -> Variants:
+        return Variants.of(self.graph.meta)
 
     @property
     def attention(self) -> tuple[str, ...]:
@@ -84,10 +90,9 @@ class Choice:
         return replace(self, chosen=chosen, memory=memory)
 
 
-def planned(model: QViT, name: str, schedule: str, board: Board, attention: Attention,
-            widened: tuple[str, ...] = ()) -> Planned:  # fmt: skip
-    """One lowering (`attention` and `widened` as in `lower`), its plan and its report."""
-    graph = lower(model, name, schedule, attention, widened)
+def planned(model: QViT, name: str, schedule: str, board: Board, variants: Variants = DEFAULT_VARIANTS) -> Planned:
+    """One lowering with the given kernel variants, its plan and its report."""
+    graph = lower(model, name, schedule, variants)
     plan = plan_memory(graph)
     return Planned(graph, plan, memory_report(graph, plan, board))
 
@@ -111,16 +116,18 @@ def choose_plan(
                              f"{board.name}'s {board.sram_bytes:,} B and {board.flash_bytes:,} B: give smaller "
                              "ones")  # fmt: skip
     if not SCHEDULES[schedule].fuse_blocks:  # no attention kernel to choose
-        only = planned(model, name, schedule, board, None)
+        only = planned(model, name, schedule, board)
         return Choice(only, only, optimize, sram_budget, flash_budget)
     # The memory plan as `lower` makes it without a choice: the smaller of all heads and per head (all on a tie).
     speed = optimize == "speed" and COST_MODEL_FILE.is_file()
     kinds_to_plan = ATTENTION_KINDS if speed else ATTENTION_KINDS[:2]
-    uniform = {kind: planned(model, name, schedule, board, kind) for kind in kinds_to_plan}
+    uniform = {kind: planned(model, name, schedule, board, Variants(kind)) for kind in kinds_to_plan}
     memory = min((uniform[k] for k in ATTENTION_KINDS[:2]), key=lambda p: p.plan.arena_bytes)
+    if memory.report.sram_bytes > sram_budget:
+        memory = one_token(model, name, schedule, board, memory)
     choice = Choice(memory, memory, optimize, sram_budget, flash_budget)
-    if not speed:
-        return choice
+    if not speed or memory.variants.block_tokens == ONE_TOKEN:
+        return choice  # one token at a time is the only plan that might fit: nothing to trade
     cost_model = load_cost_model(board.kernels)
     if not all(cost_model.covers(p.graph) for p in uniform.values()):
         return choice  # a kernel the cost model has no data for: nothing to weigh
@@ -147,7 +154,9 @@ def choose_plan(
                     candidates.setdefault(tuple(pick), sum(work[k][b] for b, k in enumerate(pick)))
     fastest = memory
     for kinds, _ in sorted(candidates.items(), key=lambda item: item[1])[:MAX_TRIES]:
-        candidate = uniform[kinds[0]] if len(set(kinds)) == 1 else planned(model, name, schedule, board, kinds)
+        candidate = (
+            uniform[kinds[0]] if len(set(kinds)) == 1 else planned(model, name, schedule, board, Variants(kinds))
+        )
         if candidate.fits(sram_budget, flash_budget):
             better = (candidate.report.predicted_instructions or 0) < (memory.report.predicted_instructions or 0)
             fastest = candidate if better else memory
@@ -173,8 +182,19 @@ def widen(model: QViT, name: str, schedule: str, board: Board, plan: Planned, sr
             room -= extra[layer]
     if not picked:
         return plan
-    candidate = planned(model, name, schedule, board, plan.attention, tuple(sorted(picked)))
+    candidate = planned(model, name, schedule, board, replace(plan.variants, widened=tuple(sorted(picked))))
     return candidate if candidate.fits(sram_budget, flash_budget) else plan
+
+
+def one_token(model: QViT, name: str, schedule: str, board: Board, memory: Planned) -> Planned:
+    """The least-memory plan when the default token blocks do not fit: every fused op one token at a time (the
+    block_tokens variant: the one-token chain's scratch, more instructions), the smaller of all heads and per
+    head; `memory` where that is no smaller (short sequences run one token at a time anyway)."""
+    lean = [
+        planned(model, name, schedule, board, Variants(kind, block_tokens=ONE_TOKEN)) for kind in ATTENTION_KINDS[:2]
+    ]
+    smallest = min(lean, key=lambda p: p.plan.arena_bytes)
+    return smallest if smallest.plan.arena_bytes < memory.plan.arena_bytes else memory
 
 
 def trade_table(choice: Choice) -> str:
@@ -183,9 +203,9 @@ def trade_table(choice: Choice) -> str:
     if choice.optimize == "speed":
         rows.append(("speed", choice.chosen))
     lines = [
-        "| plan | attention per block | widened linears | peak SRAM | flash | predicted instructions | SRAM headroom "
-        "| flash headroom |",
-        "|---|---|---|---|---|---|---|---|",
+        "| plan | attention per block | token blocks | widened linears | peak SRAM | flash | predicted instructions "
+        "| SRAM headroom | flash headroom |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for label, plan_row in rows:
         r = plan_row.report
@@ -194,7 +214,8 @@ def trade_table(choice: Choice) -> str:
         widened = f"{len(plan_row.widened)} of {linears}" if linears else "-"
         instructions = f"{r.predicted_instructions:,}" if r.predicted_instructions is not None else "-"
         mark = " (chosen)" if label == choice.optimize else ""
-        lines.append(f"| {label}{mark} | {kinds or '-'} | {widened} | {r.sram_bytes:,} B | {r.flash_bytes:,} B | "
-                     f"{instructions} | {choice.sram_budget - r.sram_bytes:,} B | "
-                     f"{choice.flash_budget - r.flash_bytes:,} B |")  # fmt: skip
+        blocks = "one token" if plan_row.variants.block_tokens == ONE_TOKEN else f"{BLOCK_TOKENS} tokens"
+        lines.append(f"| {label}{mark} | {kinds or '-'} | {blocks} | {widened} | {r.sram_bytes:,} B "
+                     f"| {r.flash_bytes:,} B | {instructions} | {choice.sram_budget - r.sram_bytes:,} B "
+                     f"| {choice.flash_budget - r.flash_bytes:,} B |")  # fmt: skip
     return "\n".join(lines)

@@ -201,9 +201,7 @@ def evaluate_build(
     build = Path(build_dir)
     manifest = read_manifest(build)
     model_file = load_model(BuildDir(build).model)
-    qmodel, graph = build_graph(
-        model_file, manifest["name"], BuildDir(build).schedule(), BuildDir(build).attention(), BuildDir(build).widened()
-    )
+    qmodel, graph = build_graph(model_file, manifest["name"], BuildDir(build).schedule(), BuildDir(build).variants())
     if model_hash(graph) != manifest["model_hash"]:
         raise McuformerError(f"{build}/model.pt does not match the generated C (hash differs): recompile")
     if limit is not None and limit < 1:

@@ -132,9 +132,7 @@ def profile_build(
     build = Path(build_dir)
     manifest = read_manifest(build)
     model_file = load_model(BuildDir(build).model)
-    _, graph = build_graph(
-        model_file, manifest["name"], BuildDir(build).schedule(), BuildDir(build).attention(), BuildDir(build).widened()
-    )
+    _, graph = build_graph(model_file, manifest["name"], BuildDir(build).schedule(), BuildDir(build).variants())
     macs = graph_macs(graph)
     if image is None:  # at the model's input size, as eval feeds it
         size = (model_file.arch.image_size, model_file.arch.image_size)

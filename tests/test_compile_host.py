@@ -14,6 +14,7 @@ from mcuformer.checkpoint import DatasetMeta, ModelFile, save_model
 from mcuformer.cli import SCHEDULE_NAMES, main
 from mcuformer.codegen.compiler import compile_model
 from mcuformer.codegen.hostrun import build_host_runner, run_host
+from mcuformer.codegen.lower import Variants
 from mcuformer.data import load_dataset
 from mcuformer.evaluate import evaluate_build
 from mcuformer.model import VisionTransformer
@@ -127,8 +128,9 @@ def test_every_schedule_is_bit_exact_on_random_architectures(seed, tmp_path):
     from test_codegen_plan import _random_arch
 
     from mcuformer.codegen.emit import write_sources
-    from mcuformer.codegen.lower import ATTENTION_KINDS, SCHEDULES, lower
+    from mcuformer.codegen.lower import ATTENTION_KINDS, SCHEDULES, fused_linears, lower
     from mcuformer.codegen.planner import plan_memory
+    from mcuformer.codegen.scratch import ONE_TOKEN
     from mcuformer.quant.ptq import quantize_model
 
     arch = _random_arch(random.Random(100 + seed))
@@ -140,9 +142,11 @@ def test_every_schedule_is_bit_exact_on_random_architectures(seed, tmp_path):
     expected = reference.predict(qmodel, images)
     graphs = {schedule: lower(qmodel, "m", schedule) for schedule in SCHEDULES}
     for kind in ATTENTION_KINDS:  # every attention kernel, whichever the planner would pick
-        graphs[kind] = lower(qmodel, "m", "fused", kind)
-    # One kind per block, mixed (what the speed plan may choose)
-    graphs["mixed"] = lower(qmodel, "m", "fused", [ATTENTION_KINDS[i % 3] for i in range(arch.depth)])
+        graphs[kind] = lower(qmodel, "m", "fused", Variants(kind))
+    # One kind per block, mixed, every other linear widened (what the speed plan may choose)
+    mixed = [ATTENTION_KINDS[i % 3] for i in range(arch.depth)]
+    graphs["mixed"] = lower(qmodel, "m", "fused", Variants(mixed, tuple(fused_linears(qmodel)[::2])))
+    graphs["one_token"] = lower(qmodel, "m", "fused", Variants(block_tokens=ONE_TOKEN))  # the least memory
     for schedule, graph in graphs.items():
         build = tmp_path / schedule
         write_sources(graph, plan_memory(graph), build / "src")
@@ -166,7 +170,7 @@ def test_host_runs_check_every_scratch_against_the_kernels_own_size(tmp_path):
         ("attention_block", k) for k in ("mlp_block", "patch_embed_rows")
     ]
     for attention, kind in variants:
-        graph = lower(placeholder_qvit(arch), "m", "fused", attention)
+        graph = lower(placeholder_qvit(arch), "m", "fused", Variants(attention))
         op = next(op for op in graph.ops if op.kind == kind)
         spec = graph.tensors[op.scratch[-1]]
         graph.tensors[spec.name] = replace(spec, shape=(spec.shape[0] + 4,))  # 4 bytes too many: still refused

@@ -55,7 +55,8 @@ def test_kernels_cross_compile_for_cortex_m7(tmp_path: Path) -> None:
 
 def test_header_is_self_contained(tmp_path: Path) -> None:
     source = tmp_path / "use.c"
-    source.write_text('#include "mcf_fused.h"\nint f(void) { mcf_mlp_block_dims d = {1, 8, 16, 0, 0, MCF_FUSED_ONE_TOKEN};\n'
+    source.write_text('#include "mcf_fused.h"\n'
+                      "int f(void) { mcf_mlp_block_dims d = {1, 8, 16, 0, 0, MCF_FUSED_ONE_TOKEN};\n"
                       "  return mcf_mlp_block_s8_get_buffer_size(&d); }\n")  # fmt: skip
     compile_host([source], tmp_path / "use.o", include_dirs=[KERNEL_INCLUDE], extra_flags=["-c", "-pedantic"])
 

@@ -13,6 +13,8 @@ import torch
 from mcuformer.arch import PRESETS
 from mcuformer.checkpoint import DatasetMeta, ModelFile, save_model
 from mcuformer.codegen.compiler import DEFAULT_BUDGETS, Budgets, compile_model, plan_arch
+from mcuformer.codegen.lower import Variants
+from mcuformer.codegen.scratch import BLOCKS_DEFAULT, ONE_TOKEN
 from mcuformer.data import load_dataset, pixels_to_tensor
 from mcuformer.device.build import build_firmware
 from mcuformer.device.errors import DeviceProtocolError, DeviceRejected
@@ -72,20 +74,27 @@ def test_arena_on_the_device_equals_the_plan_and_logits_stay_exact(preset, sched
 # The speed plan's SRAM on fmnist-small (every block normalises once), less one byte: the tight budget. Its flash
 # with no linear widened, plus 20,000 B: room to widen four 48 x 96 linears (4,608 B each), not all.
 FAST_SRAM = plan_arch(PRESETS["fmnist-small"], "qemu-m7").sram_bytes
-NARROW_FLASH = plan_arch(PRESETS["fmnist-small"], "qemu-m7", "fused", Budgets(attention=ONCE)).flash_bytes
+NARROW_FLASH = plan_arch(PRESETS["fmnist-small"], "qemu-m7", "fused", Budgets(variants=Variants(ONCE))).flash_bytes
 LINEARS = 6 * PRESETS["fmnist-small"].depth  # q, k, v, proj, fc1, fc2 (full rank)
+# The memory plan's SRAM, less one byte: only one token at a time fits.
+MEMORY_SRAM = plan_arch(PRESETS["fmnist-small"], "qemu-m7", "fused", Budgets(optimize="memory")).sram_bytes
 
 
-@pytest.mark.parametrize(("sram", "flash", "kind", "widened"), [(None, None, ONCE, LINEARS),
-                                                                (FAST_SRAM - 1, None, HEADS, LINEARS),
-                                                                (None, NARROW_FLASH + 20_000, ONCE, 4)])  # fmt: skip
-def test_speed_plans_fit_on_the_device_under_loose_and_tight_budgets(sram, flash, kind, widened, images, tmp_path):
+@pytest.mark.parametrize(("sram", "flash", "kind", "widened", "block_tokens"),
+                         [(None, None, ONCE, LINEARS, BLOCKS_DEFAULT),
+                          (FAST_SRAM - 1, None, HEADS, LINEARS, BLOCKS_DEFAULT),
+                          (None, NARROW_FLASH + 20_000, ONCE, 4, BLOCKS_DEFAULT),
+                          (MEMORY_SRAM - 1, None, HEADS, 0, ONE_TOKEN)])  # fmt: skip
+def test_speed_plans_fit_on_the_device_under_loose_and_tight_budgets(sram, flash, kind, widened, block_tokens, images,
+                                                                     tmp_path):  # fmt: skip
     """--optimize speed: the board's budget buys the attention kernel that normalises once and widens every
-    linear; one byte less SRAM keeps the smaller kernel; a tight flash budget widens only what fits. Either way
-    the device's SRAM and the ELF's flash stay within what the plan promised, the logits exact."""
+    linear; one byte less SRAM keeps the smaller kernel; a tight flash budget widens only what fits; less SRAM than
+    the memory plan's runs one token at a time. Either way the device's SRAM and the ELF's flash stay within what
+    the plan promised, the logits exact."""
     budgets = Budgets(sram=sram, flash=flash)
     compiled = _compile("fmnist-small", "fused", images, tmp_path, budgets)
     assert {op.kind for op in compiled.graph.ops if op.kind.startswith("attention")} == {kind}
+    assert compiled.graph.meta["block_tokens"] == block_tokens
     assert len(compiled.graph.meta["widened"]) == widened
     predicted = plan_arch(PRESETS["fmnist-small"], "qemu-m7", "fused", budgets)
     assert (predicted.sram_bytes, predicted.flash_bytes) == (compiled.report.sram_bytes, compiled.report.flash_bytes)

@@ -17,7 +17,8 @@ from mcuformer.arch import PRESETS, ArchConfig
 from mcuformer.boards import load_board
 from mcuformer.codegen.compiler import Budgets, plan_arch, plan_qmodel
 from mcuformer.codegen.cost_model import linear_groups
-from mcuformer.codegen.lower import fused_linears
+from mcuformer.codegen.lower import Variants, fused_linears
+from mcuformer.codegen.scratch import BLOCKS_DEFAULT, ONE_TOKEN
 from mcuformer.codegen.variants import choose_plan, planned, trade_table
 from mcuformer.errors import McuformerError
 from mcuformer.quant.placeholder import placeholder_qvit
@@ -44,7 +45,7 @@ def _weight_bytes(plan, layers) -> int:
 
 def _narrow(arch: ArchConfig):
     """The speed plan's kernels with no linear widened."""
-    return planned(placeholder_qvit(arch), "m", "fused", BOARD, _choice(arch).chosen.attention)
+    return planned(placeholder_qvit(arch), "m", "fused", BOARD, Variants(_choice(arch).chosen.attention))
 
 
 def test_memory_mode_is_the_smallest_plan():
@@ -181,3 +182,24 @@ def test_nothing_is_widened_where_it_saves_nothing():
     portable = replace(BOARD, kernel_variant="portable")
     assert not _choice("fmnist-small", board=portable).chosen.widened
     assert not _choice(SHORT).chosen.widened
+
+
+def test_sram_below_the_memory_plan_runs_one_token_at_a_time():
+    """An SRAM budget below the memory plan's: both modes fall back to the token-block variant that runs one
+    token at a time (the one-token chain's scratch), within the budget, predicted slower, nothing widened. At the
+    memory plan's SRAM the default blocks come back."""
+    arch = PRESETS["fmnist-small"]
+    memory = _choice(arch, "memory").chosen
+    below = memory.report.sram_bytes - 1
+    for optimize in ("memory", "speed"):
+        choice = _choice(arch, optimize, sram=below)
+        assert choice.chosen is choice.memory
+        assert choice.chosen.variants.block_tokens == ONE_TOKEN and not choice.chosen.widened
+        assert choice.chosen.report.sram_bytes <= below
+        assert choice.chosen.report.predicted_instructions > memory.report.predicted_instructions
+        promised = plan_arch(arch, BOARD, "fused", Budgets(optimize=optimize, sram=below))
+        assert (promised.sram_bytes, promised.flash_bytes) == (
+            choice.chosen.report.sram_bytes,
+            choice.chosen.report.flash_bytes,
+        )
+    assert _choice(arch, "memory", sram=memory.report.sram_bytes).chosen.variants.block_tokens == BLOCKS_DEFAULT
