@@ -211,13 +211,9 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, out_ch) == 32 && offsetof(mcf_dsp_s
                    offsetof(mcf_dsp_shared_loop, start) == 52,
                "mcf_dsp_channels4_shared loads mcf_dsp_shared_loop at these offsets");
 
-/* One group of four inputs in fixed registers (weight word r5, halves r4/r5, x16 r8-r11 via r6, weights via
- * r12, accumulators r0-r3), every instruction 32 bits wide: 52 bytes, so the loop can be entered at any
- * group. */
-#define MCF_DOT4_GROUP_FIXED              \
-    "ldr.w r5, [r12], #4\n\t"             \
-    "sxtb16 r4, r5\n\t"                   \
-    "sxtb16 r5, r5, ror #8\n\t"           \
+/* The multiply half of a group of four inputs in fixed registers: weight halves in r4/r5, x16 (two LDM of
+ * four words, r8-r11) via r6, accumulators r0-r3; 40 bytes. */
+#define MCF_DOT4_MACS_FIXED               \
     "ldmia.w r6!, {r8, r9, r10, r11}\n\t" \
     "smlad r0, r8, r4, r0\n\t"            \
     "smlad r0, r9, r5, r0\n\t"            \
@@ -228,22 +224,18 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, out_ch) == 32 && offsetof(mcf_dsp_s
     "smlad r2, r9, r5, r2\n\t"            \
     "smlad r3, r10, r4, r3\n\t"           \
     "smlad r3, r11, r5, r3\n\t"
+
+/* One group of four inputs with int8 weights (word via r12, split into r4/r5), every instruction 32 bits
+ * wide: 52 bytes, so the loop can be entered at any group. */
+#define MCF_DOT4_GROUP_FIXED  \
+    "ldr.w r5, [r12], #4\n\t" \
+    "sxtb16 r4, r5\n\t"       \
+    "sxtb16 r5, r5, ror #8\n\t" MCF_DOT4_MACS_FIXED
 #define MCF_DOT4_GROUP_BYTES 52
 
 /* The same group with widened weights (mcf_linear_layer.weight16): one LDRD of both halves instead of a load
  * and two SXTB16, 16 MACs in 11 instructions, 44 bytes. */
-#define MCF_DOT4_GROUP16_FIXED            \
-    "ldrd r4, r5, [r12], #8\n\t"          \
-    "ldmia.w r6!, {r8, r9, r10, r11}\n\t" \
-    "smlad r0, r8, r4, r0\n\t"            \
-    "smlad r0, r9, r5, r0\n\t"            \
-    "smlad r1, r10, r4, r1\n\t"           \
-    "smlad r1, r11, r5, r1\n\t"           \
-    "ldmia.w r6!, {r8, r9, r10, r11}\n\t" \
-    "smlad r2, r8, r4, r2\n\t"            \
-    "smlad r2, r9, r5, r2\n\t"            \
-    "smlad r3, r10, r4, r3\n\t"           \
-    "smlad r3, r11, r5, r3\n\t"
+#define MCF_DOT4_GROUP16_FIXED "ldrd r4, r5, [r12], #8\n\t" MCF_DOT4_MACS_FIXED
 #define MCF_DOT4_GROUP16_BYTES 44
 
 /* One leftover input (rest stored value by value: words (t0, t1), (t2, t3)) for the four tokens, every

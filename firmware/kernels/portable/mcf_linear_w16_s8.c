@@ -15,9 +15,16 @@ mcf_status mcf_linear_w16_s8(const mcf_linear_dims *dims, const mcf_linear_param
         int8_t *y = output + t * dims->out_ch;
         const int16_t *w = weight16;
         for (int32_t n = 0; n < dims->out_ch; n++, w += in_ch) {
+            /* Group by group in the stored order (w0, w2, w1, w3), then the leftovers in theirs. */
+            const int32_t zp = params->in_zp;
             int32_t acc = 0;
-            for (int32_t k = 0; k < in_ch; k++) {
-                acc += (x[k] - params->in_zp) * w[mcf_weight16_index(k, in_ch)];
+            int32_t k = 0;
+            for (; k + 4 <= in_ch; k += 4) {
+                acc += (x[k] - zp) * w[k] + (x[k + 2] - zp) * w[k + 1] + (x[k + 1] - zp) * w[k + 2] +
+                       (x[k + 3] - zp) * w[k + 3];
+            }
+            for (; k < in_ch; k++) {
+                acc += (x[k] - zp) * w[k];
             }
             y[n] = mcf_requantize_s8((int64_t)acc + bias[n], quant->mult[n], quant->shift[n], params->out_zp);
         }
