@@ -48,9 +48,24 @@ typedef struct {
     int32_t d4, nb4, inv_lo, inv_hi;
 } ln_row;
 
+/* 2^40 / sd for 2^16 <= sd < 2^32 in 32-bit arithmetic (a 64-bit division would link libgcc's __udivmoddi4,
+ * 0.9 KB of flash, for this rare case): 2^32 = q * sd + r with q = (2^32 - sd) / sd + 1 and r = (2^32 - sd) %
+ * sd, then eight restoring steps of long division on 2^8 * (q * sd + r); 2r >= sd is tested as r >= sd - r so
+ * nothing overflows. The result is at most 2^24. */
+static uint32_t ln_recip_wide(uint32_t sd) {
+    uint32_t q = (0u - sd) / sd + 1;
+    uint32_t r = (0u - sd) % sd;
+    for (int32_t bit = 0; bit < MCF_LN_RECIP_BITS - 32; bit++) {
+        const int up = r >= sd - r;
+        q = q << 1 | (uint32_t)up;
+        r = up ? r - (sd - r) : r << 1;
+    }
+    return q;
+}
+
 /* inv = 2^40 / max(isqrt(var), 1) into row (var >= 0). While var < 2^32, sd < 2^16 and the quotient is two
  * 32-bit divisions (2^40 = 2^24 * 2^16, the remainder of the first below sd <= 2^16): inv = q1 * 2^16 + q2
- * with q2 < 2^16, so the low word takes no carry from q2. Else sd >= 2^16 and inv <= 2^24. */
+ * with q2 < 2^16, so the low word takes no carry from q2. Else 2^16 <= sd < 2^32 and inv <= 2^24. */
 static void ln_inverse(int64_t var, ln_row *row) {
     if (var >> 32 == 0) {
         const uint32_t sd = isqrt32(var == 0 ? 1 : (uint32_t)var); /* max(isqrt(var), 1) */
@@ -60,7 +75,7 @@ static void ln_inverse(int64_t var, ln_row *row) {
         row->inv_lo = (int32_t)low;
         row->inv_hi = (int32_t)(q1 >> 16) + (int32_t)(low >> 31);
     } else {
-        row->inv_lo = (int32_t)(((uint64_t)1 << MCF_LN_RECIP_BITS) / mcf_isqrt64((uint64_t)var));
+        row->inv_lo = (int32_t)ln_recip_wide((uint32_t)mcf_isqrt64((uint64_t)var));
         row->inv_hi = 0;
     }
 }
