@@ -6,12 +6,15 @@ sends the image one patch row at a time and the device never holds it whole.
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 import torch
 
-from mcuformer.arch import PRESETS
+from mcuformer.arch import PRESETS, ArchConfig
 from mcuformer.checkpoint import DatasetMeta, ModelFile, save_model
+from mcuformer.codegen.build_dir import read_manifest
 from mcuformer.codegen.compiler import DEFAULT_BUDGETS, Budgets, compile_model, plan_arch
 from mcuformer.data import load_dataset, pixels_to_tensor
 from mcuformer.device.build import build_firmware
@@ -31,19 +34,21 @@ def images() -> np.ndarray:
     return load_dataset("fashion-mnist", "test").images[:N_IMAGES]
 
 
-def _model_file(preset: str, images: np.ndarray) -> ModelFile:
+def _model_file(preset: str | ArchConfig, images: np.ndarray) -> ModelFile:
     """The preset with seeded random weights, calibrated on real images: memory and exactness need no training."""
-    arch = PRESETS[preset]
+    arch = PRESETS[preset] if isinstance(preset, str) else preset
     torch.manual_seed(0)
     model = VisionTransformer(arch, [0.286], [0.353]).eval()
     meta = DatasetMeta("fashion-mnist", (0.286,), (0.353,), tuple(str(i) for i in range(10)))
     return ModelFile(model, calibrate(model, pixels_to_tensor(images)), meta, {})
 
 
-def _compile(preset: str, schedule: str, images: np.ndarray, tmp_path, budgets: Budgets = DEFAULT_BUDGETS):
+def _compile(preset: str | ArchConfig, schedule: str, images: np.ndarray, tmp_path,
+             budgets: Budgets = DEFAULT_BUDGETS):  # fmt: skip
     model_path = tmp_path / "model.pt"
     save_model(_model_file(preset, images), model_path)
-    return compile_model(model_path, "qemu-m7", tmp_path / "build", name=preset.replace("-", "_"), schedule=schedule,
+    name = preset if isinstance(preset, str) else preset.name
+    return compile_model(model_path, "qemu-m7", tmp_path / "build", name=name.replace("-", "_"), schedule=schedule,
                          budgets=budgets)  # fmt: skip
 
 
@@ -114,3 +119,26 @@ def test_streaming_holds_one_strip_and_rejects_a_whole_image(images, tmp_path):
         link.hello()
         again = link.infer(pixels[0])
     assert first.logits == again.logits == reference.predict(compiled.qmodel, images[:1])[0].tobytes()
+
+
+# 2 x 2 patches and mean pooling: 4 tokens, under MCF_FUSED_BLOCK_MIN_TOKENS.
+SHORT = ArchConfig.uniform(image_size=28, channels=1, patch_size=14, embed_dim=16, depth=1, num_heads=2, mlp_ratio=2,
+                           num_classes=10, pool="mean", name="short")  # fmt: skip
+
+
+@pytest.mark.parametrize(("arch", "one_token"), [(SHORT, True), (PRESETS["micro"], False)], ids=["short", "micro"])
+def test_the_one_token_path_is_in_the_image_exactly_when_a_model_takes_it(arch, one_token, images, tmp_path):
+    """The fused kernels' one-token chain (sequences under 16 tokens) is compiled out of models that never take
+    it: smaller code, the same logits; a short model keeps it and stays exact. The flash promise holds both ways.
+    """
+    compiled = _compile(arch, "fused", images, tmp_path)
+    defines = read_manifest(compiled.out_dir)["kernel_defines"]
+    assert ("MCF_DSP_FUSED_ONE_TOKEN" not in defines) == one_token
+    firmware = build_firmware(compiled.out_dir)
+    symbols = subprocess.run(["arm-none-eabi-nm", str(firmware.elf)], check=True, capture_output=True, text=True)
+    assert ("mcf_attention_row_s8" in symbols.stdout) == one_token  # only the one-token chain calls it
+    assert "__udivmoddi4" not in symbols.stdout  # the DSP kernels divide in 32 bits
+    with qemu_session(firmware.elf) as session:
+        run = run_images(session.link, reference.quantize_pixels(images), firmware.manifest)
+    np.testing.assert_array_equal(run.logits, reference.predict(compiled.qmodel, images))
+    assert firmware.size.flash_bytes <= compiled.report.flash_bytes

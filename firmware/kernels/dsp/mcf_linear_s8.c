@@ -1,11 +1,18 @@
 /* ops.linear with the DSP extension: see mcf_kernels.h (same contract and results as the portable kernel).
  * Register-blocked over 2 tokens x 2 output channels (mcf_dot_2x2): every weight word is loaded and split
  * once for two tokens, every input word once for two channels; odd token or channel counts use the 1x2 / 1x1
- * cores. */
+ * cores (MCF_DSP_LINEAR_PAIRS). */
 #include "mcf_checks.h"
 #include "mcf_dsp.h"
 #include "mcf_kernels.h"
 #include "mcf_math.h"
+
+/* 1 (the default: the library stays complete): pairs of tokens through the 2x2 core. 0: every token through
+ * the one-token path, the same results, about 2.5 KB less code; a generated build sets 0 when its only
+ * linear calls are on one token (the classifier head after pooling). */
+#ifndef MCF_DSP_LINEAR_PAIRS
+#define MCF_DSP_LINEAR_PAIRS 1
+#endif
 
 /* Rows up to this many inputs are widened once on the stack (2 bytes per input) for the one-token case, which
  * the fused kernels' per-token paths call. */
@@ -27,6 +34,7 @@ mcf_status mcf_linear_s8(const mcf_linear_dims *dims, const mcf_linear_params *p
     const uint32_t offset = mcf_pack_pair(-in_zp);
 
     int32_t t = 0;
+#if MCF_DSP_LINEAR_PAIRS
     for (; t + 2 <= tokens; t += 2) {
         const int8_t *x0 = input + t * in_ch;
         const int8_t *x1 = x0 + in_ch;
@@ -51,6 +59,9 @@ mcf_status mcf_linear_s8(const mcf_linear_dims *dims, const mcf_linear_params *p
         }
     }
     if (t < tokens) { /* the last (or only) token: one input row against pairs of weight rows */
+#else
+    for (; t < tokens; t++) { /* every token: one input row against pairs of weight rows */
+#endif
         const int8_t *x = input + t * in_ch;
         int8_t *y = output + t * out_ch;
         int32_t n = 0;
