@@ -20,7 +20,7 @@ from mcuformer.codegen.ops import OPS, Init, Operands, Static, op_dims, operand_
 from mcuformer.codegen.planner import MemoryPlan
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-_CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t"}
+_CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int16): "int16_t", np.dtype(np.int32): "int32_t"}
 VALUES_PER_LINE = 24
 LINE_WIDTH = 100  # struct initialisers longer than this get one field per line
 
