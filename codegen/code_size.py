@@ -50,8 +50,8 @@ DSP_SWITCHES: dict[str, dict[str, int]] = {
         "mcf_attention_block_heads_once_s8": 208,
         "mcf_mlp_block_s8": 560,
     },
-    # The linear kernel's two-token core (dsp/mcf_linear_s8.c): every token takes the one-token path.
-    "MCF_DSP_LINEAR_PAIRS": {"mcf_linear_s8": 2576},
+    # The linear kernel's pair cores (dsp/mcf_linear_s8.c): every token takes the one-token path.
+    "MCF_DSP_LINEAR_PAIRS": {"mcf_linear_s8": 1776},
 }
 ONE_TOKEN_ONLY_LINKS: dict[str, tuple[str, ...]] = {  # op kind -> what only its one-token path calls
     "attention_block": ("mcf_linear_s8",),

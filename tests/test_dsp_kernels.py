@@ -32,6 +32,15 @@ def test_every_dsp_kernel_equals_the_portable_kernel_on_qemu(harness):
                                "attention_block_heads": 120, "attention_block_heads_once": 120}  # fmt: skip
 
 
+def test_the_linear_without_its_pair_cores_equals_the_portable_kernel_on_qemu(tmp_path):
+    """MCF_DSP_LINEAR_PAIRS=0 (what a build whose linears all take one token sets): every token, and every row
+    wider than the stack row, through the one-token path; the harness's linear cases (up to 6 tokens, rows up to
+    336 inputs) and the fused kernels' per-token linears give the portable results."""
+    lean = run_harness(build_harness(tmp_path, extra_flags=("-DMCF_DSP_LINEAR_PAIRS=0",)))
+    assert lean.mismatches == []
+    assert lean.checked["linear"] == 400
+
+
 MAC_OPS = (
     "linear",
     "patch_embed",

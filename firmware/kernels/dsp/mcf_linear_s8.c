@@ -7,9 +7,10 @@
 #include "mcf_kernels.h"
 #include "mcf_math.h"
 
-/* 1 (the default: the library stays complete): pairs of tokens through the 2x2 core. 0: every token through
- * the one-token path, the same results, about 2.5 KB less code; a generated build sets 0 when its only
- * linear calls are on one token (the classifier head after pooling). */
+/* 1 (the default: the library stays complete): pairs of tokens through the 2x2 core, and rows wider than
+ * MCF_DSP_ROW_MAX through the 1x2 one. 0: every token through the one-token path and those rows one channel
+ * at a time, the same results, 2.5 KB less code; a generated build sets 0 when its only linear calls are on
+ * one token (the classifier head after pooling: a few hundred MACs). */
 #ifndef MCF_DSP_LINEAR_PAIRS
 #define MCF_DSP_LINEAR_PAIRS 1
 #endif
@@ -94,6 +95,7 @@ mcf_status mcf_linear_s8(const mcf_linear_dims *dims, const mcf_linear_params *p
                 y[n + 1] = mcf_dsp_requantize_s8(a1, bias[n + 1], mult[n + 1], shift[n + 1], out_zp);
             }
         }
+#if MCF_DSP_LINEAR_PAIRS
         for (; n + 2 <= out_ch; n += 2) {
             const int8_t *w0 = weight + n * in_ch;
             int32_t acc[2] = {0, 0};
@@ -102,6 +104,9 @@ mcf_status mcf_linear_s8(const mcf_linear_dims *dims, const mcf_linear_params *p
             y[n + 1] = mcf_dsp_requantize_s8(acc[1], bias[n + 1], mult[n + 1], shift[n + 1], out_zp);
         }
         if (n < out_ch) {
+#else
+        for (; n < out_ch; n++) { /* rows wider than the stack row, and the last channel of an odd count */
+#endif
             const int32_t acc = mcf_dot_1x1(x, weight + n * in_ch, in_ch, offset, 0);
             y[n] = mcf_dsp_requantize_s8(acc, bias[n], mult[n], shift[n], out_zp);
         }
