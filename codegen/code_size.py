@@ -40,18 +40,26 @@ KERNEL_TEXT_BYTES: dict[str, int] = {  # largest variant (portable, dsp) + ~25% 
     "mcf_mlp_block_s8_get_buffer_size": 256,
 }
 # Paths of the DSP kernels a generated build compiles out when its graph never takes them (kernel_defines; each
-# define is 1 by default, the complete library): the bounds of the kernels that shrink, and per op kind the
-# symbols only the dropped path calls (tests/test_code_size.py checks both against the compiler).
-DSP_SWITCHES: dict[str, dict[str, int]] = {
-    # The fused kernels' one-token chain for sequences under BLOCK_MIN_TOKENS tokens (mcf_dsp_fused.h).
-    "MCF_DSP_FUSED_ONE_TOKEN": {
+# define is 1 by default, the complete library): the bounds of the kernels that shrink, keyed by the switches
+# that must all be off (the smallest bound that applies counts), and per op kind the symbols only the dropped
+# path calls (tests/test_code_size.py checks both against the compiler).
+DSP_SWITCHES = (
+    "MCF_DSP_FUSED_ONE_TOKEN",  # the fused kernels' one-token chain, under BLOCK_MIN_TOKENS tokens (mcf_dsp_fused.h)
+    "MCF_DSP_LINEAR_PAIRS",  # the linear's pair cores: every token through the one-token path (dsp/mcf_linear_s8.c)
+    "MCF_DSP_PATCH_ODD_GRID",  # the patch embedding's tail for an odd grid width (dsp/mcf_patch_embed_s8.c)
+    "MCF_DSP_PATCH_ODD_CHANNELS",  # its tail for an odd out_ch
+)
+LEAN_TEXT_BYTES: dict[tuple[str, ...], dict[str, int]] = {
+    ("MCF_DSP_FUSED_ONE_TOKEN",): {
         "mcf_attention_block_s8": 784,
         "mcf_attention_block_heads_s8": 208,
         "mcf_attention_block_heads_once_s8": 208,
         "mcf_mlp_block_s8": 560,
     },
-    # The linear kernel's pair cores (dsp/mcf_linear_s8.c): every token takes the one-token path.
-    "MCF_DSP_LINEAR_PAIRS": {"mcf_linear_s8": 1776},
+    ("MCF_DSP_LINEAR_PAIRS",): {"mcf_linear_s8": 1776},
+    ("MCF_DSP_PATCH_ODD_GRID",): {"mcf_patch_embed_s8": 2976},
+    ("MCF_DSP_PATCH_ODD_CHANNELS",): {"mcf_patch_embed_s8": 2992},
+    ("MCF_DSP_PATCH_ODD_GRID", "MCF_DSP_PATCH_ODD_CHANNELS"): {"mcf_patch_embed_s8": 2080},
 }
 ONE_TOKEN_ONLY_LINKS: dict[str, tuple[str, ...]] = {  # op kind -> what only its one-token path calls
     "attention_block": ("mcf_linear_s8",),
@@ -68,15 +76,22 @@ LIBC_BYTES = 1024  # memcpy/memmove/memset (newlib-nano); the portable LayerNorm
 
 def kernel_defines(graph: Graph) -> dict[str, int]:
     """The DSP_SWITCHES the graph lets its build turn off (0): the fused one-token chain when every fused op has
-    at least BLOCK_MIN_TOKENS tokens, the linear's two-token core when every linear op has one token. Recorded
-    in the build's manifest; the firmware builders pass them to the compiler as -D flags."""
+    at least BLOCK_MIN_TOKENS tokens, the linear's pair cores when every linear op has one token, each patch
+    embedding tail when no patch embedding has that shape. Recorded in the build's manifest; the firmware
+    builders pass them to the compiler as -D flags."""
     blocks = [op_dims(graph, op)["tokens"] for op in graph.ops if OPS[op.kind].in_place_block]
     linears = [op_dims(graph, op)["tokens"] for op in graph.ops if op.kind == "linear"]
+    patches = [op_dims(graph, op) for op in graph.ops if OPS[op.kind].kernel == "mcf_patch_embed_s8"
+               or "mcf_patch_embed_s8" in OPS[op.kind].links]  # fmt: skip
     defines = {}
     if all(tokens >= BLOCK_MIN_TOKENS for tokens in blocks):
         defines["MCF_DSP_FUSED_ONE_TOKEN"] = 0
     if all(tokens <= 1 for tokens in linears):
         defines["MCF_DSP_LINEAR_PAIRS"] = 0
+    if all(d["width"] // d["patch"] % 2 == 0 for d in patches):
+        defines["MCF_DSP_PATCH_ODD_GRID"] = 0
+    if all(d["out_ch"] % 2 == 0 for d in patches):
+        defines["MCF_DSP_PATCH_ODD_CHANNELS"] = 0
     return defines
 
 
@@ -86,11 +101,13 @@ def text_bytes(symbol: str, variant: str, defines: dict[str, int] | None = None)
     parts = symbol.split("_")
     if len(parts) > 2 and parts[1] in VARIANTS and parts[1] != variant:
         return 0
+    bound = KERNEL_TEXT_BYTES[symbol]
     if variant == "dsp":
-        for name, value in (defines or {}).items():
-            if value == 0 and symbol in DSP_SWITCHES[name]:
-                return DSP_SWITCHES[name][symbol]
-    return KERNEL_TEXT_BYTES[symbol]
+        off = {name for name, value in (defines or {}).items() if value == 0}
+        for switches, bounds in LEAN_TEXT_BYTES.items():
+            if off.issuperset(switches) and symbol in bounds:
+                bound = min(bound, bounds[symbol])
+    return bound
 
 
 def kind_symbols(kind: str, variant: str, defines: dict[str, int] | None = None) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ from mcuformer.arch import PRESETS, ArchConfig
 from mcuformer.codegen.code_size import (
     DSP_SWITCHES,
     KERNEL_TEXT_BYTES,
+    LEAN_TEXT_BYTES,
     ONE_TOKEN_ONLY_LINKS,
     kernel_defines,
     kind_symbols,
@@ -70,20 +71,22 @@ def _objects(tmp_path, variant: str, defines: dict[str, int]) -> dict[str, tuple
 
 
 def test_compiled_out_paths_shrink_the_kernels_within_their_bounds(tmp_path):
-    """Each DSP switch off: the kernels it names are within their smaller bounds, and still above the bound of
-    the next switch's worth of savings (the bounds stay tight: within 25% + 16 B of the real size)."""
-    for name, bounds in DSP_SWITCHES.items():
-        units = _objects(tmp_path, "dsp", {name: 0})
-        full = _objects(tmp_path, "dsp", {})
+    """Each set of DSP switches off: the kernels it names are within their smaller bounds, and the bounds stay
+    tight (within 25% + 16 B of the real size); the portable variant has no switches."""
+    full = _objects(tmp_path, "dsp", {})
+    assert set(DSP_SWITCHES) == {name for switches in LEAN_TEXT_BYTES for name in switches}
+    for switches, bounds in LEAN_TEXT_BYTES.items():
+        off = dict.fromkeys(switches, 0)
+        units = _objects(tmp_path, "dsp", off)
         for symbol, bound in bounds.items():
             size = units[symbol][0]
-            assert size <= bound == text_bytes(symbol, "dsp", {name: 0}), (name, symbol, size, bound)
-            assert bound <= size * 1.25 + 16, (name, symbol, size, bound)
-            assert size < full[symbol][0], (name, symbol)  # the switch removes code
-            assert text_bytes(symbol, "portable", {name: 0}) == KERNEL_TEXT_BYTES[symbol]  # no switch there
+            assert size <= bound == text_bytes(symbol, "dsp", off), (switches, symbol, size, bound)
+            assert bound <= size * 1.25 + 16, (switches, symbol, size, bound)
+            assert size < full[symbol][0], (switches, symbol)  # the switch removes code
+            assert text_bytes(symbol, "portable", off) == KERNEL_TEXT_BYTES[symbol]  # no switch there
 
 
-@pytest.mark.parametrize("defines", [{}, {"MCF_DSP_FUSED_ONE_TOKEN": 0, "MCF_DSP_LINEAR_PAIRS": 0}], ids=str)
+@pytest.mark.parametrize("defines", [{}, dict.fromkeys(DSP_SWITCHES, 0)], ids=["complete", "lean"])
 def test_every_kernel_an_op_kind_calls_is_among_the_symbols_it_counts(tmp_path, defines):
     """The closure of what each op kind's kernels call, in the DSP build with and without the switches: every
     kernel unit they reference is in kind_symbols, so dropping links (ONE_TOKEN_ONLY_LINKS) never drops code
@@ -105,13 +108,14 @@ def _graph(arch: ArchConfig, schedule: str = "fused") -> Graph:
 
 
 def test_kernel_defines_turn_off_only_the_paths_a_graph_never_takes():
-    long = _graph(PRESETS["fmnist-small"])  # 49 tokens; its only linear is the one-token head
-    assert kernel_defines(long) == {"MCF_DSP_FUSED_ONE_TOKEN": 0, "MCF_DSP_LINEAR_PAIRS": 0}
-    short = _graph(SHORT)  # 4 tokens: the fused kernels take the one-token chain
-    assert kernel_defines(short) == {"MCF_DSP_LINEAR_PAIRS": 0}
+    long = _graph(PRESETS["fmnist-small"])  # 49 tokens, a 7-patch grid, 48 channels; one linear: the head
+    assert kernel_defines(long) == dict.fromkeys(("MCF_DSP_FUSED_ONE_TOKEN", "MCF_DSP_LINEAR_PAIRS",
+                                                  "MCF_DSP_PATCH_ODD_CHANNELS"), 0)  # fmt: skip
+    short = _graph(SHORT)  # 4 tokens: the fused kernels take the one-token chain; a 2-patch grid, 15 channels
+    assert kernel_defines(short) == dict.fromkeys(("MCF_DSP_LINEAR_PAIRS", "MCF_DSP_PATCH_ODD_GRID"), 0)
     layer = _graph(PRESETS["fmnist-small"], "layer")  # linears on every token
     assert "MCF_DSP_LINEAR_PAIRS" not in kernel_defines(layer)
 
 
-SHORT = ArchConfig.uniform(image_size=28, channels=1, patch_size=14, embed_dim=16, depth=1, num_heads=2, mlp_ratio=2,
+SHORT = ArchConfig.uniform(image_size=28, channels=1, patch_size=14, embed_dim=15, depth=1, num_heads=3, mlp_ratio=2,
                            num_classes=10, pool="mean", name="short")  # fmt: skip

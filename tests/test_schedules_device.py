@@ -121,19 +121,23 @@ def test_streaming_holds_one_strip_and_rejects_a_whole_image(images, tmp_path):
     assert first.logits == again.logits == reference.predict(compiled.qmodel, images[:1])[0].tobytes()
 
 
-# 2 x 2 patches and mean pooling: 4 tokens, under MCF_FUSED_BLOCK_MIN_TOKENS.
-SHORT = ArchConfig.uniform(image_size=28, channels=1, patch_size=14, embed_dim=16, depth=1, num_heads=2, mlp_ratio=2,
+# 2 x 2 patches and mean pooling: 4 tokens, under MCF_FUSED_BLOCK_MIN_TOKENS; 15 channels (an odd out_ch).
+SHORT = ArchConfig.uniform(image_size=28, channels=1, patch_size=14, embed_dim=15, depth=1, num_heads=3, mlp_ratio=2,
                            num_classes=10, pool="mean", name="short")  # fmt: skip
+LEAN = ("MCF_DSP_FUSED_ONE_TOKEN", "MCF_DSP_LINEAR_PAIRS", "MCF_DSP_PATCH_ODD_GRID", "MCF_DSP_PATCH_ODD_CHANNELS")
 
 
-@pytest.mark.parametrize(("arch", "one_token"), [(SHORT, True), (PRESETS["micro"], False)], ids=["short", "micro"])
-def test_the_one_token_path_is_in_the_image_exactly_when_a_model_takes_it(arch, one_token, images, tmp_path):
-    """The fused kernels' one-token chain (sequences under 16 tokens) is compiled out of models that never take
-    it: smaller code, the same logits; a short model keeps it and stays exact. The flash promise holds both ways.
-    """
+@pytest.mark.parametrize(("arch", "kept"), [(SHORT, ("MCF_DSP_FUSED_ONE_TOKEN", "MCF_DSP_PATCH_ODD_CHANNELS")),
+                                            (PRESETS["micro"], ())], ids=["short", "micro"])  # fmt: skip
+def test_kernel_paths_are_in_the_image_exactly_when_a_model_takes_them(arch, kept, images, tmp_path):
+    """The paths a model never takes are compiled out (the fused kernels' one-token chain under 16 tokens, the
+    linear's pair cores, the patch embedding's odd tails): smaller code, the same logits; a short model with 15
+    channels keeps the one-token chain and the odd-channel tail and stays exact. (fmnist-small, above, keeps the
+    odd-grid tail: a 7-patch grid.) The flash promise holds every way."""
+    one_token = "MCF_DSP_FUSED_ONE_TOKEN" in kept
     compiled = _compile(arch, "fused", images, tmp_path)
     defines = read_manifest(compiled.out_dir)["kernel_defines"]
-    assert ("MCF_DSP_FUSED_ONE_TOKEN" not in defines) == one_token
+    assert defines == {name: 0 for name in LEAN if name not in kept}
     firmware = build_firmware(compiled.out_dir)
     symbols = subprocess.run(["arm-none-eabi-nm", str(firmware.elf)], check=True, capture_output=True, text=True)
     assert ("mcf_attention_row_s8" in symbols.stdout) == one_token  # only the one-token chain calls it
