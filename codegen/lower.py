@@ -170,7 +170,7 @@ def channel_shifts(shift: np.ndarray) -> np.ndarray:
 
 def norm_gamma(gamma: np.ndarray) -> np.ndarray:
     """LayerNorm gammas as the kernels take them: int16, 2 bytes of flash each (PTQ scales them into
-    [-LN_GAMMA_MAX, LN_GAMMA_MAX]). Betas stay int32: they reach 2^24 in trained models (docs/kernels.md)."""
+    [-LN_GAMMA_MAX, LN_GAMMA_MAX]). Betas stay int32: trained ones pass 2^23 (docs/kernels.md)."""
     info = np.iinfo(np.int16)
     if gamma.size and (gamma.min() < info.min or gamma.max() > info.max):
         raise IRError(f"LayerNorm gammas must fit int16 [{info.min}, {info.max}], got {gamma.min()}..{gamma.max()}")
