@@ -64,6 +64,11 @@ class BuildDir:
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         self.manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
 
+    def kernel_flags(self) -> list[str]:
+        """-D flags of the kernel paths the model never takes (code_size.kernel_defines; none in older builds)."""
+        defines: dict[str, int] = self.manifest().get("kernel_defines", {})
+        return [f"-D{name}={value}" for name, value in sorted(defines.items())]
+
     def schedule(self) -> str:
         return str(self.manifest().get("schedule", LEGACY_SCHEDULE))
 

@@ -9,7 +9,8 @@ tests/test_code_size.py rebuilds the kernels and fails if any bound is exceeded.
 from __future__ import annotations
 
 from mcuformer.codegen.ir import Graph
-from mcuformer.codegen.ops import OPS
+from mcuformer.codegen.ops import OPS, op_dims
+from mcuformer.codegen.scratch import uses_blocks
 
 VARIANTS = ("portable", "dsp")  # firmware/kernels/<variant>; support files are named mcf_<variant>_*.c
 KERNEL_TEXT_BYTES: dict[str, int] = {  # largest variant (portable, dsp) + ~25% (Cortex-M7, -O2), rounded up to 16
@@ -39,24 +40,91 @@ KERNEL_TEXT_BYTES: dict[str, int] = {  # largest variant (portable, dsp) + ~25% 
     "mcf_dsp_fused": 1552,  # dsp support file: the fused kernels' argument checks and per-block layer chains
     "mcf_mlp_block_s8_get_buffer_size": 256,
 }
+# Paths of the DSP kernels a generated build compiles out when its graph never takes them (kernel_defines; each
+# define is 1 by default, the complete library): the bounds of the kernels that shrink, keyed by the switches
+# that must all be off (the smallest bound that applies counts), and per op kind the symbols only the dropped
+# path calls (tests/test_code_size.py checks both against the compiler).
+DSP_SWITCHES = (
+    "MCF_DSP_FUSED_ONE_TOKEN",  # the fused kernels' one-token chain, under BLOCK_MIN_TOKENS tokens (mcf_dsp_fused.h)
+    "MCF_DSP_LINEAR_PAIRS",  # the linear's pair cores: every token through the one-token path (dsp/mcf_linear_s8.c)
+    "MCF_DSP_PATCH_ODD_GRID",  # the patch embedding's tail for an odd grid width (dsp/mcf_patch_embed_s8.c)
+    "MCF_DSP_PATCH_ODD_CHANNELS",  # its tail for an odd out_ch
+)
+LEAN_TEXT_BYTES: dict[tuple[str, ...], dict[str, int]] = {
+    ("MCF_DSP_FUSED_ONE_TOKEN",): {
+        "mcf_attention_block_s8": 784,
+        "mcf_attention_block_heads_s8": 208,
+        "mcf_attention_block_heads_once_s8": 208,
+        "mcf_mlp_block_s8": 560,
+    },
+    ("MCF_DSP_LINEAR_PAIRS",): {"mcf_linear_s8": 1776},
+    ("MCF_DSP_PATCH_ODD_GRID",): {"mcf_patch_embed_s8": 2976},
+    ("MCF_DSP_PATCH_ODD_CHANNELS",): {"mcf_patch_embed_s8": 2992},
+    ("MCF_DSP_PATCH_ODD_GRID", "MCF_DSP_PATCH_ODD_CHANNELS"): {"mcf_patch_embed_s8": 2080},
+}
+ONE_TOKEN_ONLY_LINKS: dict[str, tuple[str, ...]] = {  # op kind -> what only its one-token path calls
+    "attention_block": ("mcf_linear_s8", "mcf_linear_w16_s8"),
+    "attention_block_heads": ("mcf_attention_row_s8", "mcf_linear_s8", "mcf_linear_w16_s8"),
+    "attention_block_heads_once": ("mcf_attention_row_s8", "mcf_linear_s8", "mcf_linear_w16_s8"),
+    "mlp_block": ("mcf_linear_s8", "mcf_linear_w16_s8"),
+}
 CALL_BYTES = 40  # one call in mcf_model_run: argument set-up, branch, status check
 STRUCT_BYTES = 40  # the op's const dims/params structs
 MODEL_RUN_BYTES = 128  # prologue, input/output copies of mcf_model_run
 RUNTIME_BYTES = 4096  # firmware runtime: startup, serial protocol and CRCs, UART/timer/MPU support, fault report
-LIBC_BYTES = 1024  # memcpy/memmove (newlib-nano) and libgcc 64-bit division (LayerNorm)
+LIBC_BYTES = 1024  # memcpy/memmove/memset (newlib-nano); the portable LayerNorm's libgcc 64-bit division
 
 
-def text_bytes(symbol: str, variant: str) -> int:
-    """The bound of one kernel symbol or support unit in a kernel variant (0: another variant's support file)."""
+def kernel_defines(graph: Graph) -> dict[str, int]:
+    """The DSP_SWITCHES the graph lets its build turn off (0): the fused one-token chain when every fused op runs
+    token blocks (scratch.uses_blocks), the linear's pair cores when every linear op has one token, each patch
+    embedding tail when no patch embedding has that shape. Recorded in the build's manifest; the firmware
+    builders pass them to the compiler as -D flags."""
+    blocks = [op_dims(graph, op) for op in graph.ops if OPS[op.kind].in_place_block]
+    linears = [op_dims(graph, op)["tokens"] for op in graph.ops if op.kind == "linear"]
+    patches = [op_dims(graph, op) for op in graph.ops if OPS[op.kind].kernel == "mcf_patch_embed_s8"
+               or "mcf_patch_embed_s8" in OPS[op.kind].links]  # fmt: skip
+    defines = {}
+    if all(uses_blocks(d["tokens"], d["block_tokens"]) for d in blocks):
+        defines["MCF_DSP_FUSED_ONE_TOKEN"] = 0
+    if all(tokens <= 1 for tokens in linears):
+        defines["MCF_DSP_LINEAR_PAIRS"] = 0
+    if all(d["width"] // d["patch"] % 2 == 0 for d in patches):
+        defines["MCF_DSP_PATCH_ODD_GRID"] = 0
+    if all(d["out_ch"] % 2 == 0 for d in patches):
+        defines["MCF_DSP_PATCH_ODD_CHANNELS"] = 0
+    return defines
+
+
+def text_bytes(symbol: str, variant: str, defines: dict[str, int] | None = None) -> int:
+    """The bound of one kernel symbol or support unit in a kernel variant (0: another variant's support file),
+    built with `defines` (kernel_defines; only the dsp variant has switches)."""
     parts = symbol.split("_")
     if len(parts) > 2 and parts[1] in VARIANTS and parts[1] != variant:
         return 0
-    return KERNEL_TEXT_BYTES[symbol]
+    bound = KERNEL_TEXT_BYTES[symbol]
+    if variant == "dsp":
+        off = {name for name, value in (defines or {}).items() if value == 0}
+        for switches, bounds in LEAN_TEXT_BYTES.items():
+            if off.issuperset(switches) and symbol in bounds:
+                bound = min(bound, bounds[symbol])
+    return bound
+
+
+def kind_symbols(kind: str, variant: str, defines: dict[str, int] | None = None) -> tuple[str, ...]:
+    """The kernel symbols and support units an op kind links in a variant built with `defines`."""
+    symbols = OPS[kind].symbols
+    if variant == "dsp" and (defines or {}).get("MCF_DSP_FUSED_ONE_TOKEN", 1) == 0:
+        dropped = ONE_TOKEN_ONLY_LINKS.get(kind, ())
+        symbols = tuple(s for s in symbols if s not in dropped)
+    return symbols
 
 
 def code_bytes_estimate(graph: Graph, variant: str = "dsp") -> int:
-    """Code of the graph's kernels in the board's kernel variant, calls and the runtime."""
-    symbols = {s for op in graph.ops for s in OPS[op.kind].symbols}
-    kernels = sum(text_bytes(s, variant) for s in symbols)
+    """Code of the graph's kernels in the board's kernel variant (with the graph's kernel_defines), calls and
+    the runtime."""
+    defines = kernel_defines(graph)
+    symbols = {s for op in graph.ops for s in kind_symbols(op.kind, variant, defines)}
+    kernels = sum(text_bytes(s, variant, defines) for s in symbols)
     calls = len(graph.ops) * (CALL_BYTES + STRUCT_BYTES)
     return kernels + calls + MODEL_RUN_BYTES + RUNTIME_BYTES + LIBC_BYTES

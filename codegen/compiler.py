@@ -10,6 +10,7 @@ from mcuformer.arch import ArchConfig, load_arch
 from mcuformer.boards import Board, load_board
 from mcuformer.checkpoint import ModelFile, load_model
 from mcuformer.codegen.build_dir import BuildDir
+from mcuformer.codegen.code_size import kernel_defines
 from mcuformer.codegen.emit import model_hash, write_sources
 from mcuformer.codegen.ir import Graph
 from mcuformer.codegen.lower import DEFAULT_VARIANTS, Variants, lower
@@ -142,6 +143,7 @@ def compile_model(
         "logits_scale": qmodel.logits.scale,
         "logits_zero_point": qmodel.logits.zero_point,
         "arena_bytes": plan.arena_bytes,
+        "kernel_defines": kernel_defines(graph),  # paths of the kernels this model never takes, compiled out
         "fp32_accuracy": model_file.metrics.get("fp32_accuracy"),
     }
     build.write_manifest(manifest)

@@ -49,7 +49,7 @@ class _Builder:
     def layernorm(self, name: str, x: str, norm: QLayerNorm) -> str:
         g = self.graph
         out = self.tensor(name, g.shape(x))
-        consts = (g.add_const(f"{name}_gamma", norm.gamma), g.add_const(f"{name}_beta", norm.beta))
+        consts = (g.add_const(f"{name}_gamma", norm_gamma(norm.gamma)), g.add_const(f"{name}_beta", norm.beta))
         attrs = {"in_zp": norm.input.zero_point, "eps": norm.eps, "mult": norm.mult, "shift": norm.shift,
                  "out_zp": norm.output.zero_point}  # fmt: skip
         g.add_op(Op(name, "layernorm", (x, *consts), out, attrs))
@@ -78,7 +78,7 @@ class _Builder:
         attrs.update({"norm.in_zp": norm.input.zero_point, "norm.eps": norm.eps, "norm.mult": norm.mult,
                       "norm.shift": norm.shift, "norm.out_zp": norm.output.zero_point})  # fmt: skip
         g = self.graph
-        return g.add_const(f"{name}_gamma", norm.gamma), g.add_const(f"{name}_beta", norm.beta)
+        return g.add_const(f"{name}_gamma", norm_gamma(norm.gamma)), g.add_const(f"{name}_beta", norm.beta)
 
     @staticmethod
     def residual_attrs(add: QAdd, attrs: dict[str, int]) -> None:
@@ -173,6 +173,15 @@ def channel_shifts(shift: np.ndarray) -> np.ndarray:
     if shift.size and (shift.min() < SHIFT_MIN or shift.max() > SHIFT_MAX):
         raise IRError(f"requantization shifts must lie in [{SHIFT_MIN}, {SHIFT_MAX}], got {shift.min()}..{shift.max()}")
     return shift.astype(np.int8)
+
+
+def norm_gamma(gamma: np.ndarray) -> np.ndarray:
+    """LayerNorm gammas as the kernels take them: int16, 2 bytes of flash each (PTQ scales them into
+    [-LN_GAMMA_MAX, LN_GAMMA_MAX]). Betas stay int32: trained ones pass 2^23 (docs/kernels.md)."""
+    info = np.iinfo(np.int16)
+    if gamma.size and (gamma.min() < info.min or gamma.max() > info.max):
+        raise IRError(f"LayerNorm gammas must fit int16 [{info.min}, {info.max}], got {gamma.min()}..{gamma.max()}")
+    return gamma.astype(np.int16)
 
 
 def decomposed_image_offset(arch: ArchConfig) -> int | None:

@@ -11,7 +11,7 @@ from mcuformer.codegen.ir import Graph, IRError
 from mcuformer.codegen.ops import OPS
 
 _DTYPES = {"weight": np.int8, "bias": np.int32, "mult": np.int32, "shift": np.int8, "table": np.int8,
-           "gamma": np.int32, "beta": np.int32, "exp_table": np.int32}  # fmt: skip
+           "gamma": np.int16, "beta": np.int32, "exp_table": np.int32}  # fmt: skip
 
 
 def role_dtype(role: str) -> Any:

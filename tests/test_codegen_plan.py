@@ -1,5 +1,6 @@
 """Graph IR, verifier and memory planner on quantized models (no C compiler needed)."""
 
+import dataclasses
 import random
 
 import numpy as np
@@ -195,3 +196,26 @@ def test_each_technique_only_ever_lowers_the_peak(seed):
     peak = {name: max(plan_memory(graph_for_arch(arch, "m", name)).live_bytes) for name in SCHEDULES}
     assert peak["fused"] <= peak["blocks"] <= peak["integrated"] <= peak["naive"]
     assert peak["layer"] <= peak["inplace"] <= peak["naive"] and peak["stream"] <= peak["blocks"]
+
+
+def test_layernorm_gammas_go_to_flash_as_int16_and_out_of_range_ones_fail_loudly():
+    """Gammas are int16 in C (half the flash of int32; PTQ scales them into +-LN_GAMMA_MAX), betas stay int32
+    (trained models' betas reach 2^24). A gamma outside int16 stops the compile instead of wrapping."""
+    qmodel = _qmodel(PRESETS["micro"])
+    graph = lower(qmodel, "micro", "fused")
+    gammas = [name for name in graph.consts if name.endswith("_gamma")]
+    assert gammas and all(graph.consts[name].array.dtype == np.int16 for name in gammas)
+    assert all(graph.consts[name].array.dtype == np.int32 for name in graph.consts if name.endswith("_beta"))
+    norms = [qmodel.norm, *(n for b in qmodel.blocks for n in (b.norm1, b.norm2))]
+    assert len(gammas) == len(norms)
+    for name in gammas:  # the values themselves unchanged
+        assert any(np.array_equal(graph.consts[name].array.astype(np.int32), n.gamma) for n in norms), name
+    norm = qmodel.norm
+    weights = render(graph, plan_memory(graph))["mcf_weights.c"]
+    assert f"const int16_t mcf_{gammas[0]}[" in weights
+    for bad in (32768, -32769):
+        gamma = norm.gamma.copy()
+        gamma[0] = bad
+        broken = dataclasses.replace(qmodel, norm=dataclasses.replace(qmodel.norm, gamma=gamma))
+        with pytest.raises(IRError, match="fit int16"):
+            lower(broken, "micro", "fused")

@@ -8,16 +8,20 @@ counts instructions of both on benchmark shapes. Needs arm-none-eabi-gcc and qem
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import subprocess
 
+import numpy as np
 import pytest
+from kernel_ctypes import ChannelQuant, LinearParams, PatchEmbedDims, ptr
 
 from mcuformer.boards import Board, load_board, validate_board
 from mcuformer.codegen.host_build import KERNEL_INCLUDE, compile_host, kernel_sources
 from mcuformer.device.kernel_harness import HarnessResult, build_harness, run_harness
 from mcuformer.errors import McuformerError
 from mcuformer.firmware import KERNELS_DIR
+from mcuformer.quant import ops
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +34,42 @@ def test_every_dsp_kernel_equals_the_portable_kernel_on_qemu(harness):
     assert harness.checked == {"linear": 400, "patch_embed": 150, "attention_row": 250, "row_ops": 300,
                                "mlp_block": 120, "attention_block": 120,
                                "attention_block_heads": 120, "attention_block_heads_once": 120}  # fmt: skip
+
+
+def test_the_linear_without_its_pair_cores_equals_the_portable_kernel_on_qemu(tmp_path):
+    """MCF_DSP_LINEAR_PAIRS=0 (what a build whose linears all take one token sets): every token, and every row
+    wider than the stack row, through the one-token path; the harness's linear cases (up to 6 tokens, rows up to
+    336 inputs) and the fused kernels' per-token linears give the portable results."""
+    lean = run_harness(build_harness(tmp_path, extra_flags=("-DMCF_DSP_LINEAR_PAIRS=0",)))
+    assert lean.mismatches == []
+    assert lean.checked["linear"] == 400
+
+
+def test_a_compiled_out_patch_embedding_tail_rejects_the_shapes_that_need_it(tmp_path):
+    """Both tails off (what the build of a model with even grids and an even width sets): even shapes give the
+    reference results; an odd grid width or an odd out_ch returns MCF_ERR_ARG instead of leaving outputs
+    unwritten."""
+    lean = ("-DMCF_DSP_PATCH_ODD_GRID=0", "-DMCF_DSP_PATCH_ODD_CHANNELS=0")
+    lib = ctypes.CDLL(str(compile_host(kernel_sources("dsp"), tmp_path / "lean.so", include_dirs=[KERNEL_INCLUDE],
+                                       shared=True, extra_flags=lean)))  # fmt: skip
+    lib.mcf_patch_embed_s8.restype = ctypes.c_int32
+    lib.mcf_patch_embed_s8.argtypes = [ctypes.c_void_p] * 7
+    rng = np.random.default_rng(0)
+    patch, grid_h, channels, in_zp, out_zp = 2, 2, 3, 3, -5
+    for grid_w, out_ch, status in ((4, 8, 0), (3, 8, -1), (4, 7, -1)):
+        image = rng.integers(-128, 128, (patch * grid_h, patch * grid_w, channels), dtype=np.int8)
+        weight = rng.integers(-128, 128, (out_ch, patch * patch * channels), dtype=np.int8)
+        bias = rng.integers(-1000, 1000, out_ch, dtype=np.int32)
+        mult, shift = np.full(out_ch, 1 << 30, np.int32), np.full(out_ch, -8, np.int8)
+        out = np.zeros((grid_h * grid_w, out_ch), np.int8)
+        dims = PatchEmbedDims(patch * grid_h, patch * grid_w, channels, patch, out_ch)
+        got = lib.mcf_patch_embed_s8(ctypes.byref(dims), ctypes.byref(LinearParams(in_zp, out_zp)),
+                                     ctypes.byref(ChannelQuant(ptr(mult), ptr(shift))), ptr(image), ptr(weight),
+                                     ptr(bias), ptr(out))  # fmt: skip
+        assert got == status, (grid_w, out_ch)
+        if status == 0:
+            want = ops.patch_embed(image, patch, weight, bias, mult, shift, in_zp, out_zp)
+            assert np.array_equal(out, want.reshape(out.shape))
 
 
 MAC_OPS = (

@@ -160,7 +160,7 @@ def c_block(block: QBlock, tokens: int, widened: bool = False) -> CBlock:
 
     def norm(n: QLayerNorm) -> LayerNormLayer:
         params = LayerNormParams(n.input.zero_point, n.eps, n.mult, n.shift, n.output.zero_point)
-        return LayerNormLayer(params, arr(n.gamma, np.int32), arr(n.beta, np.int32))
+        return LayerNormLayer(params, arr(n.gamma, np.int16), arr(n.beta, np.int32))
 
     def add(a: QAdd) -> AddParams:
         return AddParams(a.a.zero_point, a.b.zero_point, a.a_mult, a.b_mult, a.shift, a.output.zero_point)
@@ -743,7 +743,7 @@ class _Emitter:
         self.linear(f"{target}.u", layer.u)
 
     def norm(self, target: str, n: QLayerNorm) -> None:
-        g, b = self.array(n.gamma, np.int32), self.array(n.beta, np.int32)
+        g, b = self.array(n.gamma, np.int16), self.array(n.beta, np.int32)
         p = f"{target}.params"
         self.body += [
             f"{p}.in_zp = {n.input.zero_point}; {p}.eps = {n.eps}LL; {p}.mult = {n.mult}; "

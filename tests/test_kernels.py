@@ -250,7 +250,7 @@ def gen_layernorm(rng: np.random.Generator, big: bool = False) -> Case:
     else:
         x = i8(rng, tokens, channels)
     gamma_limit = int(rng.choice([2**6, 2**11, spec.LN_GAMMA_MAX]))
-    gamma = rng.integers(-gamma_limit, gamma_limit, channels, dtype=np.int32, endpoint=True)
+    gamma = rng.integers(-gamma_limit - 1, gamma_limit, channels, dtype=np.int16, endpoint=True)  # int16 in C
     beta = bias(rng, channels, int(rng.choice([2**10, 2**20, 2**31 - 1])))  # full range: sat32 matters
     eps = int(rng.choice([0, 1, 2, 3, int(rng.integers(0, 2**20)), int(rng.integers(0, 2**62)), 2**62]))
     if kind == 4:

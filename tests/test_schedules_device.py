@@ -6,12 +6,15 @@ sends the image one patch row at a time and the device never holds it whole.
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 import torch
 
-from mcuformer.arch import PRESETS
+from mcuformer.arch import PRESETS, ArchConfig
 from mcuformer.checkpoint import DatasetMeta, ModelFile, save_model
+from mcuformer.codegen.build_dir import read_manifest
 from mcuformer.codegen.compiler import DEFAULT_BUDGETS, Budgets, compile_model, plan_arch
 from mcuformer.codegen.lower import Variants
 from mcuformer.codegen.scratch import BLOCKS_DEFAULT, ONE_TOKEN
@@ -34,19 +37,21 @@ def images() -> np.ndarray:
     return load_dataset("fashion-mnist", "test").images[:N_IMAGES]
 
 
-def _model_file(preset: str, images: np.ndarray) -> ModelFile:
+def _model_file(preset: str | ArchConfig, images: np.ndarray) -> ModelFile:
     """The preset with seeded random weights, calibrated on real images: memory and exactness need no training."""
-    arch = PRESETS[preset]
+    arch = PRESETS[preset] if isinstance(preset, str) else preset
     torch.manual_seed(0)
     model = VisionTransformer(arch, [0.286], [0.353]).eval()
     meta = DatasetMeta("fashion-mnist", (0.286,), (0.353,), tuple(str(i) for i in range(10)))
     return ModelFile(model, calibrate(model, pixels_to_tensor(images)), meta, {})
 
 
-def _compile(preset: str, schedule: str, images: np.ndarray, tmp_path, budgets: Budgets = DEFAULT_BUDGETS):
+def _compile(preset: str | ArchConfig, schedule: str, images: np.ndarray, tmp_path,
+             budgets: Budgets = DEFAULT_BUDGETS):  # fmt: skip
     model_path = tmp_path / "model.pt"
     save_model(_model_file(preset, images), model_path)
-    return compile_model(model_path, "qemu-m7", tmp_path / "build", name=preset.replace("-", "_"), schedule=schedule,
+    name = preset if isinstance(preset, str) else preset.name
+    return compile_model(model_path, "qemu-m7", tmp_path / "build", name=name.replace("-", "_"), schedule=schedule,
                          budgets=budgets)  # fmt: skip
 
 
@@ -130,3 +135,30 @@ def test_streaming_holds_one_strip_and_rejects_a_whole_image(images, tmp_path):
         link.hello()
         again = link.infer(pixels[0])
     assert first.logits == again.logits == reference.predict(compiled.qmodel, images[:1])[0].tobytes()
+
+
+# 2 x 2 patches and mean pooling: 4 tokens, under MCF_FUSED_BLOCK_MIN_TOKENS; 15 channels (an odd out_ch).
+SHORT = ArchConfig.uniform(image_size=28, channels=1, patch_size=14, embed_dim=15, depth=1, num_heads=3, mlp_ratio=2,
+                           num_classes=10, pool="mean", name="short")  # fmt: skip
+LEAN = ("MCF_DSP_FUSED_ONE_TOKEN", "MCF_DSP_LINEAR_PAIRS", "MCF_DSP_PATCH_ODD_GRID", "MCF_DSP_PATCH_ODD_CHANNELS")
+
+
+@pytest.mark.parametrize(("arch", "kept"), [(SHORT, ("MCF_DSP_FUSED_ONE_TOKEN", "MCF_DSP_PATCH_ODD_CHANNELS")),
+                                            (PRESETS["micro"], ())], ids=["short", "micro"])  # fmt: skip
+def test_kernel_paths_are_in_the_image_exactly_when_a_model_takes_them(arch, kept, images, tmp_path):
+    """The paths a model never takes are compiled out (the fused kernels' one-token chain under 16 tokens, the
+    linear's pair cores, the patch embedding's odd tails): smaller code, the same logits; a short model with 15
+    channels keeps the one-token chain and the odd-channel tail and stays exact. (fmnist-small, above, keeps the
+    odd-grid tail: a 7-patch grid.) The flash promise holds every way."""
+    one_token = "MCF_DSP_FUSED_ONE_TOKEN" in kept
+    compiled = _compile(arch, "fused", images, tmp_path)
+    defines = read_manifest(compiled.out_dir)["kernel_defines"]
+    assert defines == {name: 0 for name in LEAN if name not in kept}
+    firmware = build_firmware(compiled.out_dir)
+    symbols = subprocess.run(["arm-none-eabi-nm", str(firmware.elf)], check=True, capture_output=True, text=True)
+    assert ("mcf_attention_row_s8" in symbols.stdout) == one_token  # only the one-token chain calls it
+    assert "__udivmoddi4" not in symbols.stdout  # the DSP kernels divide in 32 bits
+    with qemu_session(firmware.elf) as session:
+        run = run_images(session.link, reference.quantize_pixels(images), firmware.manifest)
+    np.testing.assert_array_equal(run.logits, reference.predict(compiled.qmodel, images))
+    assert firmware.size.flash_bytes <= compiled.report.flash_bytes

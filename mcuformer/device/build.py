@@ -133,6 +133,7 @@ def _compile_flags(build_dir: Path, board: Board, debug_commands: bool) -> list[
         f"-DMCF_BOARD_CLOCK_HZ={board.clock_hz}u",
         f"-DMCF_DEBUG_COMMANDS={int(debug_commands)}",
         "-DMCF_PROFILE=1",
+        *BuildDir(build_dir).kernel_flags(),
         f"-I{BuildDir(build_dir).src}",
         f"-I{KERNEL_INCLUDE}",
         f"-I{RUNTIME_DIR}",

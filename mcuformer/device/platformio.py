@@ -127,7 +127,8 @@ def write_project(build_dir: str | Path, boards: list[Board] | None = None) -> P
         write_linker_script(board, project / ldscript)
         includes = ["src/model", "src/kernels/include", "src/runtime", f"src/bsp/{board.bsp}"]
         flags = [*C_FLAGS, f'-DMCF_BOARD_NAME=\\"{board.name}\\"', f"-DMCF_BOARD_CLOCK_HZ={board.clock_hz}u",
-                 "-DMCF_DEBUG_COMMANDS=0", "-DMCF_PROFILE=1", *(f"-I{i}" for i in includes)]  # fmt: skip
+                 "-DMCF_DEBUG_COMMANDS=0", "-DMCF_PROFILE=1", *BuildDir(build).kernel_flags(),
+                 *(f"-I{i}" for i in includes)]  # fmt: skip
         other_bsps = [f"-<bsp/{p.name}/>" for p in BSP_DIR.iterdir() if p.is_dir() and p.name != board.bsp]
         other_bsps += [f"-<kernels_{v}/>" for v in variants if v != board.kernels]
         lines = [f"[env:{env_name(board)}]"]

@@ -46,7 +46,7 @@ class QFactored:
 
 @dataclass(frozen=True, eq=False)
 class QLayerNorm:
-    gamma: np.ndarray  # int32 [D], int16-ranged
+    gamma: np.ndarray  # int32 [D], int16-ranged (the kernels take int16: codegen.lower.norm_gamma checks)
     beta: np.ndarray  # int32 [D]
     eps: int
     mult: int

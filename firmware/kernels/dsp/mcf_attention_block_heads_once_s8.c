@@ -14,7 +14,11 @@ mcf_status mcf_attention_block_heads_once_s8(const mcf_attention_block_dims *dim
     }
     if (!mcf_fused_uses_blocks(dims->tokens,
                                dims->block_tokens)) { /* the scratch holds the one-token layout only */
+#if MCF_DSP_FUSED_ONE_TOKEN
         return attention_block_heads_per_token(dims, params, x, k_head, v_head, context, scratch);
+#else
+        return MCF_ERR_ARG; /* compiled out (MCF_DSP_FUSED_ONE_TOKEN) */
+#endif
     }
     if (!mcf_dsp_valid_attention_block(dims, params)) {
         return MCF_ERR_ARG;

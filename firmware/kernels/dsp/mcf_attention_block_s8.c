@@ -16,7 +16,11 @@ mcf_status mcf_attention_block_s8(const mcf_attention_block_dims *dims,
     const int32_t tokens = dims->tokens;
     if (!mcf_fused_uses_blocks(dims->tokens,
                                dims->block_tokens)) { /* the scratch holds the one-token chain only */
+#if MCF_DSP_FUSED_ONE_TOKEN
         return attention_block_per_token(dims, params, x, k_buf, v_buf, scratch, size);
+#else
+        return MCF_ERR_ARG; /* compiled out (MCF_DSP_FUSED_ONE_TOKEN) */
+#endif
     }
     const int32_t channels = dims->channels;
     if (!mcf_dsp_valid_attention_block(dims, params)) {

@@ -10,7 +10,8 @@
  *    while inv < 2^31 (sd > 512); for rows of smaller variance inv = inv_hi * 2^32 + inv_lo and norm =
  *    SMMULR(4c, inv_lo) + 4c * inv_hi modulo 2^32 (one SMMLAR), exact as |norm| < 2^19 (ln_norm_bound).
  *  - acc = sat32(norm * gamma + beta) is one MLA when no channel can reach the int32 limits, which is
- *    checked once a call (ln_no_saturation); else SMLAL and a test of the high word.
+ *    checked once a call from the betas and gamma's int16 range (ln_no_saturation); else SMLAL and a test of
+ *    the high word.
  *  - the requantization of mcf_dsp_requant (shift in [-24, -2]) as SMMLA, ASR and SSAT; else
  *    mcf_requantize_s8.
  * The common case (ln_row_lean, inline assembly) costs ten instructions a channel. */
@@ -48,9 +49,24 @@ typedef struct {
     int32_t d4, nb4, inv_lo, inv_hi;
 } ln_row;
 
+/* 2^40 / sd for 2^16 <= sd < 2^32 in 32-bit arithmetic (a 64-bit division would link libgcc's __udivmoddi4,
+ * 0.9 KB of flash, for this rare case): 2^32 = q * sd + r with q = (2^32 - sd) / sd + 1 and r = (2^32 - sd) %
+ * sd, then eight restoring steps of long division on 2^8 * (q * sd + r); 2r >= sd is tested as r >= sd - r so
+ * nothing overflows. The result is at most 2^24. */
+static uint32_t ln_recip_wide(uint32_t sd) {
+    uint32_t q = (0u - sd) / sd + 1;
+    uint32_t r = (0u - sd) % sd;
+    for (int32_t bit = 0; bit < MCF_LN_RECIP_BITS - 32; bit++) {
+        const int up = r >= sd - r;
+        q = q << 1 | (uint32_t)up;
+        r = up ? r - (sd - r) : r << 1;
+    }
+    return q;
+}
+
 /* inv = 2^40 / max(isqrt(var), 1) into row (var >= 0). While var < 2^32, sd < 2^16 and the quotient is two
  * 32-bit divisions (2^40 = 2^24 * 2^16, the remainder of the first below sd <= 2^16): inv = q1 * 2^16 + q2
- * with q2 < 2^16, so the low word takes no carry from q2. Else sd >= 2^16 and inv <= 2^24. */
+ * with q2 < 2^16, so the low word takes no carry from q2. Else 2^16 <= sd < 2^32 and inv <= 2^24. */
 static void ln_inverse(int64_t var, ln_row *row) {
     if (var >> 32 == 0) {
         const uint32_t sd = isqrt32(var == 0 ? 1 : (uint32_t)var); /* max(isqrt(var), 1) */
@@ -60,7 +76,7 @@ static void ln_inverse(int64_t var, ln_row *row) {
         row->inv_lo = (int32_t)low;
         row->inv_hi = (int32_t)(q1 >> 16) + (int32_t)(low >> 31);
     } else {
-        row->inv_lo = (int32_t)(((uint64_t)1 << MCF_LN_RECIP_BITS) / mcf_isqrt64((uint64_t)var));
+        row->inv_lo = (int32_t)ln_recip_wide((uint32_t)mcf_isqrt64((uint64_t)var));
         row->inv_hi = 0;
     }
 }
@@ -75,48 +91,42 @@ static int32_t ln_norm_bound(int32_t channels) {
 }
 
 /* Whether norm * gamma[c] + beta[c] stays inside int32 for every channel and every |norm| <= bound, so that
- * the saturation of acc never acts (D >= 2). A cheap, sufficient test: g and b are the ORs of the one's
- * complement magnitudes (|v| <= (v ^ (v >> 31)) + 1 <= OR + 1), and bound * (g + 1) + b + 1 <= INT32_MAX.
- * It runs on every call, so on the core two channels an iteration with LDRD (six instructions a channel). */
-static int ln_no_saturation(const int32_t *gamma, const int32_t *beta, int32_t channels, int32_t bound) {
+ * the saturation of acc never acts (D >= 2). A cheap, sufficient test: |gamma| <= 2^15 (int16; PTQ's largest
+ * gamma is 32767, so a bound from the gammas themselves would not be smaller), b is the OR of the betas'
+ * one's complement magnitudes (|v| <= (v ^ (v >> 31)) + 1 <= b + 1), and bound * 2^15 + b + 1 <= INT32_MAX.
+ * It runs on every call, so on the core two channels an iteration with LDRD (3.5 instructions a channel). */
+static int ln_no_saturation(const int32_t *beta, int32_t channels, int32_t bound) {
     const int32_t last = channels - 1; /* for an odd count; counted twice for an even one */
-    uint32_t g = (uint32_t)(gamma[last] ^ (gamma[last] >> 31));
     uint32_t b = (uint32_t)(beta[last] ^ (beta[last] >> 31));
 #if MCF_DSP_ASM
-    const int32_t *end = gamma + (channels & ~1);
-    int32_t g0, g1, b0, b1;
+    const int32_t *end = beta + (channels & ~1);
+    int32_t b0, b1;
     __asm(
         "1:\n\t"
-        "ldrd %[g0], %[g1], [%[pg]], #8\n\t"
         "ldrd %[b0], %[b1], [%[pb]], #8\n\t"
-        "eor %[g0], %[g0], %[g0], asr #31\n\t"
-        "eor %[g1], %[g1], %[g1], asr #31\n\t"
         "eor %[b0], %[b0], %[b0], asr #31\n\t"
         "eor %[b1], %[b1], %[b1], asr #31\n\t"
-        "orr %[g], %[g], %[g0]\n\t"
-        "orr %[g], %[g], %[g1]\n\t"
         "orr %[b], %[b], %[b0]\n\t"
         "orr %[b], %[b], %[b1]\n\t"
-        "cmp %[pg], %[end]\n\t"
+        "cmp %[pb], %[end]\n\t"
         "bne 1b"
-        : [g] "+r"(g), [b] "+r"(b), [pg] "+r"(gamma), [pb] "+r"(beta), [g0] "=&r"(g0), [g1] "=&r"(g1),
-          [b0] "=&r"(b0), [b1] "=&r"(b1)
+        : [b] "+r"(b), [pb] "+r"(beta), [b0] "=&r"(b0), [b1] "=&r"(b1)
         : [end] "r"(end)
         : "cc", "memory");
 #else
     for (int32_t c = 0; c < last; c++) {
-        g |= (uint32_t)(gamma[c] ^ (gamma[c] >> 31));
         b |= (uint32_t)(beta[c] ^ (beta[c] >> 31));
     }
 #endif
-    return (int64_t)bound * ((int64_t)g + 1) + (int64_t)b + 1 <= INT32_MAX;
+    return (int64_t)bound * (INT16_MAX + 1) + (int64_t)b + 1 <= INT32_MAX;
 }
 
 /* The per-call constants of ln_row_lean, in the order its loop loads them (LDRD, LDRD, LDR): the gamma and
  * beta rows, k = 4D << 16 | down (4D < 2^15 in the top half for SMLABT; down in the low byte for ASR by
  * register, which reads bits 7:0 only, bits 15:8 being 0) and the requantization's mult and add. */
 typedef struct {
-    const int32_t *gamma, *beta;
+    const int16_t *gamma;
+    const int32_t *beta;
     uint32_t k;
     int32_t mult, add;
 } ln_lean;
@@ -124,7 +134,7 @@ typedef struct {
 /* 4 * groups channels of a row when no acc saturates (ln_no_saturation) and the requantization is the fast
  * one (down > 0). Per channel, with inv_hi = 0 (sd > 512; four channels an iteration, no spill):
  *   LDRSB x; SMLABT 4c = x * 4D + nb4; SMMULR norm = (4c * inv + 2^31) >> 32;
- *   LDR gamma; LDR beta; MLA acc = norm * gamma + beta; SMMLA; ASR; SSAT 8; STRB
+ *   LDRSH gamma; LDR beta; MLA acc = norm * gamma + beta; SMMLA; ASR; SSAT 8; STRB
  * else (rows of small variance, one channel an iteration) MUL g = 4c * inv_hi and SMMLAR norm = g + ((4c *
  * inv_lo + 2^31) >> 32) in place of SMMULR. Each x is read before its output is written (output may alias
  * input). Not inlined: its fourteen registers would make the token loop spill. */
@@ -135,11 +145,12 @@ static __attribute__((noinline)) void ln_row_lean(const ln_lean *l, const ln_row
     if (groups > 0) {
         const int8_t *end = x + 4 * groups;
         const ln_lean *add = l; /* the pointer's register holds add once the constants are loaded */
-        const int32_t *pg, *pb;
+        const int16_t *pg;
+        const int32_t *pb;
         uint32_t k;
         int32_t mult, t, g, b;
 #define MCF_LN_TAIL                         \
-    "ldr %[g], [%[pg]], #4\n\t"             \
+    "ldrsh %[g], [%[pg]], #2\n\t"           \
     "ldr %[b], [%[pb]], #4\n\t"             \
     "mla %[t], %[t], %[g], %[b]\n\t"        \
     "smmla %[t], %[t], %[mult], %[add]\n\t" \
@@ -194,7 +205,7 @@ static __attribute__((noinline)) int8_t ln_requant_slow(int32_t acc, const mcf_d
  * D % 4 last ones) and the calls it cannot take (gamma or beta that may saturate, shift outside [-24, -2],
  * D = 1 or D >= 2^13). */
 static __attribute__((noinline)) void ln_row_exact(const ln_row *r, const mcf_dsp_requant *q, const int8_t *x,
-                                                   int8_t *y, int32_t count, const int32_t *gamma,
+                                                   int8_t *y, int32_t count, const int16_t *gamma,
                                                    const int32_t *beta) {
     for (int32_t c = 0; c < count; c++) {
         const int32_t c4 = x[c] * r->d4 + r->nb4;
@@ -235,7 +246,7 @@ static inline int32_t ln_stats(const int8_t *x, int32_t channels, int32_t in_zp,
 }
 
 mcf_status mcf_layernorm_s8(const mcf_dims *dims, const mcf_layernorm_params *params, const int8_t *input,
-                            const int32_t *gamma, const int32_t *beta, int8_t *output) {
+                            const int16_t *gamma, const int32_t *beta, int8_t *output) {
     if (!mcf_layernorm_args_ok(dims, params, input, gamma, beta, output)) {
         return MCF_ERR_ARG;
     }
@@ -245,7 +256,7 @@ mcf_status mcf_layernorm_s8(const mcf_dims *dims, const mcf_layernorm_params *pa
     const int64_t eps = params->eps;
     const mcf_dsp_requant quant = mcf_dsp_requant_make(params->mult, params->shift, params->out_zp);
     const int lean = quant.down > 0 && channels > 1 && channels < (1 << 13) &&
-                     ln_no_saturation(gamma, beta, channels, ln_norm_bound(channels));
+                     ln_no_saturation(beta, channels, ln_norm_bound(channels));
     const ln_lean lean_call = {gamma, beta, (uint32_t)(4 * channels) << 16 | (uint32_t)quant.down, quant.mult,
                                quant.add};
     const int32_t zp_sum = channels * in_zp;

@@ -1,11 +1,19 @@
 /* ops.linear with the DSP extension: see mcf_kernels.h (same contract and results as the portable kernel).
  * Register-blocked over 2 tokens x 2 output channels (mcf_dot_2x2): every weight word is loaded and split
  * once for two tokens, every input word once for two channels; odd token or channel counts use the 1x2 / 1x1
- * cores. */
+ * cores (MCF_DSP_LINEAR_PAIRS). */
 #include "mcf_checks.h"
 #include "mcf_dsp.h"
 #include "mcf_kernels.h"
 #include "mcf_math.h"
+
+/* 1 (the default: the library stays complete): pairs of tokens through the 2x2 core, and rows wider than
+ * MCF_DSP_ROW_MAX through the 1x2 one. 0: every token through the one-token path and those rows one channel
+ * at a time, the same results, 2.5 KB less code; a generated build sets 0 when its only linear calls are on
+ * one token (the classifier head after pooling: a few hundred MACs). */
+#ifndef MCF_DSP_LINEAR_PAIRS
+#define MCF_DSP_LINEAR_PAIRS 1
+#endif
 
 /* Rows up to this many inputs are widened once on the stack (2 bytes per input) for the one-token case, which
  * the fused kernels' per-token paths call. */
@@ -27,6 +35,7 @@ mcf_status mcf_linear_s8(const mcf_linear_dims *dims, const mcf_linear_params *p
     const uint32_t offset = mcf_pack_pair(-in_zp);
 
     int32_t t = 0;
+#if MCF_DSP_LINEAR_PAIRS
     for (; t + 2 <= tokens; t += 2) {
         const int8_t *x0 = input + t * in_ch;
         const int8_t *x1 = x0 + in_ch;
@@ -51,6 +60,9 @@ mcf_status mcf_linear_s8(const mcf_linear_dims *dims, const mcf_linear_params *p
         }
     }
     if (t < tokens) { /* the last (or only) token: one input row against pairs of weight rows */
+#else
+    for (; t < tokens; t++) { /* every token: one input row against pairs of weight rows */
+#endif
         const int8_t *x = input + t * in_ch;
         int8_t *y = output + t * out_ch;
         int32_t n = 0;
@@ -83,6 +95,7 @@ mcf_status mcf_linear_s8(const mcf_linear_dims *dims, const mcf_linear_params *p
                 y[n + 1] = mcf_dsp_requantize_s8(a1, bias[n + 1], mult[n + 1], shift[n + 1], out_zp);
             }
         }
+#if MCF_DSP_LINEAR_PAIRS
         for (; n + 2 <= out_ch; n += 2) {
             const int8_t *w0 = weight + n * in_ch;
             int32_t acc[2] = {0, 0};
@@ -91,6 +104,9 @@ mcf_status mcf_linear_s8(const mcf_linear_dims *dims, const mcf_linear_params *p
             y[n + 1] = mcf_dsp_requantize_s8(acc[1], bias[n + 1], mult[n + 1], shift[n + 1], out_zp);
         }
         if (n < out_ch) {
+#else
+        for (; n < out_ch; n++) { /* rows wider than the stack row, and the last channel of an odd count */
+#endif
             const int32_t acc = mcf_dot_1x1(x, weight + n * in_ch, in_ch, offset, 0);
             y[n] = mcf_dsp_requantize_s8(acc, bias[n], mult[n], shift[n], out_zp);
         }

@@ -14,7 +14,11 @@ mcf_status mcf_mlp_block_s8(const mcf_mlp_block_dims *dims, const mcf_mlp_block_
     const int32_t tokens = dims->tokens;
     if (!mcf_fused_uses_blocks(dims->tokens,
                                dims->block_tokens)) { /* the scratch holds the one-token chain only */
+#if MCF_DSP_FUSED_ONE_TOKEN
         return mlp_block_per_token(dims, params, x, scratch, size);
+#else
+        return MCF_ERR_ARG; /* compiled out (MCF_DSP_FUSED_ONE_TOKEN) */
+#endif
     }
     const int32_t channels = dims->channels;
     const int32_t hidden = dims->hidden;

@@ -7,6 +7,17 @@
 #include "mcf_kernels.h"
 #include "mcf_math.h"
 
+/* 1 (the default: the library stays complete): the tails for an odd grid width (the last patch of a band
+ * alone) and for an odd out_ch (the last channel alone). 0: that tail is compiled out and a call that would
+ * take it returns MCF_ERR_ARG; a generated build sets 0 when none of its patch embeddings has that shape
+ * (MCF_DSP_PATCH_ODD_GRID or MCF_DSP_PATCH_ODD_CHANNELS: 1.2 KB less code, both: 1.9 KB). */
+#ifndef MCF_DSP_PATCH_ODD_GRID
+#define MCF_DSP_PATCH_ODD_GRID 1
+#endif
+#ifndef MCF_DSP_PATCH_ODD_CHANNELS
+#define MCF_DSP_PATCH_ODD_CHANNELS 1
+#endif
+
 mcf_status mcf_patch_embed_s8(const mcf_patch_embed_dims *dims, const mcf_linear_params *params,
                               const mcf_channel_quant *quant, const int8_t *image, const int8_t *weight,
                               const int32_t *bias, int8_t *output) {
@@ -28,6 +39,9 @@ mcf_status mcf_patch_embed_s8(const mcf_patch_embed_dims *dims, const mcf_linear
     const int32_t row_len = patch * channels; /* one patch row: contiguous in the image and the weight */
     const int32_t image_stride = width * channels;
     const int32_t patch_len = patch * row_len;
+    if ((!MCF_DSP_PATCH_ODD_GRID && grid_w % 2 != 0) || (!MCF_DSP_PATCH_ODD_CHANNELS && out_ch % 2 != 0)) {
+        return MCF_ERR_ARG; /* a tail this build left out */
+    }
 
     for (int32_t gy = 0; gy < grid_h; gy++) {
         const int8_t *band = image + gy * patch * image_stride;
@@ -50,6 +64,7 @@ mcf_status mcf_patch_embed_s8(const mcf_patch_embed_dims *dims, const mcf_linear
                 y[out_ch + n + 1] =
                     mcf_dsp_requantize_s8(acc[3], bias[n + 1], mult[n + 1], shift[n + 1], out_zp);
             }
+#if MCF_DSP_PATCH_ODD_CHANNELS
             if (n < out_ch) { /* odd out_ch: the last channel for both patches */
                 const int8_t *w = weight + n * patch_len;
                 int32_t a0 = 0, a1 = 0;
@@ -61,7 +76,9 @@ mcf_status mcf_patch_embed_s8(const mcf_patch_embed_dims *dims, const mcf_linear
                 y[n] = mcf_dsp_requantize_s8(a0, bias[n], mult[n], shift[n], out_zp);
                 y[out_ch + n] = mcf_dsp_requantize_s8(a1, bias[n], mult[n], shift[n], out_zp);
             }
+#endif
         }
+#if MCF_DSP_PATCH_ODD_GRID
         if (gx < grid_w) { /* odd grid width: the last patch of the band, channel pairs */
             const int8_t *origin = band + gx * row_len;
             int32_t n = 0;
@@ -75,6 +92,7 @@ mcf_status mcf_patch_embed_s8(const mcf_patch_embed_dims *dims, const mcf_linear
                 y[n] = mcf_dsp_requantize_s8(acc[0], bias[n], mult[n], shift[n], out_zp);
                 y[n + 1] = mcf_dsp_requantize_s8(acc[1], bias[n + 1], mult[n + 1], shift[n + 1], out_zp);
             }
+#if MCF_DSP_PATCH_ODD_CHANNELS
             if (n < out_ch) {
                 const int8_t *w = weight + n * patch_len;
                 int32_t a = 0;
@@ -83,7 +101,9 @@ mcf_status mcf_patch_embed_s8(const mcf_patch_embed_dims *dims, const mcf_linear
                 }
                 y[n] = mcf_dsp_requantize_s8(a, bias[n], mult[n], shift[n], out_zp);
             }
+#endif
         }
+#endif
     }
     return MCF_OK;
 }

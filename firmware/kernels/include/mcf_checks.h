@@ -69,7 +69,7 @@ static inline int mcf_add_args_ok(const mcf_add_params *params, const int8_t *a,
 }
 
 static inline int mcf_layernorm_args_ok(const mcf_dims *dims, const mcf_layernorm_params *params,
-                                        const int8_t *input, const int32_t *gamma, const int32_t *beta,
+                                        const int8_t *input, const int16_t *gamma, const int32_t *beta,
                                         const int8_t *output) {
     return dims != NULL && params != NULL && input != NULL && gamma != NULL && beta != NULL &&
            output != NULL && dims->tokens > 0 && dims->channels > 0 && mcf_valid_layernorm_params(params);

@@ -14,6 +14,14 @@
 #include "mcf_fused.h"
 #include "mcf_math.h"
 
+/* 1 (the default: the library stays complete): the fused kernels take sequences shorter than
+ * MCF_FUSED_BLOCK_MIN_TOKENS one token at a time. 0: that path is compiled out and such a call returns
+ * MCF_ERR_ARG; a generated build sets 0 when none of its fused ops is that short, so the one-token chain and
+ * what only it calls (attention rows, softmax, the one-token linear) stay out of the image. */
+#ifndef MCF_DSP_FUSED_ONE_TOKEN
+#define MCF_DSP_FUSED_ONE_TOKEN 1
+#endif
+
 #if MCF_DSP_BLOCK != MCF_FUSED_BLOCK_TOKENS
 #error "the DSP kernels' token block must be the one the scratch sizes are computed for"
 #endif

@@ -79,7 +79,7 @@ typedef struct {
 /* One quantized LayerNorm (qmodel.QLayerNorm) over `channels` values. */
 typedef struct {
     mcf_layernorm_params params;
-    const int32_t *gamma; /* [channels] */
+    const int16_t *gamma; /* [channels] */
     const int32_t *beta;  /* [channels] */
 } mcf_layernorm_layer;
 

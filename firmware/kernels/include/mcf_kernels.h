@@ -155,10 +155,11 @@ mcf_status mcf_lut_s8(const int8_t *input, const int8_t *table, int8_t *output, 
  *   sd = max(isqrt(var), 1) (exact floor square root); inv = 2^40 / sd
  *   n = ((D*xi - S) * inv + 2^29) >> 30 (Q10); acc = sat32(n * gamma[c] + beta[c])
  *   output = sat8(requant(acc, mult, shift) + out_zp)
- * input, output [tokens][channels]; gamma, beta [channels] int32 (gamma int16-ranged by PTQ);
+ * input, output [tokens][channels]; gamma [channels] int16 (its PTQ range: 2 bytes of flash a value, not 4),
+ * beta [channels] int32;
  * eps in [0, 2^62] (else MCF_ERR_ARG); channels < 2^15. output may alias input. */
 mcf_status mcf_layernorm_s8(const mcf_dims *dims, const mcf_layernorm_params *params, const int8_t *input,
-                            const int32_t *gamma, const int32_t *beta, int8_t *output);
+                            const int16_t *gamma, const int32_t *beta, int8_t *output);
 
 /* ops.softmax on ONE row of `length` values (length > 0); output scale 1/256, zero point -128:
  *   e_j = exp_table[max - s_j] (Q15, 256 entries); sum = sum e_j (int64); inv = 2^31 / sum (0 if sum is 0)

@@ -21,7 +21,8 @@ int32_t mcf_attention_block_heads_s8_get_buffer_size(const mcf_attention_block_d
         need = 3 + 8 * widened + MCF_FUSED_BLOCK_TOKENS * (width + tokens);
     } else {
         /* One token at a time: d + qkv_rank + head_dim + tokens (heads), proj_rank + d (proj). */
-        const int64_t heads_part = d + dims->qkv_rank + d / dims->heads + tokens;
+        const int32_t head_dim = dims->channels / dims->heads; /* in 32 bits: no libgcc 64-bit division */
+        const int64_t heads_part = d + dims->qkv_rank + head_dim + tokens;
         const int64_t proj_part = dims->proj_rank + d;
         need = heads_part > proj_part ? heads_part : proj_part;
     }

@@ -4,7 +4,7 @@
 #include "mcf_math.h"
 
 mcf_status mcf_layernorm_s8(const mcf_dims *dims, const mcf_layernorm_params *params, const int8_t *input,
-                            const int32_t *gamma, const int32_t *beta, int8_t *output) {
+                            const int16_t *gamma, const int32_t *beta, int8_t *output) {
     if (!mcf_layernorm_args_ok(dims, params, input, gamma, beta, output)) {
         return MCF_ERR_ARG;
     }

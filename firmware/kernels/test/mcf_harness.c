@@ -180,7 +180,8 @@ int8_t scratch_ref[MAX_BYTES], scratch_var[MAX_BYTES];
 int32_t bias_a[512], bias_b[512], mult_a[512], mult_b[512];
 int8_t shift_a[512], shift_b[512];
 int32_t exp_table[256];
-int32_t gamma_a[8208], beta_a[8208]; /* LayerNorm rows up to 8,200 channels */
+int16_t gamma_a[8208];
+int32_t beta_a[8208]; /* LayerNorm rows up to 8,200 channels */
 int8_t gelu_table[256];
 int8_t weight_c[MAX_BYTES], weight_d[MAX_BYTES];
 int32_t bias_c[512], bias_d[512], mult_c[512], mult_d[512];
@@ -213,7 +214,7 @@ void rnd_norm(mcf_layernorm_layer *norm, int32_t channels) {
     norm->params.shift = rnd_range(-20, -8);
     norm->params.out_zp = rnd_zp();
     for (int32_t c = 0; c < channels; c++) {
-        gamma_a[c] = (int32_t)rnd() >> 17;
+        gamma_a[c] = (int16_t)((int32_t)rnd() >> 17);
         beta_a[c] = (int32_t)rnd() >> 12;
     }
     norm->gamma = gamma_a;

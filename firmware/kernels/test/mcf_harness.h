@@ -28,7 +28,7 @@ mcf_status ref_mcf_patch_embed_s8(const mcf_patch_embed_dims *, const mcf_linear
 mcf_status ref_mcf_attention_row_s8(const mcf_attention_dims *, const mcf_attention_params *, const int8_t *,
                                     const int8_t *, const int8_t *, const int32_t *, int8_t *, void *);
 mcf_status ref_mcf_layernorm_s8(const mcf_dims *, const mcf_layernorm_params *, const int8_t *,
-                                const int32_t *, const int32_t *, int8_t *);
+                                const int16_t *, const int32_t *, int8_t *);
 mcf_status ref_mcf_add_s8(const mcf_add_params *, const int8_t *, const int8_t *, int8_t *, int32_t);
 mcf_status ref_mcf_lut_s8(const int8_t *, const int8_t *, int8_t *, int32_t);
 mcf_status ref_mcf_softmax_s8(const int8_t *, const int32_t *, int8_t *, int32_t);
@@ -74,7 +74,8 @@ extern int8_t shift_a[512], shift_b[512];
 extern int32_t bias_c[512], bias_d[512], mult_c[512], mult_d[512];
 extern int8_t shift_c[512], shift_d[512];
 extern int32_t exp_table[256];
-extern int32_t gamma_a[8208], beta_a[8208];
+extern int16_t gamma_a[8208];
+extern int32_t beta_a[8208];
 extern int8_t gelu_table[256];
 
 int run_checks(void);      /* mcf_variant_check.c: every op's random and edge cases; returns the mismatches */
