@@ -5,10 +5,11 @@ requantization parameters, biases, LayerNorm parameters, tables, the op structs 
         [--doc docs/flash.md]
 
 A preset (fmnist-small, fmnist-lowrank, cifar-p4-d64) is the model benchmarks/kernel_speed.py trains in `--work`
-(trained there first when missing). Each model is compiled for `--board` and its firmware linked; flash is the
-ELF's (.text + .rodata + .data load image). The constants come from the graph (their exact bytes per kind: the
-memory report's `flash_by_kind`, read from the build), code is .text, and `other` is the rest of .rodata (op
-structs, runtime tables).
+(trained there first when missing). Each model is compiled for `--board` with the memory plan (`--optimize memory`,
+what a tight flash budget gets: int8 weights; speed mode may widen them, see benchmarks/plan_modes.py) and its
+firmware linked; flash is the ELF's (.text + .rodata + .data load image). The constants come from the graph (their
+exact bytes per kind: the memory report's `flash_by_kind`, read from the build), code is .text, and `other` is the
+rest of .rodata (op structs, runtime tables).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from kernel_speed import build_model
+from kernel_speed import MEMORY_PLAN, build_model
 
 from mcuformer.arch import PRESETS
 from mcuformer.boards import EMULATOR_BOARD
@@ -34,7 +35,7 @@ def build_of(model: str, work: Path, board: str) -> Path:
         return build_model(model, work)[0]
     path = Path(model)
     build = work / "flash" / path.parent.name
-    compile_model(path, board, build, name=path.parent.name.replace("-", "_") or "model")
+    compile_model(path, board, build, name=path.parent.name.replace("-", "_") or "model", budgets=MEMORY_PLAN)
     return build
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from mcuformer.arch import PRESETS, ArchConfig
-from mcuformer.codegen.compiler import compile_model
+from mcuformer.codegen.compiler import Budgets, compile_model
 from mcuformer.data import load_dataset
 from mcuformer.device.kernel_harness import BenchRow, build_harness, run_harness
 from mcuformer.device.kernel_hotspots import BlockShape, profile_blocks
@@ -49,8 +49,13 @@ def rgb_folder(root: Path, size: int, per_split: int = 1024) -> Path:
     return root
 
 
+MEMORY_PLAN = Budgets(optimize="memory")
+
+
 def build_model(name: str, work: Path) -> tuple[Path, Path | None]:
-    """A compiled build of preset `name` for qemu-m7 (trained once, reused on the next run) and its data folder."""
+    """A compiled build of preset `name` for qemu-m7 (trained once, reused on the next run) and its data folder.
+    The memory plan (`--optimize memory`): the kernels compared on the least-memory kernel variants, every weight
+    int8 (benchmarks/plan_modes.py measures the speed plans)."""
     arch = PRESETS[name]
     run = work / name
     folder = None if arch.channels == 1 else work / f"rgb{arch.image_size}"
@@ -60,7 +65,7 @@ def build_model(name: str, work: Path) -> tuple[Path, Path | None]:
         else:
             train(arch, "imagefolder", run, QUICK_TRAIN, data_dir=rgb_folder(folder, arch.image_size))
     build = run / "build"
-    compile_model(run / "model.pt", "qemu-m7", build, name=name.replace("-", "_"))
+    compile_model(run / "model.pt", "qemu-m7", build, name=name.replace("-", "_"), budgets=MEMORY_PLAN)
     return build, folder
 
 
