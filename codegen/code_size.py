@@ -49,6 +49,7 @@ DSP_SWITCHES = (
     "MCF_DSP_LINEAR_PAIRS",  # the linear's pair cores: every token through the one-token path (dsp/mcf_linear_s8.c)
     "MCF_DSP_PATCH_ODD_GRID",  # the patch embedding's tail for an odd grid width (dsp/mcf_patch_embed_s8.c)
     "MCF_DSP_PATCH_ODD_CHANNELS",  # its tail for an odd out_ch
+    "MCF_DSP_WIDENED",  # the token blocks' widened-weight paths (dsp/mcf_dsp_block.c)
 )
 LEAN_TEXT_BYTES: dict[tuple[str, ...], dict[str, int]] = {
     ("MCF_DSP_FUSED_ONE_TOKEN",): {
@@ -61,6 +62,7 @@ LEAN_TEXT_BYTES: dict[tuple[str, ...], dict[str, int]] = {
     ("MCF_DSP_PATCH_ODD_GRID",): {"mcf_patch_embed_s8": 2976},
     ("MCF_DSP_PATCH_ODD_CHANNELS",): {"mcf_patch_embed_s8": 2992},
     ("MCF_DSP_PATCH_ODD_GRID", "MCF_DSP_PATCH_ODD_CHANNELS"): {"mcf_patch_embed_s8": 2080},
+    ("MCF_DSP_WIDENED",): {"mcf_dsp_block": 3232},
 }
 ONE_TOKEN_ONLY_LINKS: dict[str, tuple[str, ...]] = {  # op kind -> what only its one-token path calls
     "attention_block": ("mcf_linear_s8", "mcf_linear_w16_s8"),
@@ -78,8 +80,8 @@ LIBC_BYTES = 1024  # memcpy/memmove/memset (newlib-nano); the portable LayerNorm
 def kernel_defines(graph: Graph) -> dict[str, int]:
     """The DSP_SWITCHES the graph lets its build turn off (0): the fused one-token chain when every fused op runs
     token blocks (scratch.uses_blocks), the linear's pair cores when every linear op has one token, each patch
-    embedding tail when no patch embedding has that shape. Recorded in the build's manifest; the firmware
-    builders pass them to the compiler as -D flags."""
+    embedding tail when no patch embedding has that shape, the widened-weight paths when no layer is widened.
+    Recorded in the build's manifest; the firmware builders pass them to the compiler as -D flags."""
     blocks = [op_dims(graph, op) for op in graph.ops if OPS[op.kind].in_place_block]
     linears = [op_dims(graph, op)["tokens"] for op in graph.ops if op.kind == "linear"]
     patches = [op_dims(graph, op) for op in graph.ops if OPS[op.kind].kernel == "mcf_patch_embed_s8"
@@ -93,6 +95,8 @@ def kernel_defines(graph: Graph) -> dict[str, int]:
         defines["MCF_DSP_PATCH_ODD_GRID"] = 0
     if all(d["out_ch"] % 2 == 0 for d in patches):
         defines["MCF_DSP_PATCH_ODD_CHANNELS"] = 0
+    if not graph.meta.get("widened"):  # no widened weights
+        defines["MCF_DSP_WIDENED"] = 0
     return defines
 
 
@@ -128,3 +132,11 @@ def code_bytes_estimate(graph: Graph, variant: str = "dsp") -> int:
     kernels = sum(text_bytes(s, variant, defines) for s in symbols)
     calls = len(graph.ops) * (CALL_BYTES + STRUCT_BYTES)
     return kernels + calls + MODEL_RUN_BYTES + RUNTIME_BYTES + LIBC_BYTES
+
+
+def widened_code_bytes(variant: str) -> int:
+    """The code widened weights add to a build's estimate: the token blocks' widened-weight paths, which a build
+    without widened layers compiles out (MCF_DSP_WIDENED)."""
+    if variant != "dsp":
+        return 0
+    return KERNEL_TEXT_BYTES["mcf_dsp_block"] - LEAN_TEXT_BYTES[("MCF_DSP_WIDENED",)]["mcf_dsp_block"]

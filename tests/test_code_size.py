@@ -16,8 +16,9 @@ from mcuformer.codegen.code_size import (
 )
 from mcuformer.codegen.host_build import KERNEL_INCLUDE, kernel_sources
 from mcuformer.codegen.ir import Graph
-from mcuformer.codegen.lower import lower
+from mcuformer.codegen.lower import Variants, fused_linears, lower
 from mcuformer.codegen.ops import OPS
+from mcuformer.codegen.scratch import ONE_TOKEN
 from mcuformer.quant.placeholder import placeholder_qvit
 
 M7_FLAGS = ["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16", "-O2", "-ffunction-sections"]
@@ -83,7 +84,7 @@ def test_compiled_out_paths_shrink_the_kernels_within_their_bounds(tmp_path):
             assert size <= bound == text_bytes(symbol, "dsp", off), (switches, symbol, size, bound)
             assert bound <= size * 1.25 + 16, (switches, symbol, size, bound)
             assert size < full[symbol][0], (switches, symbol)  # the switch removes code
-            assert text_bytes(symbol, "portable", off) == KERNEL_TEXT_BYTES[symbol]  # no switch there
+            assert text_bytes(symbol, "portable", off) == text_bytes(symbol, "portable", {})  # no switch there
 
 
 @pytest.mark.parametrize("defines", [{}, dict.fromkeys(DSP_SWITCHES, 0)], ids=["complete", "lean"])
@@ -110,9 +111,15 @@ def _graph(arch: ArchConfig, schedule: str = "fused") -> Graph:
 def test_kernel_defines_turn_off_only_the_paths_a_graph_never_takes():
     long = _graph(PRESETS["fmnist-small"])  # 49 tokens, a 7-patch grid, 48 channels; one linear: the head
     assert kernel_defines(long) == dict.fromkeys(("MCF_DSP_FUSED_ONE_TOKEN", "MCF_DSP_LINEAR_PAIRS",
-                                                  "MCF_DSP_PATCH_ODD_CHANNELS"), 0)  # fmt: skip
+                                                  "MCF_DSP_PATCH_ODD_CHANNELS", "MCF_DSP_WIDENED"), 0)  # fmt: skip
     short = _graph(SHORT)  # 4 tokens: the fused kernels take the one-token chain; a 2-patch grid, 15 channels
-    assert kernel_defines(short) == dict.fromkeys(("MCF_DSP_LINEAR_PAIRS", "MCF_DSP_PATCH_ODD_GRID"), 0)
+    assert kernel_defines(short) == dict.fromkeys(("MCF_DSP_LINEAR_PAIRS", "MCF_DSP_PATCH_ODD_GRID",
+                                                   "MCF_DSP_WIDENED"), 0)  # fmt: skip
+    qvit = placeholder_qvit(PRESETS["fmnist-small"])  # one widened linear keeps the widened paths
+    widened = lower(qvit, "m", "fused", Variants(widened=(fused_linears(qvit)[0],)))
+    assert "MCF_DSP_WIDENED" not in kernel_defines(widened)
+    one_token = lower(qvit, "m", "fused", Variants(block_tokens=ONE_TOKEN))  # the variant keeps the chain
+    assert "MCF_DSP_FUSED_ONE_TOKEN" not in kernel_defines(one_token)
     layer = _graph(PRESETS["fmnist-small"], "layer")  # linears on every token
     assert "MCF_DSP_LINEAR_PAIRS" not in kernel_defines(layer)
 

@@ -15,6 +15,7 @@ import torch
 from mcuformer.arch import PRESETS, ArchConfig
 from mcuformer.checkpoint import DatasetMeta, ModelFile, save_model
 from mcuformer.codegen.build_dir import read_manifest
+from mcuformer.codegen.code_size import DSP_SWITCHES
 from mcuformer.codegen.compiler import DEFAULT_BUDGETS, Budgets, compile_model, plan_arch
 from mcuformer.codegen.lower import Variants
 from mcuformer.codegen.scratch import BLOCKS_DEFAULT, ONE_TOKEN
@@ -140,16 +141,19 @@ def test_streaming_holds_one_strip_and_rejects_a_whole_image(images, tmp_path):
 # 2 x 2 patches and mean pooling: 4 tokens, under MCF_FUSED_BLOCK_MIN_TOKENS; 15 channels (an odd out_ch).
 SHORT = ArchConfig.uniform(image_size=28, channels=1, patch_size=14, embed_dim=15, depth=1, num_heads=3, mlp_ratio=2,
                            num_classes=10, pool="mean", name="short")  # fmt: skip
-LEAN = ("MCF_DSP_FUSED_ONE_TOKEN", "MCF_DSP_LINEAR_PAIRS", "MCF_DSP_PATCH_ODD_GRID", "MCF_DSP_PATCH_ODD_CHANNELS")
+LEAN = DSP_SWITCHES
 
 
+# micro (17 tokens) gets widened weights (speed mode, loose flash): the widened paths stay; the short model has
+# nothing to widen (one token at a time).
 @pytest.mark.parametrize(("arch", "kept"), [(SHORT, ("MCF_DSP_FUSED_ONE_TOKEN", "MCF_DSP_PATCH_ODD_CHANNELS")),
-                                            (PRESETS["micro"], ())], ids=["short", "micro"])  # fmt: skip
+                                            (PRESETS["micro"], ("MCF_DSP_WIDENED",))],
+                         ids=["short", "micro"])  # fmt: skip
 def test_kernel_paths_are_in_the_image_exactly_when_a_model_takes_them(arch, kept, images, tmp_path):
     """The paths a model never takes are compiled out (the fused kernels' one-token chain under 16 tokens, the
-    linear's pair cores, the patch embedding's odd tails): smaller code, the same logits; a short model with 15
-    channels keeps the one-token chain and the odd-channel tail and stays exact. (fmnist-small, above, keeps the
-    odd-grid tail: a 7-patch grid.) The flash promise holds every way."""
+    linear's pair cores, the patch embedding's odd tails, the widened-weight paths): smaller code, the same logits;
+    a short model with 15 channels keeps the one-token chain and the odd-channel tail and stays exact.
+    (fmnist-small, above, keeps the odd-grid tail: a 7-patch grid.) The flash promise holds every way."""
     one_token = "MCF_DSP_FUSED_ONE_TOKEN" in kept
     compiled = _compile(arch, "fused", images, tmp_path)
     defines = read_manifest(compiled.out_dir)["kernel_defines"]

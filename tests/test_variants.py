@@ -15,6 +15,7 @@ import pytest
 
 from mcuformer.arch import PRESETS, ArchConfig
 from mcuformer.boards import load_board
+from mcuformer.codegen.code_size import widened_code_bytes
 from mcuformer.codegen.compiler import Budgets, plan_arch, plan_qmodel
 from mcuformer.codegen.cost_model import linear_groups
 from mcuformer.codegen.lower import Variants, fused_linears
@@ -150,7 +151,7 @@ def test_loose_flash_widens_every_linear():
     layers = fused_linears(placeholder_qvit(arch))
     assert choice.chosen.widened == tuple(sorted(layers)) and not choice.memory.widened
     assert _choice(arch, flash=narrow.report.flash_bytes).chosen.widened == ()  # no room to widen
-    extra = _weight_bytes(narrow, layers)
+    extra = _weight_bytes(narrow, layers) + widened_code_bytes("dsp")  # the weights and the widened loop's code
     assert choice.chosen.report.flash_bytes == narrow.report.flash_bytes + extra
     assert choice.chosen.report.sram_bytes == narrow.report.sram_bytes
     graph = narrow.graph
@@ -166,14 +167,16 @@ def test_tight_flash_widens_what_fits():
     room, and every linear left narrow would not."""
     arch = PRESETS["fmnist-small"]
     narrow = _narrow(arch)
-    for room in (0, 2303, 2304, 10_000, 25_000):
+    for room in (0, 2303, 2304, 2896, 2897, 10_000, 25_000):
         choice = _choice(arch, flash=narrow.report.flash_bytes + room)
         widened, chosen = choice.chosen.widened, choice.chosen
-        extra = _weight_bytes(narrow, widened)
+        extra = _weight_bytes(narrow, widened) + (widened_code_bytes("dsp") if widened else 0)
         assert extra <= room and chosen.report.flash_bytes == narrow.report.flash_bytes + extra
         left = [layer for layer in fused_linears(placeholder_qvit(arch)) if layer not in widened]
-        assert all(_weight_bytes(narrow, [layer]) > room - extra for layer in left)
-    assert not _choice(arch, flash=narrow.report.flash_bytes + 2303).chosen.widened  # the smallest is 48 x 48
+        assert all(_weight_bytes(narrow, [layer]) > room - max(extra, widened_code_bytes("dsp")) for layer in left)
+    code = widened_code_bytes("dsp")
+    assert not _choice(arch, flash=narrow.report.flash_bytes + code + 2303).chosen.widened  # the smallest: 48 x 48
+    assert len(_choice(arch, flash=narrow.report.flash_bytes + code + 2304).chosen.widened) == 1
 
 
 def test_nothing_is_widened_where_it_saves_nothing():

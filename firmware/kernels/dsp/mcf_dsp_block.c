@@ -404,7 +404,8 @@ void mcf_dsp_linear4_strided(const uint32_t *x16, int32_t in_ch, const mcf_linea
     const int32_t out_zp = layer->params.out_zp;
     const mcf_channel_quant *quant = &layer->quant;
     const int32_t *bias = layer->bias;
-    const int16_t *weight16 = layer->weight16;
+    const int16_t *weight16 =
+        MCF_DSP_WIDENED ? layer->weight16 : NULL; /* compiled out: the checks refuse it */
 #if MCF_DSP_ASM
     if (fast && count == MCF_DSP_BLOCK && (in_ch & 3) == 0 && in_ch > 0 && out_ch > 0) {
         const int32_t groups = in_ch >> 2;

@@ -3,8 +3,9 @@
 #include "mcf_dsp_fused.h"
 
 static int mcf_dsp_valid_layer(const mcf_linear_layer *layer, int32_t out_ch) {
-    if (layer == NULL || (layer->weight == NULL) == (layer->weight16 == NULL) || layer->bias == NULL ||
-        layer->quant.mult == NULL || layer->quant.shift == NULL || !mcf_valid_zp(layer->params.in_zp) ||
+    if (layer == NULL || (layer->weight == NULL) == (layer->weight16 == NULL) ||
+        (layer->weight16 != NULL && !MCF_DSP_WIDENED) || layer->bias == NULL || layer->quant.mult == NULL ||
+        layer->quant.shift == NULL || !mcf_valid_zp(layer->params.in_zp) ||
         !mcf_valid_zp(layer->params.out_zp)) {
         return 0;
     }

@@ -16,6 +16,12 @@
  * words), then of leftover 1, ... 8 * in_ch bytes, word aligned. */
 #define MCF_DSP_BLOCK 4
 
+/* MCF_DSP_WIDENED=0 (set by codegen for a model with no widened layer) compiles the widened-weight paths out
+ * of the token blocks; a layer with weight16 then fails the fused kernels' argument check (MCF_ERR_ARG). */
+#ifndef MCF_DSP_WIDENED
+#define MCF_DSP_WIDENED 1
+#endif
+
 /* x16 of `count` (1..4) int8 rows of in_ch values, `stride` bytes apart, minus zp; rows count..3 repeat the
  * last row so that every word of x16 is defined. */
 void mcf_dsp_widen4(const int8_t *rows, int32_t stride, int32_t count, int32_t in_ch, int32_t zp,
