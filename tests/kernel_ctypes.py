@@ -86,3 +86,50 @@ def guarded(values: np.ndarray, rng: np.random.Generator) -> Guarded:
     full = rng.integers(info.min, info.max, len(flat) + 2 * GUARD, dtype=flat.dtype, endpoint=True)
     full[GUARD : GUARD + len(flat)] = flat
     return Guarded(full, np.concatenate([full[:GUARD], full[GUARD + len(flat) :]]))
+
+
+# The fused kernels (mcf_fused.h)
+
+
+class LinearLayer(ctypes.Structure):
+    _fields_ = [("params", LinearParams), ("quant", ChannelQuant), ("weight", P), ("weight16", P), ("bias", P)]
+
+
+class FactoredLinear(ctypes.Structure):
+    _fields_ = [("v", P), ("u", LinearLayer)]
+
+
+class LayerNormLayer(ctypes.Structure):
+    _fields_ = [("params", LayerNormParams), ("gamma", P), ("beta", P)]
+
+
+class AttentionBlockDims(ctypes.Structure):
+    _fields_ = int_fields("tokens", "channels", "heads", "qkv_rank", "proj_rank", "block_tokens")
+
+
+class AttentionBlockParams(ctypes.Structure):
+    _fields_ = [
+        ("norm", LayerNormLayer),
+        ("qkv_v", P),
+        ("q", LinearLayer),
+        ("k", LinearLayer),
+        ("v", LinearLayer),
+        ("attention", AttentionParams),
+        ("exp_table", P),
+        ("proj", FactoredLinear),
+        ("residual", AddParams),
+    ]
+
+
+class MlpBlockDims(ctypes.Structure):
+    _fields_ = int_fields("tokens", "channels", "hidden", "fc1_rank", "fc2_rank", "block_tokens")
+
+
+class MlpBlockParams(ctypes.Structure):
+    _fields_ = [
+        ("norm", LayerNormLayer),
+        ("fc1", FactoredLinear),
+        ("gelu_table", P),
+        ("fc2", FactoredLinear),
+        ("residual", AddParams),
+    ]

@@ -7,8 +7,7 @@ import ctypes
 
 import numpy as np
 import pytest
-from kernel_ctypes import AttentionDims
-from test_fused_kernels import AttentionBlockDims, MlpBlockDims
+from kernel_ctypes import AttentionBlockDims, AttentionDims, MlpBlockDims
 from test_fused_kernels import lib as lib  # the fused tests' library fixture (every portable kernel)
 
 from mcuformer.codegen.scratch import (
@@ -30,6 +29,14 @@ def test_attention_buffer_size(lib: ctypes.CDLL) -> None:
     assert size(None) == 0
 
 
+def _python_size(py_size, dims: tuple[int, ...]) -> int:
+    """A Python mirror's size, 0 where it refuses the dims (ValueError), as the C functions return."""
+    try:
+        return py_size(*dims)
+    except ValueError:
+        return 0
+
+
 def test_buffer_sizes_match_python(lib: ctypes.CDLL) -> None:
     """C get_buffer_size == mcuformer.codegen.scratch for many dims; 0 (C) / ValueError (Python) when invalid."""
     rng = np.random.default_rng(8)
@@ -42,30 +49,18 @@ def test_buffer_sizes_match_python(lib: ctypes.CDLL) -> None:
         ranks = [int(r) if rng.random() < 0.6 else 0 for r in rng.integers(-2, top, 4)]
         block = int(rng.choice([0, 0, 0, 1, 2, -1]))  # the default blocks, one token at a time, invalid
         a_dims = (tokens, channels, heads, ranks[0], ranks[1], block)
-        c_attn = lib.mcf_attention_block_s8_get_buffer_size(ref(AttentionBlockDims(*a_dims)))
-        try:
-            py_attn = attention_block_scratch_bytes(*a_dims)
-        except ValueError:
-            py_attn = 0
-        assert c_attn == py_attn, a_dims
-        for c_size, py_size in (
-            (lib.mcf_attention_block_heads_s8_get_buffer_size, attention_block_heads_scratch_bytes),
-            (lib.mcf_attention_block_heads_once_s8_get_buffer_size, attention_block_heads_once_scratch_bytes),
-        ):
-            try:
-                expected = py_size(*a_dims)
-            except ValueError:
-                expected = 0
-            assert c_size(ref(AttentionBlockDims(*a_dims))) == expected, (py_size.__name__, a_dims)
         m_dims = (tokens, channels, hidden, ranks[2], ranks[3], block)
-        c_mlp = lib.mcf_mlp_block_s8_get_buffer_size(ref(MlpBlockDims(*m_dims)))
-        try:
-            py_mlp = mlp_block_scratch_bytes(*m_dims)
-        except ValueError:
-            py_mlp = 0
-        assert c_mlp == py_mlp, m_dims
-        for size in (c_attn, c_mlp):
-            assert size % 4 == 0
+        for c_size, py_size, dims, struct in (
+            (lib.mcf_attention_block_s8_get_buffer_size, attention_block_scratch_bytes, a_dims, AttentionBlockDims),
+            (lib.mcf_attention_block_heads_s8_get_buffer_size, attention_block_heads_scratch_bytes, a_dims,
+             AttentionBlockDims),
+            (lib.mcf_attention_block_heads_once_s8_get_buffer_size, attention_block_heads_once_scratch_bytes, a_dims,
+             AttentionBlockDims),
+            (lib.mcf_mlp_block_s8_get_buffer_size, mlp_block_scratch_bytes, m_dims, MlpBlockDims),
+        ):  # fmt: skip
+            got = c_size(ref(struct(*dims)))
+            assert got == _python_size(py_size, dims), (py_size.__name__, dims)
+            assert got % 4 == 0
     assert lib.mcf_attention_block_s8_get_buffer_size(None) == 0
     assert lib.mcf_mlp_block_s8_get_buffer_size(None) == 0
     assert lib.mcf_attention_block_heads_once_s8_get_buffer_size(None) == 0
