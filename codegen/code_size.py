@@ -14,7 +14,7 @@ from mcuformer.codegen.scratch import uses_blocks
 
 VARIANTS = ("portable", "dsp")  # firmware/kernels/<variant>; support files are named mcf_<variant>_*.c
 KERNEL_TEXT_BYTES: dict[str, int] = {  # largest variant (portable, dsp) + ~25% (Cortex-M7, -O2), rounded up to 16
-    "mcf_patch_embed_s8": 4432,  # dsp: 2 patches x 2 channels, unrolled tails
+    "mcf_patch_embed_s8": 4432,  # dsp: patches in token blocks, and 2 patches x 2 channels with unrolled tails
     "mcf_linear_s8": 4896,  # dsp: 2x2, 1x2, 1x1 cores and the one-token widened path
     "mcf_add_s8": 768,  # dsp: the lane loop twice (output zero point folded or not)
     "mcf_linear_w16_s8": 656,  # portable only: the one-token path of widened layers
@@ -47,8 +47,7 @@ KERNEL_TEXT_BYTES: dict[str, int] = {  # largest variant (portable, dsp) + ~25% 
 DSP_SWITCHES = (
     "MCF_DSP_FUSED_ONE_TOKEN",  # the fused kernels' one-token chain, under BLOCK_MIN_TOKENS tokens (mcf_dsp_fused.h)
     "MCF_DSP_LINEAR_PAIRS",  # the linear's pair cores: every token through the one-token path (dsp/mcf_linear_s8.c)
-    "MCF_DSP_PATCH_ODD_GRID",  # the patch embedding's tail for an odd grid width (dsp/mcf_patch_embed_s8.c)
-    "MCF_DSP_PATCH_ODD_CHANNELS",  # its tail for an odd out_ch
+    "MCF_DSP_PATCH_PAIRS",  # the patch embedding's pair path, for patches over PATCH_BLOCK_INPUTS values
     "MCF_DSP_WIDENED",  # the token blocks' widened-weight paths (dsp/mcf_dsp_block.c)
 )
 LEAN_TEXT_BYTES: dict[tuple[str, ...], dict[str, int]] = {
@@ -59,9 +58,7 @@ LEAN_TEXT_BYTES: dict[tuple[str, ...], dict[str, int]] = {
         "mcf_mlp_block_s8": 560,
     },
     ("MCF_DSP_LINEAR_PAIRS",): {"mcf_linear_s8": 1776},
-    ("MCF_DSP_PATCH_ODD_GRID",): {"mcf_patch_embed_s8": 2976},
-    ("MCF_DSP_PATCH_ODD_CHANNELS",): {"mcf_patch_embed_s8": 2992},
-    ("MCF_DSP_PATCH_ODD_GRID", "MCF_DSP_PATCH_ODD_CHANNELS"): {"mcf_patch_embed_s8": 2080},
+    ("MCF_DSP_PATCH_PAIRS",): {"mcf_patch_embed_s8": 1024},
     ("MCF_DSP_WIDENED",): {"mcf_dsp_block": 3232},
 }
 ONE_TOKEN_ONLY_LINKS: dict[str, tuple[str, ...]] = {  # op kind -> what only its one-token path calls
@@ -70,6 +67,9 @@ ONE_TOKEN_ONLY_LINKS: dict[str, tuple[str, ...]] = {  # op kind -> what only its
     "attention_block_heads_once": ("mcf_attention_row_s8", "mcf_linear_s8", "mcf_linear_w16_s8"),
     "mlp_block": ("mcf_linear_s8", "mcf_linear_w16_s8"),
 }
+# The largest patch (values: patch^2 x channels) the DSP patch embedding runs in token blocks, on a stack x16;
+# larger ones take its pair path (MCF_PATCH_BLOCK_INPUTS in dsp/mcf_patch_embed_s8.c).
+PATCH_BLOCK_INPUTS = 64
 CALL_BYTES = 40  # one call in mcf_model_run: argument set-up, branch, status check
 STRUCT_BYTES = 40  # the op's const dims/params structs
 MODEL_RUN_BYTES = 128  # prologue, input/output copies of mcf_model_run
@@ -77,10 +77,16 @@ RUNTIME_BYTES = 4096  # firmware runtime: startup, serial protocol and CRCs, UAR
 LIBC_BYTES = 1024  # memcpy/memmove/memset (newlib-nano); the portable LayerNorm's libgcc 64-bit division
 
 
+def patch_values(dims: dict[str, int]) -> int:
+    """The values of one patch of a patch embedding's dims: the length of its dot products."""
+    return dims["patch"] ** 2 * dims["channels"]
+
+
 def kernel_defines(graph: Graph) -> dict[str, int]:
     """The DSP_SWITCHES the graph lets its build turn off (0): the fused one-token chain when every fused op runs
-    token blocks (scratch.uses_blocks), the linear's pair cores when every linear op has one token, each patch
-    embedding tail when no patch embedding has that shape, the widened-weight paths when no layer is widened.
+    token blocks (scratch.uses_blocks), the linear's pair cores when every linear op has one token, the patch
+    embedding's pair path when no patch has more than PATCH_BLOCK_INPUTS values, the widened-weight paths when no
+    layer is widened.
     Recorded in the build's manifest; the firmware builders pass them to the compiler as -D flags."""
     blocks = [op_dims(graph, op) for op in graph.ops if OPS[op.kind].in_place_block]
     linears = [op_dims(graph, op)["tokens"] for op in graph.ops if op.kind == "linear"]
@@ -91,10 +97,8 @@ def kernel_defines(graph: Graph) -> dict[str, int]:
         defines["MCF_DSP_FUSED_ONE_TOKEN"] = 0
     if all(tokens <= 1 for tokens in linears):
         defines["MCF_DSP_LINEAR_PAIRS"] = 0
-    if all(d["width"] // d["patch"] % 2 == 0 for d in patches):
-        defines["MCF_DSP_PATCH_ODD_GRID"] = 0
-    if all(d["out_ch"] % 2 == 0 for d in patches):
-        defines["MCF_DSP_PATCH_ODD_CHANNELS"] = 0
+    if all(patch_values(d) <= PATCH_BLOCK_INPUTS for d in patches):
+        defines["MCF_DSP_PATCH_PAIRS"] = 0
     if not graph.meta.get("widened"):  # no widened weights
         defines["MCF_DSP_WIDENED"] = 0
     return defines

@@ -17,6 +17,7 @@ import pytest
 from kernel_ctypes import ChannelQuant, LinearParams, PatchEmbedDims, ptr
 
 from mcuformer.boards import Board, load_board, validate_board
+from mcuformer.codegen.code_size import PATCH_BLOCK_INPUTS
 from mcuformer.codegen.host_build import KERNEL_INCLUDE, compile_host, kernel_sources
 from mcuformer.device.kernel_harness import HarnessResult, build_harness, run_harness
 from mcuformer.errors import McuformerError
@@ -45,18 +46,20 @@ def test_the_linear_without_its_pair_cores_equals_the_portable_kernel_on_qemu(tm
     assert lean.checked["linear"] == 400
 
 
-def test_a_compiled_out_patch_embedding_tail_rejects_the_shapes_that_need_it(tmp_path):
-    """Both tails off (what the build of a model with even grids and an even width sets): even shapes give the
-    reference results; an odd grid width or an odd out_ch returns MCF_ERR_ARG instead of leaving outputs
+def test_a_compiled_out_patch_pair_path_rejects_only_the_patches_that_need_it(tmp_path):
+    """MCF_DSP_PATCH_PAIRS=0 (what the build of a model with small patches sets): patches of up to
+    PATCH_BLOCK_INPUTS values (codegen's mirror of the kernel's limit) give the reference results through the token
+    blocks, at every grid width and out_ch; one value more returns MCF_ERR_ARG instead of leaving outputs
     unwritten."""
-    lean = ("-DMCF_DSP_PATCH_ODD_GRID=0", "-DMCF_DSP_PATCH_ODD_CHANNELS=0")
     lib = ctypes.CDLL(str(compile_host(kernel_sources("dsp"), tmp_path / "lean.so", include_dirs=[KERNEL_INCLUDE],
-                                       shared=True, extra_flags=lean)))  # fmt: skip
+                                       shared=True, extra_flags=("-DMCF_DSP_PATCH_PAIRS=0",))))  # fmt: skip
     lib.mcf_patch_embed_s8.restype = ctypes.c_int32
     lib.mcf_patch_embed_s8.argtypes = [ctypes.c_void_p] * 7
     rng = np.random.default_rng(0)
-    patch, grid_h, channels, in_zp, out_zp = 2, 2, 3, 3, -5
-    for grid_w, out_ch, status in ((4, 8, 0), (3, 8, -1), (4, 7, -1)):
+    in_zp, out_zp = 3, -5
+    cases = [(2, 3, 3, 2, 7, 0), (4, 1, 1, 3, 8, 0), (8, 1, 2, 2, 5, 0), (4, 4, 2, 1, 6, 0), (1, 65, 1, 2, 4, -1)]
+    assert 8 * 8 * 1 == PATCH_BLOCK_INPUTS and 65 == PATCH_BLOCK_INPUTS + 1
+    for patch, channels, grid_h, grid_w, out_ch, status in cases:
         image = rng.integers(-128, 128, (patch * grid_h, patch * grid_w, channels), dtype=np.int8)
         weight = rng.integers(-128, 128, (out_ch, patch * patch * channels), dtype=np.int8)
         bias = rng.integers(-1000, 1000, out_ch, dtype=np.int32)
@@ -66,7 +69,7 @@ def test_a_compiled_out_patch_embedding_tail_rejects_the_shapes_that_need_it(tmp
         got = lib.mcf_patch_embed_s8(ctypes.byref(dims), ctypes.byref(LinearParams(in_zp, out_zp)),
                                      ctypes.byref(ChannelQuant(ptr(mult), ptr(shift))), ptr(image), ptr(weight),
                                      ptr(bias), ptr(out))  # fmt: skip
-        assert got == status, (grid_w, out_ch)
+        assert got == status, (patch, channels)
         if status == 0:
             want = ops.patch_embed(image, patch, weight, bias, mult, shift, in_zp, out_zp)
             assert np.array_equal(out, want.reshape(out.shape))

@@ -146,14 +146,14 @@ LEAN = DSP_SWITCHES
 
 # micro (17 tokens) gets widened weights (speed mode, loose flash): the widened paths stay; the short model has
 # nothing to widen (one token at a time).
-@pytest.mark.parametrize(("arch", "kept"), [(SHORT, ("MCF_DSP_FUSED_ONE_TOKEN", "MCF_DSP_PATCH_ODD_CHANNELS")),
+@pytest.mark.parametrize(("arch", "kept"), [(SHORT, ("MCF_DSP_FUSED_ONE_TOKEN", "MCF_DSP_PATCH_PAIRS")),
                                             (PRESETS["micro"], ("MCF_DSP_WIDENED",))],
                          ids=["short", "micro"])  # fmt: skip
 def test_kernel_paths_are_in_the_image_exactly_when_a_model_takes_them(arch, kept, images, tmp_path):
     """The paths a model never takes are compiled out (the fused kernels' one-token chain under 16 tokens, the
-    linear's pair cores, the patch embedding's odd tails, the widened-weight paths): smaller code, the same logits;
-    a short model with 15 channels keeps the one-token chain and the odd-channel tail and stays exact.
-    (fmnist-small, above, keeps the odd-grid tail: a 7-patch grid.) The flash promise holds every way."""
+    linear's pair cores, the patch embedding's pair path, the widened-weight paths): smaller code, the same logits;
+    a short model with 14 x 14 patches keeps the one-token chain and the pair path and stays exact. The flash
+    promise holds every way."""
     one_token = "MCF_DSP_FUSED_ONE_TOKEN" in kept
     compiled = _compile(arch, "fused", images, tmp_path)
     defines = read_manifest(compiled.out_dir)["kernel_defines"]

@@ -12,14 +12,9 @@ void mcf_dsp_widen4(const int8_t *rows, int32_t stride, int32_t count, int32_t i
     int16_t *rest = (int16_t *)(x16 + 8 * groups);
     for (int32_t t = 0; t < MCF_DSP_BLOCK; t++) {
         const int8_t *x = rows + (t < count ? t : count - 1) * stride;
-        uint32_t *dst = x16 + 2 * t;
-        for (int32_t g = 0; g < groups; g++, x += 4, dst += 8) {
-            const uint32_t w = mcf_read4(x);
-            dst[0] = mcf_sxtab16(offset, w);
-            dst[1] = mcf_sxtab16_ror8(offset, w);
-        }
+        mcf_dsp_widen_lane(x, groups, offset, x16 + 2 * t);
         for (int32_t r = 0; r < tail; r++) {
-            rest[4 * r + t] = (int16_t)(x[r] - zp);
+            rest[4 * r + t] = (int16_t)(x[4 * groups + r] - zp);
         }
     }
 }

@@ -1,29 +1,85 @@
 /* ops.patch_embed with the DSP extension: see mcf_kernels.h (same contract and results as the portable
- * kernel). Two horizontally adjacent patches share every weight word and two output channels share every
- * pixel word (mcf_dot_2x2 over each of the patch's rows, which are contiguous in the image and in the
- * weight). */
+ * kernel). A patch is a token of the linear layer [patch * patch * channels] -> [out_ch], so patches of up to
+ * MCF_PATCH_BLOCK_INPUTS values run four at a time through the fused kernels' token blocks (mcf_dsp_block.h:
+ * each patch widened into x16, then the assembly channel loop, 13 instructions per 16 MACs plus a fixed cost
+ * per channel). Larger patches take pairs: two horizontally adjacent patches share every weight word and two
+ * output channels share every pixel word (mcf_dot_2x2 over each of the patch's rows, which are contiguous in
+ * the image and in the weight). */
 #include "mcf_checks.h"
 #include "mcf_dsp.h"
+#include "mcf_dsp_block.h"
 #include "mcf_kernels.h"
 #include "mcf_math.h"
 
-/* 1 (the default: the library stays complete): the tails for an odd grid width (the last patch of a band
- * alone) and for an odd out_ch (the last channel alone). 0: that tail is compiled out and a call that would
- * take it returns MCF_ERR_ARG; a generated build sets 0 when none of its patch embeddings has that shape
- * (MCF_DSP_PATCH_ODD_GRID or MCF_DSP_PATCH_ODD_CHANNELS: 1.2 KB less code, both: 1.9 KB). */
-#ifndef MCF_DSP_PATCH_ODD_GRID
-#define MCF_DSP_PATCH_ODD_GRID 1
-#endif
-#ifndef MCF_DSP_PATCH_ODD_CHANNELS
-#define MCF_DSP_PATCH_ODD_CHANNELS 1
+/* The largest patch (values) that takes the token blocks: its x16, 8 bytes a value, is on the stack. */
+#define MCF_PATCH_BLOCK_INPUTS 64
+
+/* 1 (the default: the library stays complete): the pair path, for patches of more than
+ * MCF_PATCH_BLOCK_INPUTS values. 0: it is compiled out and such a call returns MCF_ERR_ARG; a generated build
+ * sets 0 when none of its patch embeddings has a patch that large (MCF_DSP_PATCH_PAIRS, about 2.5 KB). */
+#ifndef MCF_DSP_PATCH_PAIRS
+#define MCF_DSP_PATCH_PAIRS 1
 #endif
 
-mcf_status mcf_patch_embed_s8(const mcf_patch_embed_dims *dims, const mcf_linear_params *params,
+/* Lane t of x16 (`length` values a token, mcf_dsp_block.h's layout) from the patch whose first pixel is at
+ * `origin`: its `patch` rows of row_len values, image_stride apart, minus the zero point. Whole words when
+ * the row is, else value by value (group g's value r is half r >> 1 of word 8g + 2t + (r & 1); leftover r is
+ * int16 16 * groups + 4r + t). */
+static void patch_widen(const int8_t *origin, int32_t patch, int32_t row_len, int32_t image_stride,
+                        int32_t zp, int32_t length, uint32_t *x16, int32_t t) {
+    const int32_t groups = length >> 2;
+    if ((row_len & 3) == 0) {
+        const uint32_t offset = mcf_pack_pair(-zp);
+        for (int32_t py = 0; py < patch; py++) {
+            mcf_dsp_widen_lane(origin + py * image_stride, row_len >> 2, offset,
+                               x16 + 8 * py * (row_len >> 2) + 2 * t);
+        }
+        return;
+    }
+    int16_t *lanes = (int16_t *)x16;
+    int32_t k = 0;
+    for (int32_t py = 0; py < patch; py++) {
+        const int8_t *x = origin + py * image_stride;
+        for (int32_t i = 0; i < row_len; i++, k++) {
+            const int32_t at = k < 4 * groups ? 2 * (8 * (k >> 2) + 2 * t + (k & 1)) + ((k >> 1) & 1)
+                                              : 16 * groups + 4 * (k - 4 * groups) + t;
+            lanes[at] = (int16_t)(x[i] - zp);
+        }
+    }
+}
+
+/* Every patch through the token blocks (length <= MCF_PATCH_BLOCK_INPUTS): blocks of four consecutive
+ * tokens, the last one overlapping the one before it (the same outputs again: output does not overlap the
+ * image); fewer than four tokens in one block whose missing lanes repeat the last patch. */
+static void patch_embed_blocks(const mcf_patch_embed_dims *dims, const mcf_linear_layer *layer,
+                               const int8_t *image, int8_t *output) {
+    const int32_t patch = dims->patch;
+    const int32_t out_ch = dims->out_ch;
+    const int32_t grid_w = dims->width / patch;
+    const int32_t tokens = (dims->height / patch) * grid_w;
+    const int32_t row_len = patch * dims->channels;
+    const int32_t length = patch * row_len;
+    const int32_t image_stride = dims->width * dims->channels;
+    const int32_t count = tokens < MCF_DSP_BLOCK ? tokens : MCF_DSP_BLOCK;
+    const int fast = mcf_dsp_channels_fast(layer->bias, &layer->quant, length, out_ch);
+    uint32_t x16[2 * MCF_PATCH_BLOCK_INPUTS];
+    for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) {
+        const int32_t start = count < MCF_DSP_BLOCK ? 0 : mcf_dsp_full_block_start(t0, tokens);
+        for (int32_t t = 0; t < MCF_DSP_BLOCK; t++) {
+            const int32_t token = start + (t < count ? t : count - 1);
+            const int8_t *origin =
+                image + (token / grid_w) * patch * image_stride + (token % grid_w) * row_len;
+            patch_widen(origin, patch, row_len, image_stride, layer->params.in_zp, length, x16, t);
+        }
+        mcf_dsp_linear4(x16, length, layer, out_ch, output + start * out_ch, out_ch, count, fast);
+    }
+}
+
+#if MCF_DSP_PATCH_PAIRS
+/* Patches two at a time, output channels two at a time, any size. */
+static void patch_embed_pairs(const mcf_patch_embed_dims *dims, const mcf_linear_params *params,
                               const mcf_channel_quant *quant, const int8_t *image, const int8_t *weight,
                               const int32_t *bias, int8_t *output) {
-    if (!mcf_patch_embed_args_ok(dims, params, quant, image, weight, bias, output)) {
-        return MCF_ERR_ARG;
-    }
     const int32_t height = dims->height;
     const int32_t width = dims->width;
     const int32_t channels = dims->channels;
@@ -39,9 +95,6 @@ mcf_status mcf_patch_embed_s8(const mcf_patch_embed_dims *dims, const mcf_linear
     const int32_t row_len = patch * channels; /* one patch row: contiguous in the image and the weight */
     const int32_t image_stride = width * channels;
     const int32_t patch_len = patch * row_len;
-    if ((!MCF_DSP_PATCH_ODD_GRID && grid_w % 2 != 0) || (!MCF_DSP_PATCH_ODD_CHANNELS && out_ch % 2 != 0)) {
-        return MCF_ERR_ARG; /* a tail this build left out */
-    }
 
     for (int32_t gy = 0; gy < grid_h; gy++) {
         const int8_t *band = image + gy * patch * image_stride;
@@ -64,7 +117,6 @@ mcf_status mcf_patch_embed_s8(const mcf_patch_embed_dims *dims, const mcf_linear
                 y[out_ch + n + 1] =
                     mcf_dsp_requantize_s8(acc[3], bias[n + 1], mult[n + 1], shift[n + 1], out_zp);
             }
-#if MCF_DSP_PATCH_ODD_CHANNELS
             if (n < out_ch) { /* odd out_ch: the last channel for both patches */
                 const int8_t *w = weight + n * patch_len;
                 int32_t a0 = 0, a1 = 0;
@@ -76,9 +128,7 @@ mcf_status mcf_patch_embed_s8(const mcf_patch_embed_dims *dims, const mcf_linear
                 y[n] = mcf_dsp_requantize_s8(a0, bias[n], mult[n], shift[n], out_zp);
                 y[out_ch + n] = mcf_dsp_requantize_s8(a1, bias[n], mult[n], shift[n], out_zp);
             }
-#endif
         }
-#if MCF_DSP_PATCH_ODD_GRID
         if (gx < grid_w) { /* odd grid width: the last patch of the band, channel pairs */
             const int8_t *origin = band + gx * row_len;
             int32_t n = 0;
@@ -92,7 +142,6 @@ mcf_status mcf_patch_embed_s8(const mcf_patch_embed_dims *dims, const mcf_linear
                 y[n] = mcf_dsp_requantize_s8(acc[0], bias[n], mult[n], shift[n], out_zp);
                 y[n + 1] = mcf_dsp_requantize_s8(acc[1], bias[n + 1], mult[n + 1], shift[n + 1], out_zp);
             }
-#if MCF_DSP_PATCH_ODD_CHANNELS
             if (n < out_ch) {
                 const int8_t *w = weight + n * patch_len;
                 int32_t a = 0;
@@ -101,9 +150,26 @@ mcf_status mcf_patch_embed_s8(const mcf_patch_embed_dims *dims, const mcf_linear
                 }
                 y[n] = mcf_dsp_requantize_s8(a, bias[n], mult[n], shift[n], out_zp);
             }
-#endif
         }
-#endif
     }
+}
+#endif
+
+mcf_status mcf_patch_embed_s8(const mcf_patch_embed_dims *dims, const mcf_linear_params *params,
+                              const mcf_channel_quant *quant, const int8_t *image, const int8_t *weight,
+                              const int32_t *bias, int8_t *output) {
+    if (!mcf_patch_embed_args_ok(dims, params, quant, image, weight, bias, output)) {
+        return MCF_ERR_ARG;
+    }
+    if (dims->patch * dims->patch * dims->channels <= MCF_PATCH_BLOCK_INPUTS) {
+        const mcf_linear_layer layer = {*params, *quant, weight, NULL, bias};
+        patch_embed_blocks(dims, &layer, image, output);
+        return MCF_OK;
+    }
+#if MCF_DSP_PATCH_PAIRS
+    patch_embed_pairs(dims, params, quant, image, weight, bias, output);
     return MCF_OK;
+#else
+    return MCF_ERR_ARG; /* the pair path this build left out */
+#endif
 }

@@ -22,6 +22,23 @@
 #define MCF_DSP_WIDENED 1
 #endif
 
+/* `groups` groups of four int8 values from x, minus the zero point (offset = mcf_pack_pair(-zp)), into one
+ * token's lane of x16: dst = x16 + 8 * (first group) + 2 * t. */
+static inline void mcf_dsp_widen_lane(const int8_t *x, int32_t groups, uint32_t offset, uint32_t *dst) {
+    for (int32_t g = 0; g < groups; g++, x += 4, dst += 8) {
+        const uint32_t w = mcf_read4(x);
+        dst[0] = mcf_sxtab16(offset, w);
+        dst[1] = mcf_sxtab16_ror8(offset, w);
+    }
+}
+
+/* The first token of the block that starts at t0 (tokens >= MCF_DSP_BLOCK): t0, or for the last, partial
+ * block tokens - MCF_DSP_BLOCK, a full block that overlaps the one before it. For passes that only read their
+ * input, whose outputs for the overlapping tokens come out the same again. */
+static inline int32_t mcf_dsp_full_block_start(int32_t t0, int32_t tokens) {
+    return t0 + MCF_DSP_BLOCK <= tokens ? t0 : tokens - MCF_DSP_BLOCK;
+}
+
 /* x16 of `count` (1..4) int8 rows of in_ch values, `stride` bytes apart, minus zp; rows count..3 repeat the
  * last row so that every word of x16 is defined. */
 void mcf_dsp_widen4(const int8_t *rows, int32_t stride, int32_t count, int32_t in_ch, int32_t zp,

@@ -62,13 +62,6 @@ mcf_dsp_factored_fast mcf_dsp_factored_fast_of(const mcf_factored_linear *layer,
 void mcf_dsp_layer4(const mcf_linear_layer *layer, int32_t in_ch, int32_t out_ch, const int8_t *in,
                     int32_t count, uint32_t *x16, int8_t *out, int32_t out_stride, int fast);
 
-/* The first token of the block that starts at t0 (tokens >= MCF_DSP_BLOCK): t0, or for the last, partial
- * block tokens - MCF_DSP_BLOCK, a full block that overlaps the one before it. For passes that only read x,
- * whose outputs for the overlapping tokens come out the same again. */
-static inline int32_t mcf_dsp_full_block_start(int32_t t0, int32_t tokens) {
-    return t0 + MCF_DSP_BLOCK <= tokens ? t0 : tokens - MCF_DSP_BLOCK;
-}
-
 /* A factored linear on a block, in the int8 area: area rows of in_ch -> (rank) -> area rows of out_ch. */
 void mcf_dsp_factored4(const mcf_factored_linear *layer, int32_t in_ch, int32_t rank, int32_t out_ch,
                        int8_t *area, int32_t count, uint32_t *x16, mcf_dsp_factored_fast fast);
