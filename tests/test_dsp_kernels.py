@@ -57,8 +57,9 @@ def test_a_compiled_out_patch_pair_path_rejects_only_the_patches_that_need_it(tm
     lib.mcf_patch_embed_s8.argtypes = [ctypes.c_void_p] * 7
     rng = np.random.default_rng(0)
     in_zp, out_zp = 3, -5
-    cases = [(2, 3, 3, 2, 7, 0), (4, 1, 1, 3, 8, 0), (8, 1, 2, 2, 5, 0), (4, 4, 2, 1, 6, 0), (1, 65, 1, 2, 4, -1)]
-    assert 8 * 8 * 1 == PATCH_BLOCK_INPUTS and 65 == PATCH_BLOCK_INPUTS + 1
+    largest = PATCH_BLOCK_INPUTS  # as 1 x 1 patches of that many channels
+    cases = [(2, 3, 3, 2, 7, 0), (4, 1, 1, 3, 8, 0), (8, 1, 2, 2, 5, 0), (4, 4, 2, 1, 6, 0), (1, largest, 1, 3, 4, 0),
+             (1, largest + 1, 1, 2, 4, -1)]  # fmt: skip
     for patch, channels, grid_h, grid_w, out_ch, status in cases:
         image = rng.integers(-128, 128, (patch * grid_h, patch * grid_w, channels), dtype=np.int8)
         weight = rng.integers(-128, 128, (out_ch, patch * patch * channels), dtype=np.int8)
