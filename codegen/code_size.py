@@ -36,7 +36,7 @@ KERNEL_TEXT_BYTES: dict[str, int] = {  # largest variant (portable, dsp) + ~25% 
     "mcf_attention_block_heads_once_s8_get_buffer_size": 96,  # adds to the per-head kernel's size
     "mcf_dsp_heads": 3360,  # dsp support file: the per-head kernels' 4-query blocks and softmax rows
     "mcf_mlp_block_s8": 1488,  # with its static helpers (dsp: the block loop and the one-token path)
-    "mcf_dsp_block": 3824,  # dsp support file: widening, 4-token dot loops, assembly channel loops, 4-token linear
+    "mcf_dsp_block": 5376,  # dsp support file: widening, 4-token dot loops, assembly channel loops, 4-token linear
     "mcf_dsp_fused": 1552,  # dsp support file: the fused kernels' argument checks and per-block layer chains
     "mcf_mlp_block_s8_get_buffer_size": 256,
 }
@@ -49,6 +49,7 @@ DSP_SWITCHES = (
     "MCF_DSP_LINEAR_PAIRS",  # the linear's pair cores: every token through the one-token path (dsp/mcf_linear_s8.c)
     "MCF_DSP_PATCH_PAIRS",  # the patch embedding's pair path, for patches over PATCH_BLOCK_INPUTS values
     "MCF_DSP_WIDENED",  # the token blocks' widened-weight paths (dsp/mcf_dsp_block.c)
+    "MCF_DSP_CHANNEL_TAIL",  # the token blocks' channel loop for an in_ch that is not a multiple of four (the same)
 )
 LEAN_TEXT_BYTES: dict[tuple[str, ...], dict[str, int]] = {
     ("MCF_DSP_FUSED_ONE_TOKEN",): {
@@ -59,8 +60,12 @@ LEAN_TEXT_BYTES: dict[tuple[str, ...], dict[str, int]] = {
     },
     ("MCF_DSP_LINEAR_PAIRS",): {"mcf_linear_s8": 1776},
     ("MCF_DSP_PATCH_PAIRS",): {"mcf_patch_embed_s8": 1024},
-    ("MCF_DSP_WIDENED",): {"mcf_dsp_block": 3232},
+    ("MCF_DSP_WIDENED",): {"mcf_dsp_block": 4528},
+    ("MCF_DSP_CHANNEL_TAIL",): {"mcf_dsp_block": 4688},
+    ("MCF_DSP_CHANNEL_TAIL", "MCF_DSP_WIDENED"): {"mcf_dsp_block": 3888},
 }
+# The input widths of a fused op's linears (dims fields; 0: an absent factor).
+FUSED_IN_CHANNELS = ("channels", "hidden", "qkv_rank", "proj_rank", "fc1_rank", "fc2_rank")
 ONE_TOKEN_ONLY_LINKS: dict[str, tuple[str, ...]] = {  # op kind -> what only its one-token path calls
     "attention_block": ("mcf_linear_s8", "mcf_linear_w16_s8"),
     "attention_block_heads": ("mcf_attention_row_s8", "mcf_linear_s8", "mcf_linear_w16_s8"),
@@ -86,7 +91,8 @@ def kernel_defines(graph: Graph) -> dict[str, int]:
     """The DSP_SWITCHES the graph lets its build turn off (0): the fused one-token chain when every fused op runs
     token blocks (scratch.uses_blocks), the linear's pair cores when every linear op has one token, the patch
     embedding's pair path when no patch has more than PATCH_BLOCK_INPUTS values, the widened-weight paths when no
-    layer is widened.
+    layer is widened, the token blocks' channel loop for leftover inputs when every input width they run is a
+    multiple of four.
     Recorded in the build's manifest; the firmware builders pass them to the compiler as -D flags."""
     blocks = [op_dims(graph, op) for op in graph.ops if OPS[op.kind].in_place_block]
     linears = [op_dims(graph, op)["tokens"] for op in graph.ops if op.kind == "linear"]
@@ -101,6 +107,10 @@ def kernel_defines(graph: Graph) -> dict[str, int]:
         defines["MCF_DSP_PATCH_PAIRS"] = 0
     if not graph.meta.get("widened"):  # no widened weights
         defines["MCF_DSP_WIDENED"] = 0
+    in_channels = [d.get(name, 0) for d in blocks for name in FUSED_IN_CHANNELS]
+    in_channels += [patch_values(d) for d in patches if patch_values(d) <= PATCH_BLOCK_INPUTS]
+    if all(width % 4 == 0 for width in in_channels):
+        defines["MCF_DSP_CHANNEL_TAIL"] = 0
     return defines
 
 

@@ -146,14 +146,15 @@ LEAN = DSP_SWITCHES
 
 # micro (17 tokens) gets widened weights (speed mode, loose flash): the widened paths stay; the short model has
 # nothing to widen (one token at a time).
-@pytest.mark.parametrize(("arch", "kept"), [(SHORT, ("MCF_DSP_FUSED_ONE_TOKEN", "MCF_DSP_PATCH_PAIRS")),
-                                            (PRESETS["micro"], ("MCF_DSP_WIDENED",))],
+@pytest.mark.parametrize(("arch", "kept"), [(SHORT, ("MCF_DSP_FUSED_ONE_TOKEN", "MCF_DSP_PATCH_PAIRS", "MCF_DSP_CHANNEL_TAIL")),
+                                            (PRESETS["micro"], ("MCF_DSP_WIDENED", "MCF_DSP_CHANNEL_TAIL"))],
                          ids=["short", "micro"])  # fmt: skip
 def test_kernel_paths_are_in_the_image_exactly_when_a_model_takes_them(arch, kept, images, tmp_path):
     """The paths a model never takes are compiled out (the fused kernels' one-token chain under 16 tokens, the
-    linear's pair cores, the patch embedding's pair path, the widened-weight paths): smaller code, the same logits;
-    a short model with 14 x 14 patches keeps the one-token chain and the pair path and stays exact. The flash
-    promise holds every way."""
+    linear's pair cores, the patch embedding's pair path, the widened-weight paths, the channel loop for leftover
+    inputs): smaller code, the same logits; a short model with 14 x 14 patches and 15 channels keeps the one-token
+    chain, the pair path and the leftover loop and stays exact; micro's 7 x 7 patches (49 inputs) keep the leftover
+    loop. The flash promise holds every way."""
     one_token = "MCF_DSP_FUSED_ONE_TOKEN" in kept
     compiled = _compile(arch, "fused", images, tmp_path)
     defines = read_manifest(compiled.out_dir)["kernel_defines"]

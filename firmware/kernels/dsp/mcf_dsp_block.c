@@ -179,9 +179,13 @@ typedef struct {
     uint32_t entry;         /* 36: byte offset into the loop, then the Thumb address to enter it at */
     const uint32_t *x16;    /* 40 */
     const uint32_t *end;    /* 44: x16 + 8 * groups */
+    uint32_t
+        tail_entry; /* 48: mcf_dsp_channels4_tail: byte offset into the leftover code, then its address */
 } mcf_dsp_channel_loop;
 _Static_assert(offsetof(mcf_dsp_channel_loop, channel_stride) == 24 &&
-                   offsetof(mcf_dsp_channel_loop, out_ch) == 32 && offsetof(mcf_dsp_channel_loop, x16) == 40,
+                   offsetof(mcf_dsp_channel_loop, out_ch) == 32 &&
+                   offsetof(mcf_dsp_channel_loop, x16) == 40 &&
+                   offsetof(mcf_dsp_channel_loop, tail_entry) == 48,
                "mcf_dsp_channels4 loads mcf_dsp_channel_loop at these offsets");
 
 /* mcf_dsp_channels4_shared's state: one requantization for every channel, a start per token. */
@@ -252,6 +256,27 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, out_ch) == 32 && offsetof(mcf_dsp_s
     "add r11, r11, r10\n\t"                                \
     "orr r11, r11, #1\n\t"                                 \
     "str r11, [r6, #36]\n\t"
+
+/* The leftover code's entry (state word 12: a byte offset into label 6) turned into a Thumb address. */
+#define MCF_CHANNELS_TAIL_ENTER \
+    "adr.w r10, 6f\n\t"         \
+    "ldr r9, [r6, #48]\n\t"     \
+    "add r10, r10, r9\n\t"      \
+    "orr r10, r10, #1\n\t"      \
+    "str r10, [r6, #48]\n\t"
+
+/* After the dot loop: the length % 4 leftover inputs (entered part-way, three steps at most), then the state
+ * pointer back in r6. */
+#define MCF_CHANNELS_TAIL                                                              \
+    "ldr r10, [sp]\n\t"                                                                \
+    "ldr r11, [r10, #48]\n\t"                                                          \
+    "bx r11\n"                                                                         \
+    "6:\n\t" MCF_LEFTOVER_STEP MCF_LEFTOVER_STEP MCF_LEFTOVER_STEP                     \
+    "7:\n\t"                                                                           \
+    ".if (7b - 6b) - 72\n\t"                                                           \
+    ".error \"a leftover step is not 24 bytes: the tail entry offsets are wrong\"\n\t" \
+    ".endif\n\t"                                                                       \
+    "mov r6, r10\n\t"
 
 /* The dot loop (label 1, four groups a pass, until r6 reaches lr); `pass_bytes` (a string) is four groups'
  * size, which the entry offsets assume. */
@@ -330,37 +355,47 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, out_ch) == 32 && offsetof(mcf_dsp_s
     : "cc", "memory"
 
 /* Per channel: the bias as every token's start, mult[n] and shift[n] (down = -shift - 1 and the rounding
- * term computed in the loop); in_ch a multiple of four. 36 instructions per channel besides the 13 per group
- * (11 with widened weights: `dot_loop`). */
-#define MCF_CHANNELS4(dot_loop)                                                            \
-    MCF_CHANNELS_ENTER                                                                     \
-    "ldr r9, [r6, #28]\n\t" /* bias */                                                     \
-    "movs r4, #0\n\t"                                                                      \
-    "b 4f\n\t" dot_loop                                                                    \
-    "ldr r6, [sp]\n\t"                                                                     \
-    "ldmia r6, {r4, r5, r8, r9, r10, lr}\n\t" /* n, out, mult, shift, zp2, token_stride */ \
-    "ldr r8, [r8, r4, lsl #2]\n\t"                                                         \
-    "ldrsb r9, [r9, r4]\n\t"                                                               \
-    "mvn r9, r9\n\t" /* down = -shift - 1 */                                               \
-    "sub r11, r9, #1\n\t"                                                                  \
-    "lsl r10, r10, r11\n\t" /* add = 2^(down - 1) + out_zp * 2^down */                     \
-        MCF_CHANNELS_STORE4 MCF_CHANNELS_NEXT                                              \
-    "ldr r0, [r9, r4, lsl #2]\n\t"                                                         \
-    "mov r1, r0\n\t"                                                                       \
-    "mov r2, r0\n\t"                                                                       \
-    "mov r3, r0\n\t" MCF_CHANNELS_LEAVE
+ * term computed in the loop). 36 instructions per channel besides the 13 per group (11 with widened weights:
+ * `dot_loop`); in_ch a multiple of four, or (`tail_enter` MCF_CHANNELS_TAIL_ENTER, `reload`
+ * MCF_CHANNELS_TAIL) any in_ch >= 4 for 3 more per channel and 6 per leftover input. */
+#define MCF_CHANNELS4(dot_loop, tail_enter, reload)                                            \
+    MCF_CHANNELS_ENTER tail_enter                                                              \
+        "ldr r9, [r6, #28]\n\t" /* bias */                                                     \
+        "movs r4, #0\n\t"                                                                      \
+        "b 4f\n\t" dot_loop reload                                                             \
+        "ldmia r6, {r4, r5, r8, r9, r10, lr}\n\t" /* n, out, mult, shift, zp2, token_stride */ \
+        "ldr r8, [r8, r4, lsl #2]\n\t"                                                         \
+        "ldrsb r9, [r9, r4]\n\t"                                                               \
+        "mvn r9, r9\n\t" /* down = -shift - 1 */                                               \
+        "sub r11, r9, #1\n\t"                                                                  \
+        "lsl r10, r10, r11\n\t" /* add = 2^(down - 1) + out_zp * 2^down */                     \
+        MCF_CHANNELS_STORE4 MCF_CHANNELS_NEXT                                                  \
+        "ldr r0, [r9, r4, lsl #2]\n\t"                                                         \
+        "mov r1, r0\n\t"                                                                       \
+        "mov r2, r0\n\t"                                                                       \
+        "mov r3, r0\n\t" MCF_CHANNELS_LEAVE
 
 static void
     __attribute__((noinline, unused)) mcf_dsp_channels4(mcf_dsp_channel_loop *state, const int8_t *weight) {
     MCF_CHANNELS_REGISTERS(state, weight);
-    __asm volatile(MCF_CHANNELS4(MCF_CHANNELS_DOT_LOOP));
+    __asm volatile(MCF_CHANNELS4(MCF_CHANNELS_DOT_LOOP, "", "ldr r6, [sp]\n\t"));
 }
+
+#if MCF_DSP_CHANNEL_TAIL
+/* The same for an in_ch that is not a multiple of four (the x16 leftovers after the groups, as
+ * mcf_dsp_channels4_shared reads them): a 7 x 7 patch embedding's 49 inputs. */
+static void __attribute__((noinline, unused)) mcf_dsp_channels4_tail(mcf_dsp_channel_loop *state,
+                                                                     const int8_t *weight) {
+    MCF_CHANNELS_REGISTERS(state, weight);
+    __asm volatile(MCF_CHANNELS4(MCF_CHANNELS_DOT_LOOP, MCF_CHANNELS_TAIL_ENTER, MCF_CHANNELS_TAIL));
+}
+#endif
 
 /* The same with widened weights (word aligned: LDRD). */
 static void __attribute__((noinline, unused)) mcf_dsp_channels4_w16(mcf_dsp_channel_loop *state,
                                                                     const int16_t *weight16) {
     MCF_CHANNELS_REGISTERS(state, (const int8_t *)weight16);
-    __asm volatile(MCF_CHANNELS4(MCF_CHANNELS_DOT_LOOP16));
+    __asm volatile(MCF_CHANNELS4(MCF_CHANNELS_DOT_LOOP16, "", "ldr r6, [sp]\n\t"));
 }
 
 /* One requantization for all channels, a start per token, and the length % 4 leftover values (stored after
@@ -370,22 +405,8 @@ static void __attribute__((noinline, unused)) mcf_dsp_channels4_w16(mcf_dsp_chan
 static void __attribute__((noinline, unused)) mcf_dsp_channels4_shared(mcf_dsp_shared_loop *state,
                                                                        const int8_t *weight) {
     MCF_CHANNELS_REGISTERS(state, weight);
-    __asm volatile(MCF_CHANNELS_ENTER
-                   "adr.w r10, 6f\n\t"
-                   "ldr r9, [r6, #48]\n\t"
-                   "add r10, r10, r9\n\t"
-                   "orr r10, r10, #1\n\t"
-                   "str r10, [r6, #48]\n\t"
-                   "b 4f\n\t" MCF_CHANNELS_DOT_LOOP
-                   "ldr r10, [sp]\n\t"
-                   "ldr r11, [r10, #48]\n\t"
-                   "bx r11\n"
-                   "6:\n\t" MCF_LEFTOVER_STEP MCF_LEFTOVER_STEP MCF_LEFTOVER_STEP
-                   "7:\n\t"
-                   ".if (7b - 6b) - 72\n\t"
-                   ".error \"a leftover step is not 24 bytes: the tail entry offsets are wrong\"\n\t"
-                   ".endif\n\t"
-                   "mov r6, r10\n\t"
+    __asm volatile(MCF_CHANNELS_ENTER MCF_CHANNELS_TAIL_ENTER
+                   "b 4f\n\t" MCF_CHANNELS_DOT_LOOP MCF_CHANNELS_TAIL
                    "ldmia r6, {r4, r5, r8, r9, r10, lr}\n\t" /* n, out, mult, down, add, token_stride */
                    MCF_CHANNELS_STORE4 MCF_CHANNELS_NEXT
                    "ldrd r0, r1, [r6, #52]\n\t" /* start */
@@ -402,7 +423,9 @@ void mcf_dsp_linear4_strided(const uint32_t *x16, int32_t in_ch, const mcf_linea
     const int16_t *weight16 =
         MCF_DSP_WIDENED ? layer->weight16 : NULL; /* compiled out: the checks refuse it */
 #if MCF_DSP_ASM
-    if (fast && count == MCF_DSP_BLOCK && (in_ch & 3) == 0 && in_ch > 0 && out_ch > 0) {
+    const int32_t leftover = in_ch & 3;
+    const int tail_ok = leftover == 0 || (MCF_DSP_CHANNEL_TAIL && weight16 == NULL);
+    if (fast && count == MCF_DSP_BLOCK && in_ch >= 4 && tail_ok && out_ch > 0) {
         const int32_t groups = in_ch >> 2;
         const int32_t group_bytes = weight16 != NULL ? MCF_DOT4_GROUP16_BYTES : MCF_DOT4_GROUP_BYTES;
         mcf_dsp_channel_loop state = {0,
@@ -416,9 +439,14 @@ void mcf_dsp_linear4_strided(const uint32_t *x16, int32_t in_ch, const mcf_linea
                                       out_ch,
                                       (uint32_t)(((4 - (groups & 3)) & 3) * group_bytes),
                                       x16,
-                                      x16 + 8 * groups};
+                                      x16 + 8 * groups,
+                                      (uint32_t)((3 - leftover) * 24)};
         if (weight16 != NULL) {
             mcf_dsp_channels4_w16(&state, weight16);
+#if MCF_DSP_CHANNEL_TAIL
+        } else if (leftover != 0) {
+            mcf_dsp_channels4_tail(&state, layer->weight);
+#endif
         } else {
             mcf_dsp_channels4(&state, layer->weight);
         }

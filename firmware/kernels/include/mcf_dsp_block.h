@@ -39,6 +39,12 @@ static inline int32_t mcf_dsp_full_block_start(int32_t t0, int32_t tokens) {
     return t0 + MCF_DSP_BLOCK <= tokens ? t0 : tokens - MCF_DSP_BLOCK;
 }
 
+/* MCF_DSP_CHANNEL_TAIL=0 (set by codegen when no token-block layer has an in_ch that is not a multiple of
+ * four) compiles out the assembly channel loop for such layers; they then take the C path (same results). */
+#ifndef MCF_DSP_CHANNEL_TAIL
+#define MCF_DSP_CHANNEL_TAIL 1
+#endif
+
 /* x16 of `count` (1..4) int8 rows of in_ch values, `stride` bytes apart, minus zp; rows count..3 repeat the
  * last row so that every word of x16 is defined. */
 void mcf_dsp_widen4(const int8_t *rows, int32_t stride, int32_t count, int32_t in_ch, int32_t zp,
@@ -54,8 +60,9 @@ int mcf_dsp_channels_fast(const int32_t *bias, const mcf_channel_quant *quant, i
  * from x16 (mcf_dsp_widen4 of the input with the layer's in_zp), with the layer's int8 or widened weights
  * (mcf_linear_layer). A channel stride other than 1 writes the output transposed (channel-major), as the
  * per-head attention kernel keeps V. `fast` is mcf_dsp_channels_fast of the layer's rows: a full block of a
- * fast layer whose in_ch is a multiple of four takes the assembly channel loop (mcf_dsp_channels4, or
- * mcf_dsp_channels4_w16 for widened weights: 11 instead of 13 instructions per 16 MACs).
+ * fast layer with in_ch >= 4 takes the assembly channel loop (mcf_dsp_channels4, mcf_dsp_channels4_tail
+ * when in_ch is not a multiple of four, or for widened weights, whose in_ch must be one,
+ * mcf_dsp_channels4_w16: 11 instead of 13 instructions per 16 MACs).
  *
  * Requantization fast path, exact: when |bias| < 2^30 and in_ch < 32896 the accumulator starts at the bias
  * and stays within int32 (|dot| <= 255 * 128 * in_ch < 2^30); when also shift is in [-24, -2], with r =
