@@ -146,8 +146,9 @@ LEAN = DSP_SWITCHES
 
 # micro (17 tokens) gets widened weights (speed mode, loose flash): the widened paths stay; the short model has
 # nothing to widen (one token at a time).
-@pytest.mark.parametrize(("arch", "kept"), [(SHORT, ("MCF_DSP_FUSED_ONE_TOKEN", "MCF_DSP_PATCH_PAIRS", "MCF_DSP_CHANNEL_TAIL")),
-                                            (PRESETS["micro"], ("MCF_DSP_WIDENED", "MCF_DSP_CHANNEL_TAIL"))],
+@pytest.mark.parametrize(("arch", "kept"),
+                         [(SHORT, ("MCF_DSP_FUSED_ONE_TOKEN", "MCF_DSP_PATCH_PAIRS", "MCF_DSP_CHANNEL_TAIL")),
+                          (PRESETS["micro"], ("MCF_DSP_WIDENED", "MCF_DSP_CHANNEL_TAIL"))],
                          ids=["short", "micro"])  # fmt: skip
 def test_kernel_paths_are_in_the_image_exactly_when_a_model_takes_them(arch, kept, images, tmp_path):
     """The paths a model never takes are compiled out (the fused kernels' one-token chain under 16 tokens, the
