@@ -5,6 +5,8 @@
  * per channel). Larger patches take pairs: two horizontally adjacent patches share every weight word and two
  * output channels share every pixel word (mcf_dot_2x2 over each of the patch's rows, which are contiguous in
  * the image and in the weight). */
+#include <string.h>
+
 #include "mcf_checks.h"
 #include "mcf_dsp.h"
 #include "mcf_dsp_block.h"
@@ -21,30 +23,47 @@
 #define MCF_DSP_PATCH_PAIRS 1
 #endif
 
+/* The patch whose first pixel is at `origin` as one contiguous row: its `patch` rows of row_len values,
+ * image_stride apart, copied a word at a time (a row's last word may overlap the one before it). */
+static void patch_gather(const int8_t *origin, int32_t patch, int32_t row_len, int32_t image_stride,
+                         int8_t *row) {
+    for (int32_t py = 0; py < patch; py++, origin += image_stride, row += row_len) {
+        if (row_len < 4) {
+            for (int32_t i = 0; i < row_len; i++) {
+                row[i] = origin[i];
+            }
+            continue;
+        }
+        for (int32_t i = 0; i < row_len; i += 4) {
+            const int32_t at = i + 4 <= row_len ? i : row_len - 4;
+            uint32_t word;
+            memcpy(&word, origin + at, 4);
+            memcpy(row + at, &word, 4);
+        }
+    }
+}
+
 /* Lane t of x16 (`length` values a token, mcf_dsp_block.h's layout) from the patch whose first pixel is at
- * `origin`: its `patch` rows of row_len values, image_stride apart, minus the zero point. Whole words when
- * the row is, else value by value (group g's value r is half r >> 1 of word 8g + 2t + (r & 1); leftover r is
- * int16 16 * groups + 4r + t). */
+ * `origin`, minus the zero point: straight from the image when a patch row is whole words, else from the
+ * patch gathered into one row (the length % 4 leftovers after the groups, token t's at 16 * groups + 4r + t
+ * as int16). */
 static void patch_widen(const int8_t *origin, int32_t patch, int32_t row_len, int32_t image_stride,
                         int32_t zp, int32_t length, uint32_t *x16, int32_t t) {
-    const int32_t groups = length >> 2;
+    const uint32_t offset = mcf_pack_pair(-zp);
     if ((row_len & 3) == 0) {
-        const uint32_t offset = mcf_pack_pair(-zp);
         for (int32_t py = 0; py < patch; py++) {
             mcf_dsp_widen_lane(origin + py * image_stride, row_len >> 2, offset,
                                x16 + 8 * py * (row_len >> 2) + 2 * t);
         }
         return;
     }
-    int16_t *lanes = (int16_t *)x16;
-    int32_t k = 0;
-    for (int32_t py = 0; py < patch; py++) {
-        const int8_t *x = origin + py * image_stride;
-        for (int32_t i = 0; i < row_len; i++, k++) {
-            const int32_t at = k < 4 * groups ? 2 * (8 * (k >> 2) + 2 * t + (k & 1)) + ((k >> 1) & 1)
-                                              : 16 * groups + 4 * (k - 4 * groups) + t;
-            lanes[at] = (int16_t)(x[i] - zp);
-        }
+    int8_t row[MCF_PATCH_BLOCK_INPUTS];
+    patch_gather(origin, patch, row_len, image_stride, row);
+    const int32_t groups = length >> 2;
+    mcf_dsp_widen_lane(row, groups, offset, x16 + 2 * t);
+    int16_t *rest = (int16_t *)(x16 + 8 * groups) + t;
+    for (int32_t r = 0; r < (length & 3); r++) {
+        rest[4 * r] = (int16_t)(row[4 * groups + r] - zp);
     }
 }
 

@@ -246,6 +246,7 @@ void run_benchmarks(void) {
     }
     bench_patch_embed(28, 1, 4, 48);
     bench_patch_embed(32, 3, 4, 64);
+    bench_patch_embed(28, 1, 7, 64);
     bench_attention_row(50, 48, 3);
     bench_attention_row(65, 64, 4);
     bench_attention_row(197, 96, 3);
