@@ -36,7 +36,7 @@ KERNEL_TEXT_BYTES: dict[str, int] = {  # largest variant (portable, dsp) + ~25% 
     "mcf_attention_block_heads_once_s8_get_buffer_size": 96,  # adds to the per-head kernel's size
     "mcf_dsp_heads": 3360,  # dsp support file: the per-head kernels' 4-query blocks and softmax rows
     "mcf_mlp_block_s8": 1488,  # with its static helpers (dsp: the block loop and the one-token path)
-    "mcf_dsp_block": 5376,  # dsp support file: widening, 4-token dot loops, assembly channel loops, 4-token linear
+    "mcf_dsp_block": 6384,  # dsp support file: widening, 4-token dot loops, assembly channel loops, 4-token linear
     "mcf_dsp_fused": 1552,  # dsp support file: the fused kernels' argument checks and per-block layer chains
     "mcf_mlp_block_s8_get_buffer_size": 256,
 }
@@ -60,9 +60,9 @@ LEAN_TEXT_BYTES: dict[tuple[str, ...], dict[str, int]] = {
     },
     ("MCF_DSP_LINEAR_PAIRS",): {"mcf_linear_s8": 1776},
     ("MCF_DSP_PATCH_PAIRS",): {"mcf_patch_embed_s8": 1024},
-    ("MCF_DSP_WIDENED",): {"mcf_dsp_block": 4528},
-    ("MCF_DSP_CHANNEL_TAIL",): {"mcf_dsp_block": 4688},
-    ("MCF_DSP_CHANNEL_TAIL", "MCF_DSP_WIDENED"): {"mcf_dsp_block": 3888},
+    ("MCF_DSP_WIDENED",): {"mcf_dsp_block": 5328},
+    ("MCF_DSP_CHANNEL_TAIL",): {"mcf_dsp_block": 5440},
+    ("MCF_DSP_CHANNEL_TAIL", "MCF_DSP_WIDENED"): {"mcf_dsp_block": 4416},
 }
 # The input widths of a fused op's linears (dims fields; 0: an absent factor).
 FUSED_IN_CHANNELS = ("channels", "hidden", "qkv_rank", "proj_rank", "fc1_rank", "fc2_rank")

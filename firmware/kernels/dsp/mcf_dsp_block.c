@@ -159,11 +159,12 @@ int mcf_dsp_channels_fast(const int32_t *bias, const mcf_channel_quant *quant, i
 #if MCF_DSP_ASM
 /* The channel loops below: for every output channel n (a weight row, rows consecutive), four accumulators
  * acc[t] = start + x16(t) . w_n, then out[t * token_stride + n * channel_stride] = ssat8((SMMUL(acc, mult) +
- * add) >> down) (one SMMLA, see mcf_dsp_requant). The dot loop runs four groups of four inputs per pass and
- * is entered part-way (Duff's device) when the group count is not a multiple of four; everything else a
- * channel needs is reloaded from a state in memory with one LDM and a few LDRD, so nothing is spilled around
- * the loop (GCC's code around mcf_dsp_dot4 took about 90 instructions per channel, these 36). They
- * use every register but r7 (the frame pointer) and sp; the state pointer waits on the stack. */
+ * add) >> down) (one SMMLA, see mcf_dsp_requant). The dot loop runs eight groups of four inputs per pass
+ * (its compare and branch: a quarter of an instruction per group; four a pass cost twice that, for 0.4-0.8 KB
+ * less code) and is entered part-way (Duff's device) when the group count is not a multiple of eight;
+ * everything else a channel needs is reloaded from a state in memory with one LDM and a few LDRD, so nothing
+ * is spilled around the loop (GCC's code around mcf_dsp_dot4 took about 90 instructions per channel, these
+ * 36). They use every register but r7 (the frame pointer) and sp; the state pointer waits on the stack. */
 
 /* mcf_dsp_channels4's state (every field one word, at the offsets the assembly loads). */
 typedef struct {
@@ -278,10 +279,10 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, out_ch) == 32 && offsetof(mcf_dsp_s
     ".endif\n\t"                                                                       \
     "mov r6, r10\n\t"
 
-/* The dot loop (label 1, four groups a pass, until r6 reaches lr); `pass_bytes` (a string) is four groups'
+/* The dot loop (label 1, eight groups a pass, until r6 reaches lr); `pass_bytes` (a string) is eight groups'
  * size, which the entry offsets assume. */
 #define MCF_CHANNELS_DOT_LOOP_OF(group, pass_bytes)                                   \
-    "1:\n\t" group group group group                                                  \
+    "1:\n\t" group group group group group group group group                          \
     "2:\n\t"                                                                          \
     ".if (2b - 1b) - " pass_bytes                                                     \
     "\n\t"                                                                            \
@@ -289,8 +290,8 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, out_ch) == 32 && offsetof(mcf_dsp_s
     ".endif\n\t"                                                                      \
     "cmp r6, lr\n\t"                                                                  \
     "bne 1b\n\t"
-#define MCF_CHANNELS_DOT_LOOP MCF_CHANNELS_DOT_LOOP_OF(MCF_DOT4_GROUP_FIXED, "208")
-#define MCF_CHANNELS_DOT_LOOP16 MCF_CHANNELS_DOT_LOOP_OF(MCF_DOT4_GROUP16_FIXED, "176")
+#define MCF_CHANNELS_DOT_LOOP MCF_CHANNELS_DOT_LOOP_OF(MCF_DOT4_GROUP_FIXED, "416")
+#define MCF_CHANNELS_DOT_LOOP16 MCF_CHANNELS_DOT_LOOP_OF(MCF_DOT4_GROUP16_FIXED, "352")
 
 /* Requantize r0-r3 (mult r8, down r9, add r10) and store them token_stride (lr) apart from r5. */
 #define MCF_CHANNELS_STORE4          \
@@ -437,7 +438,7 @@ void mcf_dsp_linear4_strided(const uint32_t *x16, int32_t in_ch, const mcf_linea
                                       channel_stride,
                                       bias,
                                       out_ch,
-                                      (uint32_t)(((4 - (groups & 3)) & 3) * group_bytes),
+                                      (uint32_t)(((8 - (groups & 7)) & 7) * group_bytes),
                                       x16,
                                       x16 + 8 * groups,
                                       (uint32_t)((3 - leftover) * 24)};
@@ -500,7 +501,7 @@ void mcf_dsp_rows4_shared(const uint32_t *x16, int32_t length, const int8_t *wei
                                      1,
                                      0,
                                      rows,
-                                     (uint32_t)(((4 - (groups & 3)) & 3) * MCF_DOT4_GROUP_BYTES),
+                                     (uint32_t)(((8 - (groups & 7)) & 7) * MCF_DOT4_GROUP_BYTES),
                                      x16,
                                      x16 + 8 * groups,
                                      (uint32_t)((3 - (length & 3)) * 24),
