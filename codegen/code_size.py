@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from mcuformer.codegen.ir import Graph
 from mcuformer.codegen.ops import OPS, op_dims
-from mcuformer.codegen.scratch import uses_blocks
+from mcuformer.codegen.scratch import PATCH_BLOCK_INPUTS, patch_values, uses_blocks
 
 VARIANTS = ("portable", "dsp")  # firmware/kernels/<variant>; support files are named mcf_<variant>_*.c
 KERNEL_TEXT_BYTES: dict[str, int] = {  # largest variant (portable, dsp) + ~25% (Cortex-M7, -O2), rounded up to 16
-    "mcf_patch_embed_s8": 4432,  # dsp: patches in token blocks, and 2 patches x 2 channels with unrolled tails
+    "mcf_patch_embed_s8": 4432,  # dsp: 2 patches x 2 channels, unrolled tails
     "mcf_linear_s8": 4896,  # dsp: 2x2, 1x2, 1x1 cores and the one-token widened path
     "mcf_add_s8": 768,  # dsp: the lane loop twice (output zero point folded or not)
     "mcf_linear_w16_s8": 656,  # portable only: the one-token path of widened layers
@@ -25,8 +25,8 @@ KERNEL_TEXT_BYTES: dict[str, int] = {  # largest variant (portable, dsp) + ~25% 
     "mcf_softmax_s8": 576,
     "mcf_mean_pool_s8": 336,
     "mcf_copy_s8": 64,
-    "mcf_patch_embed_rows_s8": 256,
-    "mcf_patch_embed_rows_s8_get_buffer_size": 96,
+    "mcf_patch_embed_rows_s8": 1296,  # dsp: patches in token blocks (x16 in the scratch)
+    "mcf_patch_embed_rows_s8_get_buffer_size": 160,
     "mcf_attention_row_s8": 2672,
     "mcf_attention_block_s8": 2128,  # with its static helpers (dsp: the block loop and the one-token path)
     "mcf_attention_block_s8_get_buffer_size": 272,
@@ -47,7 +47,7 @@ KERNEL_TEXT_BYTES: dict[str, int] = {  # largest variant (portable, dsp) + ~25% 
 DSP_SWITCHES = (
     "MCF_DSP_FUSED_ONE_TOKEN",  # the fused kernels' one-token chain, under BLOCK_MIN_TOKENS tokens (mcf_dsp_fused.h)
     "MCF_DSP_LINEAR_PAIRS",  # the linear's pair cores: every token through the one-token path (dsp/mcf_linear_s8.c)
-    "MCF_DSP_PATCH_PAIRS",  # the patch embedding's pair path, for patches over PATCH_BLOCK_INPUTS values
+    "MCF_DSP_PATCH_PAIRS",  # the pair kernel mcf_patch_embed_s8 (dsp/mcf_patch_embed_s8.c)
     "MCF_DSP_WIDENED",  # the token blocks' widened-weight paths (dsp/mcf_dsp_block.c)
     "MCF_DSP_CHANNEL_TAIL",  # the token blocks' channel loop for an in_ch that is not a multiple of four (the same)
 )
@@ -59,7 +59,7 @@ LEAN_TEXT_BYTES: dict[tuple[str, ...], dict[str, int]] = {
         "mcf_mlp_block_s8": 560,
     },
     ("MCF_DSP_LINEAR_PAIRS",): {"mcf_linear_s8": 1776},
-    ("MCF_DSP_PATCH_PAIRS",): {"mcf_patch_embed_s8": 1024},
+    ("MCF_DSP_PATCH_PAIRS",): {"mcf_patch_embed_s8": 16},
     ("MCF_DSP_WIDENED",): {"mcf_dsp_block": 5328},
     ("MCF_DSP_CHANNEL_TAIL",): {"mcf_dsp_block": 5440},
     ("MCF_DSP_CHANNEL_TAIL", "MCF_DSP_WIDENED"): {"mcf_dsp_block": 4416},
@@ -72,9 +72,6 @@ ONE_TOKEN_ONLY_LINKS: dict[str, tuple[str, ...]] = {  # op kind -> what only its
     "attention_block_heads_once": ("mcf_attention_row_s8", "mcf_linear_s8", "mcf_linear_w16_s8"),
     "mlp_block": ("mcf_linear_s8", "mcf_linear_w16_s8"),
 }
-# The largest patch (values: patch^2 x channels) the DSP patch embedding runs in token blocks, on a stack x16;
-# larger ones take its pair path (MCF_PATCH_BLOCK_INPUTS in dsp/mcf_patch_embed_s8.c).
-PATCH_BLOCK_INPUTS = 64
 CALL_BYTES = 40  # one call in mcf_model_run: argument set-up, branch, status check
 STRUCT_BYTES = 40  # the op's const dims/params structs
 MODEL_RUN_BYTES = 128  # prologue, input/output copies of mcf_model_run
@@ -82,33 +79,29 @@ RUNTIME_BYTES = 4096  # firmware runtime: startup, serial protocol and CRCs, UAR
 LIBC_BYTES = 1024  # memcpy/memmove/memset (newlib-nano); the portable LayerNorm's libgcc 64-bit division
 
 
-def patch_values(dims: dict[str, int]) -> int:
-    """The values of one patch of a patch embedding's dims: the length of its dot products."""
-    return dims["patch"] ** 2 * dims["channels"]
-
-
 def kernel_defines(graph: Graph) -> dict[str, int]:
     """The DSP_SWITCHES the graph lets its build turn off (0): the fused one-token chain when every fused op runs
-    token blocks (scratch.uses_blocks), the linear's pair cores when every linear op has one token, the patch
-    embedding's pair path when no patch has more than PATCH_BLOCK_INPUTS values, the widened-weight paths when no
-    layer is widened, the token blocks' channel loop for leftover inputs when every input width they run is a
-    multiple of four.
-    Recorded in the build's manifest; the firmware builders pass them to the compiler as -D flags."""
+    token blocks (scratch.uses_blocks), the linear's pair cores when every linear op has one token, the pair patch
+    embedding when the only patch embeddings are patch-row ones of up to PATCH_BLOCK_INPUTS values, the
+    widened-weight paths when no layer is widened, the token blocks' channel loop for leftover inputs when every
+    input width they run is a multiple of four. Recorded in the build's manifest; the firmware builders pass them
+    to the compiler as -D flags."""
     blocks = [op_dims(graph, op) for op in graph.ops if OPS[op.kind].in_place_block]
     linears = [op_dims(graph, op)["tokens"] for op in graph.ops if op.kind == "linear"]
-    patches = [op_dims(graph, op) for op in graph.ops if OPS[op.kind].kernel == "mcf_patch_embed_s8"
-               or "mcf_patch_embed_s8" in OPS[op.kind].links]  # fmt: skip
+    patches = [op_dims(graph, op) for op in graph.ops if OPS[op.kind].kernel == "mcf_patch_embed_s8"]
+    patch_rows = [op_dims(graph, op) for op in graph.ops if op.kind == "patch_embed_rows"]
     defines = {}
     if all(uses_blocks(d["tokens"], d["block_tokens"]) for d in blocks):
         defines["MCF_DSP_FUSED_ONE_TOKEN"] = 0
     if all(tokens <= 1 for tokens in linears):
         defines["MCF_DSP_LINEAR_PAIRS"] = 0
-    if all(patch_values(d) <= PATCH_BLOCK_INPUTS for d in patches):
+    small_rows = [d for d in patch_rows if patch_values(d) <= PATCH_BLOCK_INPUTS]
+    if not patches and len(small_rows) == len(patch_rows):
         defines["MCF_DSP_PATCH_PAIRS"] = 0
     if not graph.meta.get("widened"):  # no widened weights
         defines["MCF_DSP_WIDENED"] = 0
     in_channels = [d.get(name, 0) for d in blocks for name in FUSED_IN_CHANNELS]
-    in_channels += [patch_values(d) for d in patches if patch_values(d) <= PATCH_BLOCK_INPUTS]
+    in_channels += [patch_values(d) for d in small_rows]
     if all(width % 4 == 0 for width in in_channels):
         defines["MCF_DSP_CHANNEL_TAIL"] = 0
     return defines

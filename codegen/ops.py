@@ -325,7 +325,7 @@ OPS: dict[str, OpKind] = {
     "patch_embed": OpKind(
         roles=("image", *_WEIGHTS), attrs=("patch", *_LINEAR_PARAMS), kernel="mcf_patch_embed_s8",
         args=(*_PATCH_EMBED_ARGS, "out"), structs=(_dims("mcf_patch_embed_dims"), *_LINEAR_STRUCTS),
-        shapes=_patch_embed_shapes, dims=_patch_embed_dims, macs=_patch_embed_macs, links=("mcf_dsp_block",),
+        shapes=_patch_embed_shapes, dims=_patch_embed_dims, macs=_patch_embed_macs,
     ),
     # Patch rows embedded one at a time, each written over image rows already consumed (decomposed embedding).
     "patch_embed_rows": OpKind(
@@ -338,7 +338,7 @@ OPS: dict[str, OpKind] = {
     "patch_embed_stream": OpKind(
         roles=("image", *_WEIGHTS), attrs=("patch", *_LINEAR_PARAMS, "rows"), kernel="mcf_patch_embed_s8",
         args=(*_PATCH_EMBED_ARGS, "out_row"), structs=(_dims("mcf_patch_embed_dims"), *_LINEAR_STRUCTS),
-        shapes=_patch_embed_shapes, dims=_patch_embed_dims, macs=_patch_embed_macs, links=("mcf_dsp_block",),
+        shapes=_patch_embed_shapes, dims=_patch_embed_dims, macs=_patch_embed_macs,
     ),
     "add": OpKind(  # b may be a const
         roles=("a", "b"), attrs=_ADD_PARAMS, kernel="mcf_add_s8", args=("&params", "a", "b", "out", "size"),

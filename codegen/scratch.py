@@ -54,10 +54,24 @@ def attention_scratch_bytes(tokens: int, channels: int, heads: int) -> int:
     return _align4(tokens)
 
 
+# The largest patch (values: patch^2 x channels) the DSP patch-row kernel runs in token blocks, its widened block
+# of four patches in the scratch; larger ones take the pair kernel (MCF_PATCH_BLOCK_INPUTS in mcf_fused.h).
+PATCH_BLOCK_INPUTS = 64
+
+
+def patch_values(dims: dict[str, int]) -> int:
+    """The values of one patch of a patch embedding's dims: the length of its dot products."""
+    return dims["patch"] ** 2 * dims["channels"]
+
+
 def patch_embed_rows_scratch_bytes(height: int, width: int, channels: int, patch: int, out_ch: int) -> int:
-    """mcf_patch_embed_rows_s8_get_buffer_size: one patch row of tokens, word aligned."""
-    del height, channels  # the row of tokens depends on the width only
-    return _align4(width // patch * out_ch)
+    """mcf_patch_embed_rows_s8_get_buffer_size: one patch row of tokens, then for patches of up to
+    PATCH_BLOCK_INPUTS values the DSP kernel's widened block of four (3 bytes for alignment, 8 per value), word
+    aligned; the same for every kernel variant."""
+    del height  # one patch row at a time
+    length = patch * patch * channels
+    widened = 3 + 8 * length if length <= PATCH_BLOCK_INPUTS else 0
+    return _align4(width // patch * out_ch + widened)
 
 
 def attention_block_scratch_bytes(tokens: int, channels: int, heads: int, qkv_rank: int = 0, proj_rank: int = 0,

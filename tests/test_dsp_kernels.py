@@ -17,8 +17,8 @@ import pytest
 from kernel_ctypes import ChannelQuant, LinearParams, PatchEmbedDims, ptr
 
 from mcuformer.boards import Board, load_board, validate_board
-from mcuformer.codegen.code_size import PATCH_BLOCK_INPUTS
 from mcuformer.codegen.host_build import KERNEL_INCLUDE, compile_host, kernel_sources
+from mcuformer.codegen.scratch import PATCH_BLOCK_INPUTS, patch_embed_rows_scratch_bytes
 from mcuformer.device.kernel_harness import HarnessResult, build_harness, run_harness
 from mcuformer.errors import McuformerError
 from mcuformer.firmware import KERNELS_DIR
@@ -32,8 +32,8 @@ def harness(tmp_path_factory) -> HarnessResult:
 
 def test_every_dsp_kernel_equals_the_portable_kernel_on_qemu(harness):
     assert harness.mismatches == []
-    assert harness.checked == {"linear": 400, "patch_embed": 150, "attention_row": 250, "row_ops": 300,
-                               "mlp_block": 120, "attention_block": 120,
+    assert harness.checked == {"linear": 400, "patch_embed": 150, "patch_embed_rows": 150, "attention_row": 250,
+                               "row_ops": 300, "mlp_block": 120, "attention_block": 120,
                                "attention_block_heads": 120, "attention_block_heads_once": 120}  # fmt: skip
 
 
@@ -46,31 +46,34 @@ def test_the_linear_without_its_pair_cores_equals_the_portable_kernel_on_qemu(tm
     assert lean.checked["linear"] == 400
 
 
-def test_a_compiled_out_patch_pair_path_rejects_only_the_patches_that_need_it(tmp_path):
-    """MCF_DSP_PATCH_PAIRS=0 (what the build of a model with small patches sets): patches of up to
-    PATCH_BLOCK_INPUTS values (codegen's mirror of the kernel's limit) give the reference results through the token
-    blocks, at every grid width and out_ch; one value more returns MCF_ERR_ARG instead of leaving outputs
-    unwritten."""
+def test_without_the_pair_kernel_the_patch_row_kernel_runs_only_small_patches(tmp_path):
+    """MCF_DSP_PATCH_PAIRS=0 (what the build of a model whose patches are small sets): the patch-row kernel gives
+    the reference results for patches of up to PATCH_BLOCK_INPUTS values (codegen's mirror of the kernel's limit),
+    at every grid width and out_ch, in the scratch codegen sizes; one value more, and the pair kernel itself,
+    return MCF_ERR_ARG instead of leaving outputs unwritten."""
     lib = ctypes.CDLL(str(compile_host(kernel_sources("dsp"), tmp_path / "lean.so", include_dirs=[KERNEL_INCLUDE],
                                        shared=True, extra_flags=("-DMCF_DSP_PATCH_PAIRS=0",))))  # fmt: skip
-    lib.mcf_patch_embed_s8.restype = ctypes.c_int32
-    lib.mcf_patch_embed_s8.argtypes = [ctypes.c_void_p] * 7
+    for kernel, count in ((lib.mcf_patch_embed_rows_s8, 8), (lib.mcf_patch_embed_s8, 7)):
+        kernel.restype = ctypes.c_int32
+        kernel.argtypes = [ctypes.c_void_p] * count
     rng = np.random.default_rng(0)
     in_zp, out_zp = 3, -5
     largest = PATCH_BLOCK_INPUTS  # as 1 x 1 patches of that many channels
-    cases = [(2, 3, 3, 2, 7, 0), (4, 1, 1, 3, 8, 0), (8, 1, 2, 2, 5, 0), (4, 4, 2, 1, 6, 0), (1, largest, 1, 3, 4, 0),
-             (1, largest + 1, 1, 2, 4, -1)]  # fmt: skip
+    cases = [(2, 3, 3, 2, 7, 0), (4, 1, 1, 3, 8, 0), (8, 1, 2, 2, 5, 0), (4, 4, 2, 1, 6, 0), (7, 1, 2, 5, 3, 0),
+             (1, largest, 1, 3, 4, 0), (1, largest + 1, 1, 2, 4, -1)]  # fmt: skip
     for patch, channels, grid_h, grid_w, out_ch, status in cases:
         image = rng.integers(-128, 128, (patch * grid_h, patch * grid_w, channels), dtype=np.int8)
         weight = rng.integers(-128, 128, (out_ch, patch * patch * channels), dtype=np.int8)
         bias = rng.integers(-1000, 1000, out_ch, dtype=np.int32)
         mult, shift = np.full(out_ch, 1 << 30, np.int32), np.full(out_ch, -8, np.int8)
         out = np.zeros((grid_h * grid_w, out_ch), np.int8)
-        dims = PatchEmbedDims(patch * grid_h, patch * grid_w, channels, patch, out_ch)
-        got = lib.mcf_patch_embed_s8(ctypes.byref(dims), ctypes.byref(LinearParams(in_zp, out_zp)),
-                                     ctypes.byref(ChannelQuant(ptr(mult), ptr(shift))), ptr(image), ptr(weight),
-                                     ptr(bias), ptr(out))  # fmt: skip
-        assert got == status, (patch, channels)
+        height, width = patch * grid_h, patch * grid_w
+        scratch = np.zeros(patch_embed_rows_scratch_bytes(height, width, channels, patch, out_ch), np.int8)
+        args = (ctypes.byref(PatchEmbedDims(height, width, channels, patch, out_ch)),
+                ctypes.byref(LinearParams(in_zp, out_zp)), ctypes.byref(ChannelQuant(ptr(mult), ptr(shift))),
+                ptr(image), ptr(weight), ptr(bias), ptr(out))  # fmt: skip
+        assert lib.mcf_patch_embed_rows_s8(*args, ptr(scratch)) == status, (patch, channels)
+        assert lib.mcf_patch_embed_s8(*args) == -1
         if status == 0:
             want = ops.patch_embed(image, patch, weight, bias, mult, shift, in_zp, out_zp)
             assert np.array_equal(out, want.reshape(out.shape))
@@ -79,6 +82,7 @@ def test_a_compiled_out_patch_pair_path_rejects_only_the_patches_that_need_it(tm
 MAC_OPS = (
     "linear",
     "patch_embed",
+    "patch_embed_rows",
     "attention_row",
     "mlp_block",
     "attention_block",
@@ -97,9 +101,10 @@ def test_dsp_kernels_run_fewer_instructions_per_mac(harness):
             assert row.variant_instructions < row.portable_instructions, row
     # Linear layers: each weight word serves two tokens, each input word two channels (portable: ~10).
     assert rows[("linear", "50x48x48")].variant_per_mac < 3.0
-    # Patches four at a time through the channel loop, 49 inputs with its leftover steps (1.23 measured; 4.4 as
-    # pairs of patches and channels).
-    assert rows[("patch_embed", "28x1x7")].variant_per_mac < 1.4
+    # The patch-row kernel: patches four at a time through the channel loop, 49 inputs with its leftover steps
+    # (1.23 measured; 4.4 as pairs of patches and channels), 16 inputs (1.78; 5.8 as pairs).
+    assert rows[("patch_embed_rows", "28x1x7")].variant_per_mac < 1.4
+    assert rows[("patch_embed_rows", "28x1x4")].variant_per_mac < 2.0
     # The fused MLP block, 4 tokens per weight load and the assembly channel loop (1.18 measured; 1.41 with the
     # channel loop in C): LayerNorm, GELU and the residual add included.
     assert rows[("mlp_block", "50x48x192")].variant_per_mac < 1.3

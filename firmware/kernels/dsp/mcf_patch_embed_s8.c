@@ -1,101 +1,23 @@
 /* ops.patch_embed with the DSP extension: see mcf_kernels.h (same contract and results as the portable
- * kernel). A patch is a token of the linear layer [patch * patch * channels] -> [out_ch], so patches of up to
- * MCF_PATCH_BLOCK_INPUTS values run four at a time through the fused kernels' token blocks (mcf_dsp_block.h:
- * each patch widened into x16, then the assembly channel loop, 13 instructions per 16 MACs plus a fixed cost
- * per channel). Larger patches take pairs: two horizontally adjacent patches share every weight word and two
- * output channels share every pixel word (mcf_dot_2x2 over each of the patch's rows, which are contiguous in
- * the image and in the weight). */
-#include <string.h>
-
+ * kernel). Two horizontally adjacent patches share every weight word and two output channels share every
+ * pixel word (mcf_dot_2x2 over each of the patch's rows, which are contiguous in the image and in the
+ * weight). The patch-row kernel (dsp/mcf_patch_embed_rows_s8.c), which a compiled model calls, runs patches
+ * of up to MCF_PATCH_BLOCK_INPUTS values through the token blocks instead, and only larger ones through this
+ * kernel. */
 #include "mcf_checks.h"
 #include "mcf_dsp.h"
-#include "mcf_dsp_block.h"
 #include "mcf_kernels.h"
 #include "mcf_math.h"
 
-/* The largest patch (values) that takes the token blocks: its x16, 8 bytes a value, is on the stack. */
-#define MCF_PATCH_BLOCK_INPUTS 64
-
-/* 1 (the default: the library stays complete): the pair path, for patches of more than
- * MCF_PATCH_BLOCK_INPUTS values. 0: it is compiled out and such a call returns MCF_ERR_ARG; a generated build
- * sets 0 when none of its patch embeddings has a patch that large (MCF_DSP_PATCH_PAIRS, about 2.5 KB). */
+/* 1 (the default: the library stays complete). 0: the kernel is compiled out and every call returns
+ * MCF_ERR_ARG; a generated build sets 0 when its only patch embeddings are patch-row ones of patches of up to
+ * MCF_PATCH_BLOCK_INPUTS values (MCF_DSP_PATCH_PAIRS, about 2.5 KB). */
 #ifndef MCF_DSP_PATCH_PAIRS
 #define MCF_DSP_PATCH_PAIRS 1
 #endif
 
-/* The patch whose first pixel is at `origin` as one contiguous row: its `patch` rows of row_len values,
- * image_stride apart, copied a word at a time (a row's last word may overlap the one before it). */
-static void patch_gather(const int8_t *origin, int32_t patch, int32_t row_len, int32_t image_stride,
-                         int8_t *row) {
-    for (int32_t py = 0; py < patch; py++, origin += image_stride, row += row_len) {
-        if (row_len < 4) {
-            for (int32_t i = 0; i < row_len; i++) {
-                row[i] = origin[i];
-            }
-            continue;
-        }
-        for (int32_t i = 0; i < row_len; i += 4) {
-            const int32_t at = i + 4 <= row_len ? i : row_len - 4;
-            uint32_t word;
-            memcpy(&word, origin + at, 4);
-            memcpy(row + at, &word, 4);
-        }
-    }
-}
-
-/* Lane t of x16 (`length` values a token, mcf_dsp_block.h's layout) from the patch whose first pixel is at
- * `origin`, minus the zero point: straight from the image when a patch row is whole words, else from the
- * patch gathered into one row (the length % 4 leftovers after the groups, token t's at 16 * groups + 4r + t
- * as int16). */
-static void patch_widen(const int8_t *origin, int32_t patch, int32_t row_len, int32_t image_stride,
-                        int32_t zp, int32_t length, uint32_t *x16, int32_t t) {
-    const uint32_t offset = mcf_pack_pair(-zp);
-    if ((row_len & 3) == 0) {
-        for (int32_t py = 0; py < patch; py++) {
-            mcf_dsp_widen_lane(origin + py * image_stride, row_len >> 2, offset,
-                               x16 + 8 * py * (row_len >> 2) + 2 * t);
-        }
-        return;
-    }
-    int8_t row[MCF_PATCH_BLOCK_INPUTS];
-    patch_gather(origin, patch, row_len, image_stride, row);
-    const int32_t groups = length >> 2;
-    mcf_dsp_widen_lane(row, groups, offset, x16 + 2 * t);
-    int16_t *rest = (int16_t *)(x16 + 8 * groups) + t;
-    for (int32_t r = 0; r < (length & 3); r++) {
-        rest[4 * r] = (int16_t)(row[4 * groups + r] - zp);
-    }
-}
-
-/* Every patch through the token blocks (length <= MCF_PATCH_BLOCK_INPUTS): blocks of four consecutive
- * tokens, the last one overlapping the one before it (the same outputs again: output does not overlap the
- * image); fewer than four tokens in one block whose missing lanes repeat the last patch. */
-static void patch_embed_blocks(const mcf_patch_embed_dims *dims, const mcf_linear_layer *layer,
-                               const int8_t *image, int8_t *output) {
-    const int32_t patch = dims->patch;
-    const int32_t out_ch = dims->out_ch;
-    const int32_t grid_w = dims->width / patch;
-    const int32_t tokens = (dims->height / patch) * grid_w;
-    const int32_t row_len = patch * dims->channels;
-    const int32_t length = patch * row_len;
-    const int32_t image_stride = dims->width * dims->channels;
-    const int32_t count = tokens < MCF_DSP_BLOCK ? tokens : MCF_DSP_BLOCK;
-    const int fast = mcf_dsp_channels_fast(layer->bias, &layer->quant, length, out_ch);
-    uint32_t x16[2 * MCF_PATCH_BLOCK_INPUTS];
-    for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) {
-        const int32_t start = count < MCF_DSP_BLOCK ? 0 : mcf_dsp_full_block_start(t0, tokens);
-        for (int32_t t = 0; t < MCF_DSP_BLOCK; t++) {
-            const int32_t token = start + (t < count ? t : count - 1);
-            const int8_t *origin =
-                image + (token / grid_w) * patch * image_stride + (token % grid_w) * row_len;
-            patch_widen(origin, patch, row_len, image_stride, layer->params.in_zp, length, x16, t);
-        }
-        mcf_dsp_linear4(x16, length, layer, out_ch, output + start * out_ch, out_ch, count, fast);
-    }
-}
-
 #if MCF_DSP_PATCH_PAIRS
-/* Patches two at a time, output channels two at a time, any size. */
+/* Patches two at a time, output channels two at a time. */
 static void patch_embed_pairs(const mcf_patch_embed_dims *dims, const mcf_linear_params *params,
                               const mcf_channel_quant *quant, const int8_t *image, const int8_t *weight,
                               const int32_t *bias, int8_t *output) {
@@ -180,15 +102,10 @@ mcf_status mcf_patch_embed_s8(const mcf_patch_embed_dims *dims, const mcf_linear
     if (!mcf_patch_embed_args_ok(dims, params, quant, image, weight, bias, output)) {
         return MCF_ERR_ARG;
     }
-    if (dims->patch * dims->patch * dims->channels <= MCF_PATCH_BLOCK_INPUTS) {
-        const mcf_linear_layer layer = {*params, *quant, weight, NULL, bias};
-        patch_embed_blocks(dims, &layer, image, output);
-        return MCF_OK;
-    }
 #if MCF_DSP_PATCH_PAIRS
     patch_embed_pairs(dims, params, quant, image, weight, bias, output);
     return MCF_OK;
 #else
-    return MCF_ERR_ARG; /* the pair path this build left out */
+    return MCF_ERR_ARG; /* compiled out: the build calls the patch-row kernel only, on small patches */
 #endif
 }

@@ -25,6 +25,9 @@ mcf_status ref_mcf_linear_s8(const mcf_linear_dims *, const mcf_linear_params *,
 mcf_status ref_mcf_patch_embed_s8(const mcf_patch_embed_dims *, const mcf_linear_params *,
                                   const mcf_channel_quant *, const int8_t *, const int8_t *, const int32_t *,
                                   int8_t *);
+mcf_status ref_mcf_patch_embed_rows_s8(const mcf_patch_embed_dims *, const mcf_linear_params *,
+                                       const mcf_channel_quant *, const int8_t *, const int8_t *,
+                                       const int32_t *, int8_t *, int8_t *);
 mcf_status ref_mcf_attention_row_s8(const mcf_attention_dims *, const mcf_attention_params *, const int8_t *,
                                     const int8_t *, const int8_t *, const int32_t *, int8_t *, void *);
 mcf_status ref_mcf_layernorm_s8(const mcf_dims *, const mcf_layernorm_params *, const int8_t *,

@@ -69,7 +69,8 @@ static void bench_linear(int32_t tokens, int32_t in_ch, int32_t out_ch) {
     bench_line("linear", shape, macs, ref, var, repeats);
 }
 
-static void bench_patch_embed(int32_t size, int32_t channels, int32_t patch, int32_t out_ch) {
+/* The pair kernel, or (`rows`) the patch-row kernel a compiled model calls. */
+static void bench_patch_embed(int32_t size, int32_t channels, int32_t patch, int32_t out_ch, int rows) {
     const mcf_patch_embed_dims dims = {size, size, channels, patch, out_ch};
     const mcf_linear_params params = {0, 5};
     for (int32_t n = 0; n < out_ch; n++) {
@@ -82,14 +83,23 @@ static void bench_patch_embed(int32_t size, int32_t channels, int32_t patch, int
     rnd_bytes(weight_a, patch * patch * channels * out_ch);
     const int64_t macs = (int64_t)size * size * channels * out_ch;
     uint64_t start = ticks();
-    (void)ref_mcf_patch_embed_s8(&dims, &params, &quant, in_a, weight_a, bias_a, out_ref);
+    if (rows) {
+        (void)ref_mcf_patch_embed_rows_s8(&dims, &params, &quant, in_a, weight_a, bias_a, out_ref,
+                                          scratch_ref);
+    } else {
+        (void)ref_mcf_patch_embed_s8(&dims, &params, &quant, in_a, weight_a, bias_a, out_ref);
+    }
     const uint64_t ref = ticks() - start;
     start = ticks();
-    (void)mcf_patch_embed_s8(&dims, &params, &quant, in_a, weight_a, bias_a, out_var);
+    if (rows) {
+        (void)mcf_patch_embed_rows_s8(&dims, &params, &quant, in_a, weight_a, bias_a, out_var, scratch_var);
+    } else {
+        (void)mcf_patch_embed_s8(&dims, &params, &quant, in_a, weight_a, bias_a, out_var);
+    }
     const uint64_t var = ticks() - start;
     char shape[40];
     shape3(shape, size, channels, patch);
-    bench_line("patch_embed", shape, macs, ref, var, 1);
+    bench_line(rows ? "patch_embed_rows" : "patch_embed", shape, macs, ref, var, 1);
 }
 
 static void bench_attention_row(int32_t tokens, int32_t channels, int32_t heads) {
@@ -244,9 +254,11 @@ void run_benchmarks(void) {
     for (unsigned i = 0; i < sizeof linear_shapes / sizeof linear_shapes[0]; i++) {
         bench_linear(linear_shapes[i][0], linear_shapes[i][1], linear_shapes[i][2]);
     }
-    bench_patch_embed(28, 1, 4, 48);
-    bench_patch_embed(32, 3, 4, 64);
-    bench_patch_embed(28, 1, 7, 64);
+    bench_patch_embed(28, 1, 4, 48, 0);
+    bench_patch_embed(32, 3, 4, 64, 0);
+    bench_patch_embed(28, 1, 4, 48, 1);
+    bench_patch_embed(32, 3, 4, 64, 1);
+    bench_patch_embed(28, 1, 7, 64, 1);
     bench_attention_row(50, 48, 3);
     bench_attention_row(65, 64, 4);
     bench_attention_row(197, 96, 3);

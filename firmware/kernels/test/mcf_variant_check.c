@@ -62,7 +62,9 @@ static void check_linear(int cases) {
     checked("linear", cases);
 }
 
-static void check_patch_embed(int cases) {
+/* The patch embedding: the pair kernel, or (`rows`) the patch-row kernel with its scratch. */
+static void check_patch_embed(int cases, int rows) {
+    const char *op = rows ? "patch_embed_rows" : "patch_embed";
     for (int i = 0; i < cases; i++) {
         const int32_t patch = rnd_range(1, 5);
         const mcf_patch_embed_dims dims = {patch * rnd_size(5), patch * rnd_size(5), rnd_range(1, 3), patch,
@@ -77,11 +79,18 @@ static void check_patch_embed(int cases) {
         rnd_bias(bias_a, dims.out_ch);
         const int32_t n_out = (dims.height / patch) * (dims.width / patch) * dims.out_ch;
         clear_outputs(n_out);
-        const mcf_status r = ref_mcf_patch_embed_s8(&dims, &params, &quant, in_a, weight_a, bias_a, out_ref);
-        const mcf_status v = mcf_patch_embed_s8(&dims, &params, &quant, in_a, weight_a, bias_a, out_var);
-        compare("patch_embed", i, r, v, n_out);
+        mcf_status r, v;
+        if (rows) {
+            r = ref_mcf_patch_embed_rows_s8(&dims, &params, &quant, in_a, weight_a, bias_a, out_ref,
+                                            scratch_ref);
+            v = mcf_patch_embed_rows_s8(&dims, &params, &quant, in_a, weight_a, bias_a, out_var, scratch_var);
+        } else {
+            r = ref_mcf_patch_embed_s8(&dims, &params, &quant, in_a, weight_a, bias_a, out_ref);
+            v = mcf_patch_embed_s8(&dims, &params, &quant, in_a, weight_a, bias_a, out_var);
+        }
+        compare(op, i, r, v, n_out);
     }
-    checked("patch_embed", cases);
+    checked(op, cases);
 }
 
 /* Softmax tables: all zero, all 2^15, entries up to 2^31 - 1 (past the DSP kernels' 32-bit paths), a lone 1
@@ -465,7 +474,8 @@ static void check_row_ops(int cases) {
 
 int run_checks(void) {
     check_linear(400);
-    check_patch_embed(150);
+    check_patch_embed(150, 0);
+    check_patch_embed(150, 1);
     check_attention_row(250);
     check_row_ops(300);
     check_mlp_block(120);
