@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from mcuformer.codegen.ir import Graph
 from mcuformer.codegen.ops import OPS, op_dims
-from mcuformer.codegen.scratch import PATCH_BLOCK_INPUTS, patch_values, uses_blocks
+from mcuformer.codegen.scratch import patch_row_blocks, patch_values, uses_blocks
 
 VARIANTS = ("portable", "dsp")  # firmware/kernels/<variant>; support files are named mcf_<variant>_*.c
 KERNEL_TEXT_BYTES: dict[str, int] = {  # largest variant (portable, dsp) + ~25% (Cortex-M7, -O2), rounded up to 16
@@ -82,7 +82,7 @@ LIBC_BYTES = 1024  # memcpy/memmove/memset (newlib-nano); the portable LayerNorm
 def kernel_defines(graph: Graph) -> dict[str, int]:
     """The DSP_SWITCHES the graph lets its build turn off (0): the fused one-token chain when every fused op runs
     token blocks (scratch.uses_blocks), the linear's pair cores when every linear op has one token, the pair patch
-    embedding when the only patch embeddings are patch-row ones of up to PATCH_BLOCK_INPUTS values, the
+    embedding when the only patch embeddings are patch-row ones in token blocks (scratch.patch_row_blocks), the
     widened-weight paths when no layer is widened, the token blocks' channel loop for leftover inputs when every
     input width they run is a multiple of four. Recorded in the build's manifest; the firmware builders pass them
     to the compiler as -D flags."""
@@ -95,7 +95,7 @@ def kernel_defines(graph: Graph) -> dict[str, int]:
         defines["MCF_DSP_FUSED_ONE_TOKEN"] = 0
     if all(tokens <= 1 for tokens in linears):
         defines["MCF_DSP_LINEAR_PAIRS"] = 0
-    small_rows = [d for d in patch_rows if patch_values(d) <= PATCH_BLOCK_INPUTS]
+    small_rows = [d for d in patch_rows if patch_row_blocks(d)]
     if not patches and len(small_rows) == len(patch_rows):
         defines["MCF_DSP_PATCH_PAIRS"] = 0
     if not graph.meta.get("widened"):  # no widened weights

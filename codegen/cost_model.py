@@ -20,7 +20,7 @@ import numpy as np
 
 from mcuformer.codegen.ir import Graph, Op
 from mcuformer.codegen.ops import OPS, op_dims, op_macs, operand_map
-from mcuformer.codegen.scratch import BLOCK_TOKENS, PATCH_BLOCK_INPUTS, patch_values, uses_blocks
+from mcuformer.codegen.scratch import BLOCK_TOKENS, patch_row_blocks, uses_blocks
 from mcuformer.errors import McuformerError
 
 MODEL_FILE = Path(__file__).resolve().parent / "cost_model.json"
@@ -32,7 +32,7 @@ def op_features(graph: Graph, op: Op) -> dict[str, float]:
     score/context products (different loops), and the work its kernels redo per head and pass (LayerNorm and the
     shared qkv factor: heads x N x d, heads x N x d x qkv_rank). The MLP also: its hidden values. Fused blocks: the
     MACs of the tokens left over by the DSP kernels' 4-token blocks. Fused blocks on fewer than BLOCK_MIN_TOKENS
-    tokens, one-row linears and patch rows of patches over PATCH_BLOCK_INPUTS values run other code paths: their
+    tokens, one-row linears and patch rows not in token blocks run other code paths: their
     features carry a suffix, so they get coefficients of their own."""
     dims = op_dims(graph, op)
     out = graph.tensors[op.output]
@@ -55,7 +55,7 @@ def op_features(graph: Graph, op: Op) -> dict[str, float]:
         features["macs_tail"] = features["macs"] * share
         features["attention_tail"] = features.get("macs_attention", 0.0) * share
     suffix = ""
-    if op.kind == "patch_embed_rows" and patch_values(dims) > PATCH_BLOCK_INPUTS:  # the DSP pair kernel
+    if op.kind == "patch_embed_rows" and not patch_row_blocks(dims):  # the DSP pair kernel
         suffix = "_pairs"
     elif OPS[op.kind].in_place_block and not blocks:  # one token at a time: short, or the block_tokens variant
         suffix = "_short"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -12,7 +12,7 @@ from mcuformer.arch import ArchConfig
 from mcuformer.codegen.ir import Graph, IRError, Op, TensorSpec
 from mcuformer.codegen.layout import widen_weights
 from mcuformer.codegen.ops import OPS, kernel_scratch_bytes
-from mcuformer.codegen.scratch import BLOCK_CHOICES, BLOCKS_DEFAULT
+from mcuformer.codegen.scratch import BLOCK_CHOICES, BLOCKS_DEFAULT, PATCH_BLOCK_INPUTS, PATCH_BLOCKS
 from mcuformer.codegen.verify import verify
 from mcuformer.quant.qmodel import QAdd, QBlock, QFactored, QLayerNorm, QLinear, QViT
 from mcuformer.quant.spec import SHIFT_MAX, SHIFT_MIN
@@ -240,6 +240,10 @@ class Variants:
     attention: Attention = None
     widened: tuple[str, ...] = ()  # linears (named as in `fused_linears`) with weights widened to int16
     block_tokens: int = BLOCKS_DEFAULT  # the fused ops' token block (scratch.BLOCK_CHOICES)
+    # The patch-row op in token blocks (scratch.PATCH_BLOCKS: its scratch holds a widened block of four patches,
+    # 8 bytes a value, for fewer instructions). None: in token blocks unless that makes the arena larger (only
+    # where the patch embedding is the graph's peak).
+    patch_blocks: bool | None = None
 
     @classmethod
     def of(cls, meta: dict[str, Any]) -> Variants:
@@ -247,7 +251,7 @@ class Variants:
         defaults."""
         kinds = meta.get("attention")
         return cls(tuple(kinds) if kinds else None, tuple(meta.get("widened", ())),
-                   int(meta.get("block_tokens", BLOCKS_DEFAULT)))  # fmt: skip
+                   int(meta.get("block_tokens", BLOCKS_DEFAULT)), meta.get("patch_blocks"))  # fmt: skip
 
 
 DEFAULT_VARIANTS = Variants()
@@ -261,6 +265,13 @@ def lower(model: QViT, name: str = "model", schedule: str = "fused", variants: V
     if variants.block_tokens not in BLOCK_CHOICES:
         raise IRError(f"block_tokens {variants.block_tokens}: one of {BLOCK_CHOICES}")
     options = SCHEDULES[schedule]
+    if variants.patch_blocks is None:
+        if not _has_patch_rows(model.arch, options):
+            return lower(model, name, schedule, replace(variants, patch_blocks=False))
+        from mcuformer.codegen.planner import plan_memory
+
+        both = [lower(model, name, schedule, replace(variants, patch_blocks=b)) for b in (True, False)]
+        return min(both, key=lambda graph: plan_memory(graph).arena_bytes)  # token blocks on a tie
     depth = len(model.blocks)
     attention = variants.attention
     if attention is not None or not options.fuse_blocks:
@@ -273,6 +284,13 @@ def lower(model: QViT, name: str = "model", schedule: str = "fused", variants: V
 
     graphs = [_lower(model, name, schedule, options, (kind,) * depth, variants) for kind in ATTENTION_KINDS[:2]]
     return min(graphs, key=lambda graph: plan_memory(graph).arena_bytes)
+
+
+def _has_patch_rows(arch: ArchConfig, options: Schedule) -> bool:
+    """Whether the graph's patch embedding is a patch-row op whose patches token blocks can take."""
+    if not options.decompose_patch_embed or options.stream_input or decomposed_image_offset(arch) is None:
+        return False
+    return arch.patch_size**2 * arch.channels <= PATCH_BLOCK_INPUTS
 
 
 def _lower(model: QViT, name: str, schedule: str, options: Schedule, attention: Sequence[str | None],
@@ -311,6 +329,7 @@ def _lower(model: QViT, name: str, schedule: str, options: Schedule, attention: 
     elif image_offset is None:
         graph.add_op(Op("patch_embed", "patch_embed", (graph.input, *consts), patch_rows, attrs))
     else:
+        attrs["blocks"] = PATCH_BLOCKS if variants.patch_blocks else 0
         row_scratch = b.kernel_scratch("patch_row_scratch", "patch_embed_rows", (graph.input, *consts), attrs)
         graph.add_op(Op("patch_embed", "patch_embed_rows", (graph.input, *consts), patch_rows, attrs, (row_scratch,)))
     pos = graph.add_const("pos_embed", model.pos_embed)
@@ -341,7 +360,8 @@ def _lower(model: QViT, name: str, schedule: str, options: Schedule, attention: 
                   "logits_zero_point": model.logits.zero_point, "schedule": schedule,
                   "image_shape": image_shape, "stream_rows": arch.grid if options.stream_input else 0,
                   "attention": [op.kind for op in graph.ops if op.kind in ATTENTION_KINDS],
-                  "widened": sorted(widened), "block_tokens": variants.block_tokens}  # fmt: skip
+                  "widened": sorted(widened), "block_tokens": variants.block_tokens,
+                  "patch_blocks": bool(variants.patch_blocks)}  # fmt: skip
     verify(graph)
     return graph
 

@@ -131,7 +131,7 @@ def _linear_dims(graph: Graph, op: Op) -> Dims:
 def _patch_embed_dims(graph: Graph, op: Op) -> Dims:
     height, width, channels = graph.shape(op.inputs[0])
     return {"height": height, "width": width, "channels": channels, "patch": op.attrs["patch"],
-            "out_ch": graph.shape(op.inputs[1])[0]}  # fmt: skip
+            "out_ch": graph.shape(op.inputs[1])[0], "blocks": op.attrs.get("blocks", 0)}  # fmt: skip
 
 
 def _token_dims(graph: Graph, op: Op) -> Dims:
@@ -328,8 +328,8 @@ OPS: dict[str, OpKind] = {
         shapes=_patch_embed_shapes, dims=_patch_embed_dims, macs=_patch_embed_macs,
     ),
     # Patch rows embedded one at a time, each written over image rows already consumed (decomposed embedding).
-    "patch_embed_rows": OpKind(
-        roles=("image", *_WEIGHTS), attrs=("patch", *_LINEAR_PARAMS), kernel="mcf_patch_embed_rows_s8",
+    "patch_embed_rows": OpKind(  # attr blocks: 0, or token blocks (scratch.PATCH_BLOCKS, a kernel variant)
+        roles=("image", *_WEIGHTS), attrs=("patch", *_LINEAR_PARAMS, "blocks"), kernel="mcf_patch_embed_rows_s8",
         args=(*_PATCH_EMBED_ARGS, "out", "scratch0"), structs=(_dims("mcf_patch_embed_dims"), *_LINEAR_STRUCTS),
         shapes=_patch_embed_shapes, dims=_patch_embed_dims, macs=_patch_embed_macs,
         scratch=scratch.patch_embed_rows_scratch_bytes, links=("mcf_patch_embed_s8", "mcf_copy_s8", "mcf_dsp_block"),

@@ -54,9 +54,11 @@ def attention_scratch_bytes(tokens: int, channels: int, heads: int) -> int:
     return _align4(tokens)
 
 
-# The largest patch (values: patch^2 x channels) the DSP patch-row kernel runs in token blocks, its widened block
-# of four patches in the scratch; larger ones take the pair kernel (MCF_PATCH_BLOCK_INPUTS in mcf_fused.h).
+# The largest patch (values: patch^2 x channels) the DSP patch-row kernel runs in token blocks (when its dims'
+# `blocks` asks for them), its widened block of four patches in the scratch; larger ones take the pair kernel
+# (MCF_PATCH_BLOCK_INPUTS and MCF_PATCH_BLOCKS in mcf_fused.h).
 PATCH_BLOCK_INPUTS = 64
+PATCH_BLOCKS = 1
 
 
 def patch_values(dims: dict[str, int]) -> int:
@@ -64,13 +66,19 @@ def patch_values(dims: dict[str, int]) -> int:
     return dims["patch"] ** 2 * dims["channels"]
 
 
-def patch_embed_rows_scratch_bytes(height: int, width: int, channels: int, patch: int, out_ch: int) -> int:
-    """mcf_patch_embed_rows_s8_get_buffer_size: one patch row of tokens, then for patches of up to
-    PATCH_BLOCK_INPUTS values the DSP kernel's widened block of four (3 bytes for alignment, 8 per value), word
-    aligned; the same for every kernel variant."""
+def patch_row_blocks(dims: dict[str, int]) -> bool:
+    """Whether a patch-row op's dims run its patches in token blocks on the DSP kernels."""
+    return dims.get("blocks") == PATCH_BLOCKS and patch_values(dims) <= PATCH_BLOCK_INPUTS
+
+
+def patch_embed_rows_scratch_bytes(height: int, width: int, channels: int, patch: int, out_ch: int,
+                                   blocks: int = 0) -> int:  # fmt: skip
+    """mcf_patch_embed_rows_s8_get_buffer_size: one patch row of tokens, then with blocks == PATCH_BLOCKS and
+    patches of up to PATCH_BLOCK_INPUTS values the DSP kernel's widened block of four (3 bytes for alignment, 8 per
+    value), word aligned; the same for every kernel variant."""
     del height  # one patch row at a time
     length = patch * patch * channels
-    widened = 3 + 8 * length if length <= PATCH_BLOCK_INPUTS else 0
+    widened = 3 + 8 * length if blocks == PATCH_BLOCKS and length <= PATCH_BLOCK_INPUTS else 0
     return _align4(width // patch * out_ch + widened)
 
 

@@ -29,7 +29,7 @@ class ChannelQuant(ctypes.Structure):
 
 
 class PatchEmbedDims(ctypes.Structure):
-    _fields_ = int_fields("height", "width", "channels", "patch", "out_ch")
+    _fields_ = int_fields("height", "width", "channels", "patch", "out_ch", "blocks")
 
 
 class AddParams(ctypes.Structure):

@@ -47,10 +47,10 @@ def test_the_linear_without_its_pair_cores_equals_the_portable_kernel_on_qemu(tm
 
 
 def test_without_the_pair_kernel_the_patch_row_kernel_runs_only_small_patches(tmp_path):
-    """MCF_DSP_PATCH_PAIRS=0 (what the build of a model whose patches are small sets): the patch-row kernel gives
-    the reference results for patches of up to PATCH_BLOCK_INPUTS values (codegen's mirror of the kernel's limit),
-    at every grid width and out_ch, in the scratch codegen sizes; one value more, and the pair kernel itself,
-    return MCF_ERR_ARG instead of leaving outputs unwritten."""
+    """MCF_DSP_PATCH_PAIRS=0 (what the build of a model whose patches are small sets): the patch-row kernel in
+    token blocks (blocks = 1) gives the reference results for patches of up to PATCH_BLOCK_INPUTS values (codegen's
+    mirror of the kernel's limit), at every grid width and out_ch, in the scratch codegen sizes; one value more, and
+    the pair kernel itself, return MCF_ERR_ARG instead of leaving outputs unwritten."""
     lib = ctypes.CDLL(str(compile_host(kernel_sources("dsp"), tmp_path / "lean.so", include_dirs=[KERNEL_INCLUDE],
                                        shared=True, extra_flags=("-DMCF_DSP_PATCH_PAIRS=0",))))  # fmt: skip
     for kernel, count in ((lib.mcf_patch_embed_rows_s8, 8), (lib.mcf_patch_embed_s8, 7)):
@@ -68,8 +68,8 @@ def test_without_the_pair_kernel_the_patch_row_kernel_runs_only_small_patches(tm
         mult, shift = np.full(out_ch, 1 << 30, np.int32), np.full(out_ch, -8, np.int8)
         out = np.zeros((grid_h * grid_w, out_ch), np.int8)
         height, width = patch * grid_h, patch * grid_w
-        scratch = np.zeros(patch_embed_rows_scratch_bytes(height, width, channels, patch, out_ch), np.int8)
-        args = (ctypes.byref(PatchEmbedDims(height, width, channels, patch, out_ch)),
+        scratch = np.zeros(patch_embed_rows_scratch_bytes(height, width, channels, patch, out_ch, 1), np.int8)
+        args = (ctypes.byref(PatchEmbedDims(height, width, channels, patch, out_ch, 1)),
                 ctypes.byref(LinearParams(in_zp, out_zp)), ctypes.byref(ChannelQuant(ptr(mult), ptr(shift))),
                 ptr(image), ptr(weight), ptr(bias), ptr(out))  # fmt: skip
         assert lib.mcf_patch_embed_rows_s8(*args, ptr(scratch)) == status, (patch, channels)

@@ -1,9 +1,10 @@
 /* mcf_patch_embed_rows_s8 with the DSP extension: see mcf_fused.h (same contract and results as the portable
- * kernel). A patch is a token of the linear layer [patch * patch * channels] -> [out_ch], so patches of up to
- * MCF_PATCH_BLOCK_INPUTS values run four at a time through the fused kernels' token blocks (mcf_dsp_block.h):
- * each patch widened into x16, which lives in the scratch after the row of tokens, then the assembly channel
- * loop (13 instructions per 16 MACs, plus a fixed cost per channel and block). Larger patches take
- * mcf_patch_embed_s8 (pairs of patches and channels). */
+ * kernel). A patch is a token of the linear layer [patch * patch * channels] -> [out_ch], so with
+ * dims->blocks == MCF_PATCH_BLOCKS patches of up to MCF_PATCH_BLOCK_INPUTS values run four at a time through
+ * the fused kernels' token blocks (mcf_dsp_block.h): each patch widened into x16, which lives in the scratch
+ * after the row of tokens, then the assembly channel loop (13 instructions per 16 MACs, plus a fixed cost per
+ * channel and block). Otherwise mcf_patch_embed_s8 (pairs of patches and channels), in a scratch of one row
+ * of tokens. */
 #include <string.h>
 
 #include "mcf_checks.h"
@@ -81,13 +82,14 @@ static void patch_row_blocks(const mcf_patch_embed_dims *dims, const mcf_linear_
 mcf_status mcf_patch_embed_rows_s8(const mcf_patch_embed_dims *dims, const mcf_linear_params *params,
                                    const mcf_channel_quant *quant, const int8_t *image, const int8_t *weight,
                                    const int32_t *bias, int8_t *output, int8_t *scratch) {
-    if (!mcf_patch_embed_args_ok(dims, params, quant, image, weight, bias, output) || scratch == NULL) {
+    if (!mcf_patch_embed_args_ok(dims, params, quant, image, weight, bias, output) || scratch == NULL ||
+        (dims->blocks != 0 && dims->blocks != MCF_PATCH_BLOCKS)) {
         return MCF_ERR_ARG;
     }
     const int32_t row_tokens_bytes = (dims->width / dims->patch) * dims->out_ch;
     const int32_t row_image_bytes = dims->patch * dims->width * dims->channels;
     const int32_t length = dims->patch * dims->patch * dims->channels;
-    const int blocks = length <= MCF_PATCH_BLOCK_INPUTS;
+    const int blocks = dims->blocks == MCF_PATCH_BLOCKS && length <= MCF_PATCH_BLOCK_INPUTS;
     const mcf_linear_layer layer = {*params, *quant, weight, NULL, bias};
     const int fast = blocks && mcf_dsp_channels_fast(bias, quant, length, dims->out_ch);
     /* x16 after the row of tokens, word aligned (mcf_patch_embed_rows_s8_get_buffer_size) */

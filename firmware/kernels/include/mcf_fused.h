@@ -219,11 +219,14 @@ mcf_status mcf_mlp_block_s8(const mcf_mlp_block_dims *dims, const mcf_mlp_block_
 }
 #endif
 
-/* ops.patch_embed computed one patch row at a time through `scratch` (one patch row of tokens and, for
- * patches of up to MCF_PATCH_BLOCK_INPUTS values, the DSP kernel's widened block of four patches), so that
- * output may overlap the image as long as the tokens of patch rows 0..r end at or before the first byte of
- * image patch row r + 1 (the compiler's patch-embedding decomposition places tokens over consumed image rows
- * this way). Dims and results as mcf_patch_embed_s8. */
+/* ops.patch_embed computed one patch row at a time through `scratch`, so that output may overlap the image
+ * as long as the tokens of patch rows 0..r end at or before the first byte of image patch row r + 1 (the
+ * compiler's patch-embedding decomposition places tokens over consumed image rows this way). Dims and results
+ * as mcf_patch_embed_s8. The scratch holds one patch row of tokens and, with dims->blocks ==
+ * MCF_PATCH_BLOCKS and patches of up to MCF_PATCH_BLOCK_INPUTS values, a widened block of four patches: the
+ * DSP kernel then runs them four at a time through the fused kernels' token blocks (more scratch, fewer
+ * instructions: a kernel variant the compiler chooses). Any other value of blocks: MCF_ERR_ARG. */
+#define MCF_PATCH_BLOCKS 1
 #define MCF_PATCH_BLOCK_INPUTS 64
 int32_t mcf_patch_embed_rows_s8_get_buffer_size(const mcf_patch_embed_dims *dims);
 mcf_status mcf_patch_embed_rows_s8(const mcf_patch_embed_dims *dims, const mcf_linear_params *params,

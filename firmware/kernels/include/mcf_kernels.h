@@ -56,13 +56,16 @@ typedef struct {
     const int8_t *shift;
 } mcf_channel_quant;
 
-/* Patch embedding: an HWC image cut into patch x patch squares (height and width multiples of patch). */
+/* Patch embedding: an HWC image cut into patch x patch squares (height and width multiples of patch).
+ * `blocks` concerns mcf_patch_embed_rows_s8 only (the others ignore it): 0 or MCF_PATCH_BLOCKS (mcf_fused.h).
+ */
 typedef struct {
     int32_t height;
     int32_t width;
     int32_t channels;
     int32_t patch;
     int32_t out_ch;
+    int32_t blocks;
 } mcf_patch_embed_dims;
 
 /* Residual add (spec.add_multipliers): a_mult, b_mult in [0, 2^15), shift in [1, 30]. */

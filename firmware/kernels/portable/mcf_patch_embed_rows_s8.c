@@ -6,7 +6,8 @@ mcf_status mcf_patch_embed_rows_s8(const mcf_patch_embed_dims *dims, const mcf_l
                                    const mcf_channel_quant *quant, const int8_t *image, const int8_t *weight,
                                    const int32_t *bias, int8_t *output, int8_t *scratch) {
     if (dims == NULL || image == NULL || output == NULL || scratch == NULL || dims->patch <= 0 ||
-        dims->height <= 0 || dims->height % dims->patch) {
+        dims->height <= 0 || dims->height % dims->patch ||
+        (dims->blocks != 0 && dims->blocks != MCF_PATCH_BLOCKS)) {
         return MCF_ERR_ARG;
     }
     const int32_t row_tokens_bytes = (dims->width / dims->patch) * dims->out_ch;

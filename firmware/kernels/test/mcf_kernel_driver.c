@@ -57,7 +57,7 @@ static mcf_status run(int32_t op, const int64_t *s, void **a, int8_t *out, int32
             return mcf_linear_s8(&dims, &params, &quant, a[0], a[1], a[2], out);
         }
         case OP_PATCH_EMBED: {
-            const mcf_patch_embed_dims dims = {i32(s[0]), i32(s[1]), i32(s[2]), i32(s[3]), i32(s[4])};
+            const mcf_patch_embed_dims dims = {i32(s[0]), i32(s[1]), i32(s[2]), i32(s[3]), i32(s[4]), 0};
             const mcf_linear_params params = {i32(s[5]), i32(s[6])};
             const mcf_channel_quant quant = {(const int32_t *)a[3], (const int8_t *)a[4]};
             return mcf_patch_embed_s8(&dims, &params, &quant, a[0], a[1], a[2], out);

@@ -71,7 +71,7 @@ static void bench_linear(int32_t tokens, int32_t in_ch, int32_t out_ch) {
 
 /* The pair kernel, or (`rows`) the patch-row kernel a compiled model calls. */
 static void bench_patch_embed(int32_t size, int32_t channels, int32_t patch, int32_t out_ch, int rows) {
-    const mcf_patch_embed_dims dims = {size, size, channels, patch, out_ch};
+    const mcf_patch_embed_dims dims = {size, size, channels, patch, out_ch, rows ? MCF_PATCH_BLOCKS : 0};
     const mcf_linear_params params = {0, 5};
     for (int32_t n = 0; n < out_ch; n++) {
         mult_a[n] = 0x50000000 + n;

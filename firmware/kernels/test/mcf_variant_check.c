@@ -67,8 +67,11 @@ static void check_patch_embed(int cases, int rows) {
     const char *op = rows ? "patch_embed_rows" : "patch_embed";
     for (int i = 0; i < cases; i++) {
         const int32_t patch = rnd_range(1, 5);
-        const mcf_patch_embed_dims dims = {patch * rnd_size(5), patch * rnd_size(5), rnd_range(1, 3), patch,
-                                           rnd_size(24)};
+        /* The patch-row kernel: token blocks in three cases of four, pairs, or now and then an invalid value.
+         */
+        const int32_t blocks = !rows ? 0 : chance(5) ? 2 : chance(75) ? MCF_PATCH_BLOCKS : 0;
+        const mcf_patch_embed_dims dims = {
+            patch * rnd_size(5), patch * rnd_size(5), rnd_range(1, 3), patch, rnd_size(24), blocks};
         const mcf_linear_params params = {rnd_zp(), rnd_zp()};
         for (int32_t n = 0; n < dims.out_ch; n++) {
             rnd_channel_requant(&mult_a[n], &shift_a[n]);
