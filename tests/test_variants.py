@@ -206,3 +206,21 @@ def test_sram_below_the_memory_plan_runs_one_token_at_a_time():
             choice.chosen.report.flash_bytes,
         )
     assert _choice(arch, "memory", sram=memory.report.sram_bytes).chosen.variants.block_tokens == BLOCKS_DEFAULT
+
+
+@pytest.mark.parametrize(("preset", "blocks"), [("fmnist-small", True), ("micro", False)])
+def test_patch_rows_take_token_blocks_unless_they_raise_the_arena(preset, blocks):
+    """The patch-row op's token blocks hold a widened block of four patches in its scratch (8 bytes a value): the
+    lowering takes them where that scratch fits under the graph's peak anyway (fmnist-small: the attention blocks
+    peak), not where the patch embedding is the peak (micro: 7 x 7 patches of a 28 x 28 image, 16 channels)."""
+    qvit = placeholder_qvit(PRESETS[preset])
+    chosen = planned(qvit, "m", "fused", BOARD)
+    forced = {b: planned(qvit, "m", "fused", BOARD, Variants(patch_blocks=b)) for b in (True, False)}
+    assert chosen.variants.patch_blocks is blocks
+    assert chosen.plan.arena_bytes == min(p.plan.arena_bytes for p in forced.values())
+    assert (forced[True].plan.arena_bytes > forced[False].plan.arena_bytes) is not blocks
+    patch = next(op for op in chosen.graph.ops if op.kind == "patch_embed_rows")
+    assert patch.attrs["blocks"] == (1 if blocks else 0)
+    rows = {b: p.graph.tensors["patch_row_scratch"].nbytes for b, p in forced.items()}
+    arch = PRESETS[preset]
+    assert rows[True] - rows[False] >= 8 * arch.patch_size**2 * arch.channels  # the widened block of four
