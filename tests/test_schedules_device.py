@@ -141,26 +141,22 @@ def test_streaming_holds_one_strip_and_rejects_a_whole_image(images, tmp_path):
 # 2 x 2 patches and mean pooling: 4 tokens, under MCF_FUSED_BLOCK_MIN_TOKENS; 15 channels (an odd out_ch).
 SHORT = ArchConfig.uniform(image_size=28, channels=1, patch_size=14, embed_dim=15, depth=1, num_heads=3, mlp_ratio=2,
                            num_classes=10, pool="mean", name="short")  # fmt: skip
-# 7 x 7 patches, 16 tokens: the patch rows run in token blocks (49 inputs a patch: the leftover loop).
-PATCH7 = ArchConfig.uniform(image_size=28, channels=1, patch_size=7, embed_dim=32, depth=1, num_heads=2, mlp_ratio=2,
-                            num_classes=10, pool="mean", name="patch7")  # fmt: skip
 LEAN = DSP_SWITCHES
 
 
-# micro (17 tokens) and patch7 get widened weights (speed mode, loose flash): the widened paths stay; the short
-# model has nothing to widen (one token at a time).
+# micro (17 tokens) gets widened weights (speed mode, loose flash): the widened paths stay; the short model has
+# nothing to widen (one token at a time).
 @pytest.mark.parametrize(("arch", "kept"),
                          [(SHORT, ("MCF_DSP_FUSED_ONE_TOKEN", "MCF_DSP_PATCH_PAIRS", "MCF_DSP_CHANNEL_TAIL")),
-                          (PRESETS["micro"], ("MCF_DSP_WIDENED", "MCF_DSP_PATCH_PAIRS")),
-                          (PATCH7, ("MCF_DSP_WIDENED", "MCF_DSP_CHANNEL_TAIL"))],
-                         ids=["short", "micro", "patch7"])  # fmt: skip
+                          (PRESETS["micro"], ("MCF_DSP_WIDENED", "MCF_DSP_CHANNEL_TAIL"))],
+                         ids=["short", "micro"])  # fmt: skip
 def test_kernel_paths_are_in_the_image_exactly_when_a_model_takes_them(arch, kept, images, tmp_path):
     """The paths a model never takes are compiled out (the fused kernels' one-token chain under 16 tokens, the
     linear's pair cores, the pair patch embedding, the widened-weight paths, the channel loop for leftover
     inputs): smaller code, the same logits. A short model with 14 x 14 patches and 15 channels keeps the one-token
-    chain, the pair kernel and the leftover loop; micro, whose patch embedding is its peak, keeps the pair kernel
-    (no token blocks there: their scratch would raise the arena); patch7 runs its 7 x 7 patches (49 inputs) in token
-    blocks with the leftover loop. All stay exact, and the flash promise holds every way."""
+    chain, the pair kernel and the leftover loop; micro's speed plan peaks in its attention blocks, so its 7 x 7
+    patches (49 inputs) run in token blocks, with the leftover loop. All stay exact, and the flash promise holds
+    every way."""
     one_token = "MCF_DSP_FUSED_ONE_TOKEN" in kept
     compiled = _compile(arch, "fused", images, tmp_path)
     defines = read_manifest(compiled.out_dir)["kernel_defines"]
