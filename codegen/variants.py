@@ -18,6 +18,10 @@ block may reach, the fastest option of every block that stays within that level 
 are tried fastest first through the real lowering and planner, and the first that fits is the plan: what
 `compile` emits and what `plan_arch` (the search's constraint) promises, to the byte.
 
+The patch-row op runs its patches in token blocks (Variants.patch_blocks) wherever their scratch does not raise
+the arena, in both modes (lower's default); where it would (the patch embedding is the graph's peak), speed mode
+takes them when the plan still fits and the cost model predicts fewer instructions.
+
 Speed mode then spends the flash left on widened weights (codegen.layout: int16, twice the bytes, two
 instructions fewer per 16 MACs on the DSP kernels). That changes no SRAM, and every linear saves about the same
 instructions per byte (tokens / 8 per extra byte; the qkv V factor more in the kernels that run it per head), so
@@ -162,8 +166,20 @@ def choose_plan(
             better = (candidate.report.predicted_instructions or 0) < (memory.report.predicted_instructions or 0)
             fastest = candidate if better else memory
             break
+    fastest = patch_blocks(model, name, schedule, board, fastest, sram_budget, flash_budget)
     widened = widen(model, name, schedule, board, fastest, sram_budget, flash_budget)
     return Choice(widened, memory, optimize, sram_budget, flash_budget)
+
+
+def patch_blocks(model: QViT, name: str, schedule: str, board: Board, plan: Planned, sram_budget: int,
+                 flash_budget: int) -> Planned:  # fmt: skip
+    """`plan` with the patch rows in token blocks where lowering left them out because they raise the arena, if
+    that still fits the budgets and is predicted faster; else `plan`."""
+    if plan.variants.patch_blocks is not False:
+        return plan
+    candidate = planned(model, name, schedule, board, replace(plan.variants, patch_blocks=True))
+    faster = (candidate.report.predicted_instructions or 0) < (plan.report.predicted_instructions or 0)
+    return candidate if faster and candidate.fits(sram_budget, flash_budget) else plan
 
 
 def widen(model: QViT, name: str, schedule: str, board: Board, plan: Planned, sram_budget: int,

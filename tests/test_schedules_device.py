@@ -115,6 +115,29 @@ def test_speed_plans_fit_on_the_device_under_loose_and_tight_budgets(sram, flash
     assert firmware.size.flash_bytes <= predicted.flash_bytes
 
 
+# 7 x 7 patches, 8 channels: the patch embedding is the plan's peak, so speed mode buys its token blocks' scratch.
+PATCH_PEAK = ArchConfig.uniform(image_size=28, channels=1, patch_size=7, embed_dim=8, depth=1, num_heads=1,
+                                mlp_ratio=2, num_classes=10, pool="mean", name="patch_peak")  # fmt: skip
+
+
+@pytest.mark.parametrize("optimize", ["memory", "speed"])
+def test_patch_rows_in_token_blocks_at_the_peak_fit_on_the_device(optimize, images, tmp_path):
+    """Where the patch embedding is the graph's peak, memory mode leaves its token blocks out and speed mode takes
+    them (their scratch raises the arena): the device's arena is the plan's either way, its SRAM and the ELF's flash
+    within the promise, the logits exact."""
+    budgets = Budgets(optimize=optimize)
+    compiled = _compile(PATCH_PEAK, "fused", images, tmp_path, budgets)
+    assert compiled.graph.meta["patch_blocks"] is (optimize == "speed")
+    predicted = plan_arch(PATCH_PEAK, "qemu-m7", "fused", budgets)
+    firmware = build_firmware(compiled.out_dir)
+    with qemu_session(firmware.elf) as session:
+        run = run_images(session.link, reference.quantize_pixels(images), firmware.manifest)
+    np.testing.assert_array_equal(run.logits, reference.predict(compiled.qmodel, images))
+    assert run.memory.arena_bytes == predicted.arena_bytes == compiled.report.arena_bytes
+    assert run.memory.arena_bytes + run.memory.stack_high_water + run.memory.static_bytes <= predicted.sram_bytes
+    assert firmware.size.flash_bytes <= predicted.flash_bytes
+
+
 def test_streaming_holds_one_strip_and_rejects_a_whole_image(images, tmp_path):
     arch = PRESETS["fmnist-small"]
     compiled = _compile("fmnist-small", "stream", images, tmp_path)

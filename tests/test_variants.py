@@ -224,3 +224,25 @@ def test_patch_rows_take_token_blocks_unless_they_raise_the_arena(preset, blocks
     rows = {b: p.graph.tensors["patch_row_scratch"].nbytes for b, p in forced.items()}
     arch = PRESETS[preset]
     assert rows[True] - rows[False] >= 8 * arch.patch_size**2 * arch.channels  # the widened block of four
+
+
+# 7 x 7 patches, 8 channels: the patch embedding is the peak of the memory plan, and of the speed plan's attention
+# kernel without patch token blocks.
+PATCH_PEAK = ArchConfig.uniform(image_size=28, channels=1, patch_size=7, embed_dim=8, depth=1, num_heads=1,
+                                mlp_ratio=2, num_classes=10, pool="mean")  # fmt: skip
+
+
+def test_speed_mode_takes_patch_token_blocks_that_raise_the_arena_only_within_the_budget():
+    """Where the patch rows' token blocks would raise the arena, lowering leaves them out (memory mode keeps the
+    least SRAM); speed mode takes them when they fit and the cost model predicts fewer instructions, and not under
+    a budget that only the plan without them fits."""
+    memory, speed = _choice(PATCH_PEAK, "memory"), _choice(PATCH_PEAK)
+    without = planned(placeholder_qvit(PATCH_PEAK), "m", "fused", BOARD, replace(speed.chosen.variants,
+                                                                                  patch_blocks=False))  # fmt: skip
+    assert memory.chosen.variants.patch_blocks is False
+    assert speed.chosen.variants.patch_blocks is True
+    assert speed.chosen.report.sram_bytes > without.report.sram_bytes
+    assert speed.chosen.report.predicted_instructions < without.report.predicted_instructions
+    tight = _choice(PATCH_PEAK, sram=without.report.sram_bytes)
+    assert tight.chosen.variants.patch_blocks is False
+    assert tight.chosen.report.sram_bytes <= without.report.sram_bytes
