@@ -13,8 +13,9 @@ from mcuformer.codegen.code_size import code_bytes_estimate
 from mcuformer.codegen.cost_model import MODEL_FILE as COST_MODEL_FILE
 from mcuformer.codegen.cost_model import load_cost_model
 from mcuformer.codegen.ir import Graph, Op
-from mcuformer.codegen.ops import OPS, graph_macs, operand_map
+from mcuformer.codegen.ops import OPS, graph_macs, op_dims, operand_map
 from mcuformer.codegen.planner import MemoryPlan
+from mcuformer.codegen.scratch import ONE_TOKEN, patch_row_blocks
 from mcuformer.errors import BudgetError
 
 STACK_RESERVE_BYTES = 4096  # stack the firmware reserves (the linker script uses the same number)
@@ -39,6 +40,7 @@ class OpRow:
     live_bytes: int
     live_buffers: list[str]
     widened: list[str]  # the op's linears whose weights are widened to int16 (fused ops; codegen.layout)
+    variant: str = ""  # the kernel variants the op runs, as the op table shows them (op_variant)
 
 
 @dataclass(frozen=True)
@@ -86,16 +88,16 @@ class MemoryReport:
         ])  # fmt: skip
 
     def op_table(self) -> str:
-        """One line per op: its kernel (the variant the planner chose), the linears with widened weights, MACs and
-        the buffers live while it runs."""
+        """One line per op: its kernel and the variants the planner chose for it (op_variant), MACs and the
+        buffers live while it runs."""
         kind_width = max((len(row.kind) for row in self.ops), default=4)
-        widened = {row.index: ",".join(row.widened) or "-" for row in self.ops}
-        widened_width = max((len(w) for w in widened.values()), default=1)
-        lines = [f"{'#':>3}  {'op':<18} {'kind':<{kind_width}}  {'int16 weights':<{widened_width}} {'MACs':>10} "
+        variant = {row.index: row.variant or "-" for row in self.ops}
+        variant_width = max((len(v) for v in variant.values()), default=7)
+        lines = [f"{'#':>3}  {'op':<18} {'kind':<{kind_width}}  {'variant':<{variant_width}} {'MACs':>10} "
                  f"{'live B':>8}  live buffers"]  # fmt: skip
         for row in self.ops:
             lines.append(f"{row.index:>3}  {row.name:<18} {row.kind:<{kind_width}}  "
-                         f"{widened[row.index]:<{widened_width}} {row.macs:>10,} {row.live_bytes:>8,}  "
+                         f"{variant[row.index]:<{variant_width}} {row.macs:>10,} {row.live_bytes:>8,}  "
                          + " ".join(row.live_buffers))  # fmt: skip
         return "\n".join(lines)
 
@@ -120,6 +122,21 @@ def widened_linears(graph: Graph, op: Op) -> list[str]:
     ]
 
 
+def op_variant(graph: Graph, op: Op) -> str:
+    """The kernel variants an op runs beyond its kind, for the op table: a fused op one token at a time, the
+    patch-row op's patches in token blocks or in pairs, the linears with int16 weights."""
+    dims = op_dims(graph, op)
+    parts = []
+    if op.kind == "patch_embed_rows":
+        parts.append("4-patch blocks" if patch_row_blocks(dims) else "patch pairs")
+    if OPS[op.kind].in_place_block and dims["block_tokens"] == ONE_TOKEN:
+        parts.append("one token")
+    widened = widened_linears(graph, op)
+    if widened:
+        parts.append("int16 " + ",".join(widened))
+    return "; ".join(parts)
+
+
 def memory_report(graph: Graph, plan: MemoryPlan, board: Board) -> MemoryReport:
     by_kind = flash_by_kind(graph)
     code = code_bytes_estimate(graph, board.kernels)
@@ -136,6 +153,7 @@ def memory_report(graph: Graph, plan: MemoryPlan, board: Board) -> MemoryReport:
             plan.live_bytes[i],
             [b.name for b in plan.live_at(i)],
             widened_linears(graph, op),
+            op_variant(graph, op),
         )
         for i, op in enumerate(graph.ops)
     ]

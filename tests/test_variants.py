@@ -224,6 +224,8 @@ def test_patch_rows_take_token_blocks_unless_they_raise_the_arena(preset, blocks
     rows = {b: p.graph.tensors["patch_row_scratch"].nbytes for b, p in forced.items()}
     arch = PRESETS[preset]
     assert rows[True] - rows[False] >= 8 * arch.patch_size**2 * arch.channels  # the widened block of four
+    patch_line = chosen.report.op_table().splitlines()[1]  # the op table names the variant
+    assert ("4-patch blocks" if blocks else "patch pairs") in patch_line
 
 
 # 7 x 7 patches, 8 channels: the patch embedding is the peak of the memory plan, and of the speed plan's attention
