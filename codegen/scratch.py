@@ -67,18 +67,19 @@ def patch_values(dims: dict[str, int]) -> int:
 
 
 def patch_row_blocks(dims: dict[str, int]) -> bool:
-    """Whether a patch-row op's dims run its patches in token blocks on the DSP kernels."""
-    return dims.get("blocks") == PATCH_BLOCKS and patch_values(dims) <= PATCH_BLOCK_INPUTS
+    """Whether a patch-row op's dims run its patches in token blocks on the DSP kernels (mcf_patch_rows_in_blocks):
+    asked for, patches of up to PATCH_BLOCK_INPUTS values, at least a block of four patches a row."""
+    return (dims.get("blocks") == PATCH_BLOCKS and patch_values(dims) <= PATCH_BLOCK_INPUTS
+            and dims["width"] // dims["patch"] >= BLOCK_TOKENS)  # fmt: skip
 
 
 def patch_embed_rows_scratch_bytes(height: int, width: int, channels: int, patch: int, out_ch: int,
                                    blocks: int = 0) -> int:  # fmt: skip
-    """mcf_patch_embed_rows_s8_get_buffer_size: one patch row of tokens, then with blocks == PATCH_BLOCKS and
-    patches of up to PATCH_BLOCK_INPUTS values the DSP kernel's widened block of four (3 bytes for alignment, 8 per
-    value), word aligned; the same for every kernel variant."""
-    del height  # one patch row at a time
-    length = patch * patch * channels
-    widened = 3 + 8 * length if blocks == PATCH_BLOCKS and length <= PATCH_BLOCK_INPUTS else 0
+    """mcf_patch_embed_rows_s8_get_buffer_size: one patch row of tokens, then where patch_row_blocks the DSP
+    kernel's widened block of four (3 bytes for alignment, 8 per value), word aligned; the same for every kernel
+    variant."""
+    dims = {"height": height, "width": width, "channels": channels, "patch": patch, "blocks": blocks}
+    widened = 3 + 8 * patch_values(dims) if patch_row_blocks(dims) else 0
     return _align4(width // patch * out_ch + widened)
 
 

@@ -50,7 +50,8 @@ def test_without_the_pair_kernel_the_patch_row_kernel_runs_only_small_patches(tm
     """MCF_DSP_PATCH_PAIRS=0 (what the build of a model whose patches are small sets): the patch-row kernel in
     token blocks (blocks = 1) gives the reference results for patches of up to PATCH_BLOCK_INPUTS values (codegen's
     mirror of the kernel's limit), at every grid width and out_ch, in the scratch codegen sizes; one value more, and
-    the pair kernel itself, return MCF_ERR_ARG instead of leaving outputs unwritten."""
+    the pair kernel itself, return MCF_ERR_ARG instead of leaving outputs unwritten; so do rows of fewer than
+    four patches, which fill no block."""
     lib = ctypes.CDLL(str(compile_host(kernel_sources("dsp"), tmp_path / "lean.so", include_dirs=[KERNEL_INCLUDE],
                                        shared=True, extra_flags=("-DMCF_DSP_PATCH_PAIRS=0",))))  # fmt: skip
     for kernel, count in ((lib.mcf_patch_embed_rows_s8, 8), (lib.mcf_patch_embed_s8, 7)):
@@ -59,8 +60,8 @@ def test_without_the_pair_kernel_the_patch_row_kernel_runs_only_small_patches(tm
     rng = np.random.default_rng(0)
     in_zp, out_zp = 3, -5
     largest = PATCH_BLOCK_INPUTS  # as 1 x 1 patches of that many channels
-    cases = [(2, 3, 3, 2, 7, 0), (4, 1, 1, 3, 8, 0), (8, 1, 2, 2, 5, 0), (4, 4, 2, 1, 6, 0), (7, 1, 2, 5, 3, 0),
-             (1, largest, 1, 3, 4, 0), (1, largest + 1, 1, 2, 4, -1)]  # fmt: skip
+    cases = [(2, 3, 3, 4, 7, 0), (4, 1, 1, 5, 8, 0), (8, 1, 2, 4, 5, 0), (4, 4, 2, 6, 6, 0), (7, 1, 2, 5, 3, 0),
+             (1, largest, 1, 4, 4, 0), (1, largest + 1, 1, 4, 4, -1), (4, 1, 2, 3, 4, -1)]  # fmt: skip
     for patch, channels, grid_h, grid_w, out_ch, status in cases:
         image = rng.integers(-128, 128, (patch * grid_h, patch * grid_w, channels), dtype=np.int8)
         weight = rng.integers(-128, 128, (out_ch, patch * patch * channels), dtype=np.int8)

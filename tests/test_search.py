@@ -207,7 +207,7 @@ def test_fitness_cache_replays(tmp_path: Path) -> None:
 def test_search_end_to_end_compiles_within_budget(tmp_path: Path) -> None:
     """`run_search` on a tiny space: the winner's model.pt compiles (the real compile path) to the promised plan."""
     from mcuformer.checkpoint import load_model
-    from mcuformer.codegen.compiler import compile_model
+    from mcuformer.codegen.compiler import Budgets, compile_model
     from mcuformer.search.run import SearchConfig, run_search
 
     config = SearchConfig(out=tmp_path / "run", sram_budget="5700", space_file=str(tiny_space_file(tmp_path)),
@@ -227,7 +227,8 @@ def test_search_end_to_end_compiles_within_budget(tmp_path: Path) -> None:
     assert (out / "qat.pt").is_file() and model_file.metrics["qat"] == final["qat"]
     assert final["qat"] == float(final["qat_val_int8_accuracy"] > final["ptq_val_int8_accuracy"])
     assert "quantization-aware finetuning" in (out / "summary.md").read_text()
-    compiled = compile_model(out / "model.pt", "stm32f746", out / "build")
+    budgets = Budgets(sram=result["sram_budget"], flash=result["flash_budget"])  # as summary.md says to compile
+    compiled = compile_model(out / "model.pt", "stm32f746", out / "build", budgets=budgets)
     assert compiled.report.sram_bytes == result["winner"]["sram_bytes"] <= 5700
     assert compiled.report.flash_bytes == result["winner"]["flash_bytes"]
 

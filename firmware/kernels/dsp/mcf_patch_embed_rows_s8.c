@@ -1,6 +1,6 @@
 /* mcf_patch_embed_rows_s8 with the DSP extension: see mcf_fused.h (same contract and results as the portable
- * kernel). A patch is a token of the linear layer [patch * patch * channels] -> [out_ch], so with
- * dims->blocks == MCF_PATCH_BLOCKS patches of up to MCF_PATCH_BLOCK_INPUTS values run four at a time through
+ * kernel). A patch is a token of the linear layer [patch * patch * channels] -> [out_ch], so when
+ * mcf_patch_rows_in_blocks (asked for, small patches, four or more a row) they run four at a time through
  * the fused kernels' token blocks (mcf_dsp_block.h): each patch widened into x16, which lives in the scratch
  * after the row of tokens, then the assembly channel loop (13 instructions per 16 MACs, plus a fixed cost per
  * channel and block). Otherwise mcf_patch_embed_s8 (pairs of patches and channels), in a scratch of one row
@@ -56,9 +56,9 @@ static void patch_widen(const int8_t *origin, int32_t patch, int32_t row_len, in
     }
 }
 
-/* The grid_w patches of one patch row through the token blocks: blocks of four consecutive patches, the last
- * one overlapping the one before it (the same outputs again: output is the scratch row, not the image); fewer
- * than four patches in one block whose missing lanes repeat the last patch. */
+/* The grid_w (>= 4) patches of one patch row through the token blocks: blocks of four consecutive patches,
+ * the last one overlapping the one before it (the same outputs again: output is the scratch row, not the
+ * image). */
 static void patch_row_blocks(const mcf_patch_embed_dims *dims, const mcf_linear_layer *layer,
                              const int8_t *band, int8_t *output, uint32_t *x16, int fast) {
     const int32_t patch = dims->patch;
@@ -67,15 +67,13 @@ static void patch_row_blocks(const mcf_patch_embed_dims *dims, const mcf_linear_
     const int32_t row_len = patch * dims->channels;
     const int32_t length = patch * row_len;
     const int32_t image_stride = dims->width * dims->channels;
-    const int32_t count = grid_w < MCF_DSP_BLOCK ? grid_w : MCF_DSP_BLOCK;
     for (int32_t t0 = 0; t0 < grid_w; t0 += MCF_DSP_BLOCK) {
-        const int32_t start = count < MCF_DSP_BLOCK ? 0 : mcf_dsp_full_block_start(t0, grid_w);
+        const int32_t start = mcf_dsp_full_block_start(t0, grid_w);
         for (int32_t t = 0; t < MCF_DSP_BLOCK; t++) {
-            const int32_t token = start + (t < count ? t : count - 1);
-            patch_widen(band + token * row_len, patch, row_len, image_stride, layer->params.in_zp, length,
-                        x16, t);
+            patch_widen(band + (start + t) * row_len, patch, row_len, image_stride, layer->params.in_zp,
+                        length, x16, t);
         }
-        mcf_dsp_linear4(x16, length, layer, out_ch, output + start * out_ch, out_ch, count, fast);
+        mcf_dsp_linear4(x16, length, layer, out_ch, output + start * out_ch, out_ch, MCF_DSP_BLOCK, fast);
     }
 }
 
@@ -89,7 +87,7 @@ mcf_status mcf_patch_embed_rows_s8(const mcf_patch_embed_dims *dims, const mcf_l
     const int32_t row_tokens_bytes = (dims->width / dims->patch) * dims->out_ch;
     const int32_t row_image_bytes = dims->patch * dims->width * dims->channels;
     const int32_t length = dims->patch * dims->patch * dims->channels;
-    const int blocks = dims->blocks == MCF_PATCH_BLOCKS && length <= MCF_PATCH_BLOCK_INPUTS;
+    const int blocks = mcf_patch_rows_in_blocks(dims);
     const mcf_linear_layer layer = {*params, *quant, weight, NULL, bias};
     const int fast = blocks && mcf_dsp_channels_fast(bias, quant, length, dims->out_ch);
     /* x16 after the row of tokens, word aligned (mcf_patch_embed_rows_s8_get_buffer_size) */

@@ -222,12 +222,20 @@ mcf_status mcf_mlp_block_s8(const mcf_mlp_block_dims *dims, const mcf_mlp_block_
 /* ops.patch_embed computed one patch row at a time through `scratch`, so that output may overlap the image
  * as long as the tokens of patch rows 0..r end at or before the first byte of image patch row r + 1 (the
  * compiler's patch-embedding decomposition places tokens over consumed image rows this way). Dims and results
- * as mcf_patch_embed_s8. The scratch holds one patch row of tokens and, with dims->blocks ==
- * MCF_PATCH_BLOCKS and patches of up to MCF_PATCH_BLOCK_INPUTS values, a widened block of four patches: the
- * DSP kernel then runs them four at a time through the fused kernels' token blocks (more scratch, fewer
- * instructions: a kernel variant the compiler chooses). Any other value of blocks: MCF_ERR_ARG. */
+ * as mcf_patch_embed_s8. The scratch holds one patch row of tokens and, when mcf_patch_rows_in_blocks, a
+ * widened block of four patches: the DSP kernel then runs them four at a time through the fused kernels'
+ * token blocks (more scratch, fewer instructions: a kernel variant the compiler chooses). blocks other than 0
+ * and MCF_PATCH_BLOCKS: MCF_ERR_ARG. */
 #define MCF_PATCH_BLOCKS 1
 #define MCF_PATCH_BLOCK_INPUTS 64
+
+/* Whether the patch rows of these dims run in token blocks: asked for (blocks == MCF_PATCH_BLOCKS), patches
+ * of up to MCF_PATCH_BLOCK_INPUTS values, and at least four patches a row (fewer would fill no block). */
+static inline int mcf_patch_rows_in_blocks(const mcf_patch_embed_dims *dims) {
+    const int64_t values = (int64_t)dims->patch * dims->patch * dims->channels;
+    return dims->blocks == MCF_PATCH_BLOCKS && values <= MCF_PATCH_BLOCK_INPUTS &&
+           dims->width / dims->patch >= 4;
+}
 int32_t mcf_patch_embed_rows_s8_get_buffer_size(const mcf_patch_embed_dims *dims);
 mcf_status mcf_patch_embed_rows_s8(const mcf_patch_embed_dims *dims, const mcf_linear_params *params,
                                    const mcf_channel_quant *quant, const int8_t *image, const int8_t *weight,
