@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import numpy as np
-
 from mcuformer.codegen.ir import Graph, Op
+from mcuformer.codegen.layout import is_widened
 from mcuformer.codegen.ops import OPS, op_dims, op_macs, operand_map
 from mcuformer.codegen.scratch import BLOCK_TOKENS, patch_row_blocks, uses_blocks
 from mcuformer.errors import McuformerError
@@ -98,7 +97,7 @@ def widened_saving(graph: Graph, op: Op, variant: str) -> float:
     saving = WIDENED_SAVING.get(variant, 0.0)
     if not saving:
         return 0.0
-    return saving * sum(g for name, g in linear_groups(graph, op) if graph.consts[f"{name}_w"].array.dtype == np.int16)
+    return saving * sum(g for name, g in linear_groups(graph, op) if is_widened(graph.consts[f"{name}_w"].array))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import numpy as np
 
 from mcuformer import __version__
 from mcuformer.codegen.ir import Graph, Op
+from mcuformer.codegen.layout import is_widened
 from mcuformer.codegen.lower import SCHEDULES
 from mcuformer.codegen.ops import OPS, Init, Operands, Static, op_dims, operand_map
 from mcuformer.codegen.planner import MemoryPlan
@@ -89,9 +90,7 @@ def _op_view(graph: Graph, plan: MemoryPlan, op: Op) -> dict[str, Any]:
     roles = operand_map(op)
     symbols = {role: operand(name) if name else "NULL" for role, name in roles.items()}
     dims = op_dims(graph, op)
-    widened = {
-        role for role, name in roles.items() if name in graph.consts and graph.consts[name].array.dtype == np.int16
-    }
+    widened = {role for role, name in roles.items() if name in graph.consts and is_widened(graph.consts[name].array)}
     operands = Operands(op, symbols, dims, widened)
     decls: list[dict[str, str]] = []
     for struct in kind.structs:

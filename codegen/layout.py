@@ -27,6 +27,11 @@ def widen_weights(weight: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(weight[:, weight16_order(weight.shape[1])].astype(np.int16))
 
 
+def is_widened(weight: np.ndarray) -> bool:
+    """Whether a linear's weight const is in the widened layout (int16) rather than int8."""
+    return weight.dtype == np.int16
+
+
 def narrow_weights(weight16: np.ndarray) -> np.ndarray:
     """The inverse of widen_weights: the int8 [out_ch, in_ch] weights back."""
     return np.ascontiguousarray(weight16[:, weight16_order(weight16.shape[1])].astype(np.int8))

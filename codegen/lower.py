@@ -12,7 +12,7 @@ from mcuformer.arch import ArchConfig
 from mcuformer.codegen.ir import Graph, IRError, Op, TensorSpec
 from mcuformer.codegen.layout import widen_weights
 from mcuformer.codegen.ops import OPS, kernel_scratch_bytes
-from mcuformer.codegen.scratch import BLOCK_CHOICES, BLOCK_TOKENS, BLOCKS_DEFAULT, PATCH_BLOCK_INPUTS, PATCH_BLOCKS
+from mcuformer.codegen.scratch import BLOCK_CHOICES, BLOCKS_DEFAULT, PATCH_BLOCKS, patch_row_blocks
 from mcuformer.codegen.verify import verify
 from mcuformer.quant.qmodel import QAdd, QBlock, QFactored, QLayerNorm, QLinear, QViT
 from mcuformer.quant.spec import SHIFT_MAX, SHIFT_MIN
@@ -291,7 +291,8 @@ def _has_patch_rows(arch: ArchConfig, options: Schedule) -> bool:
     of four patches a row)."""
     if not options.decompose_patch_embed or options.stream_input or decomposed_image_offset(arch) is None:
         return False
-    return arch.patch_size**2 * arch.channels <= PATCH_BLOCK_INPUTS and arch.grid >= BLOCK_TOKENS
+    dims = {"patch": arch.patch_size, "channels": arch.channels, "width": arch.image_size, "blocks": PATCH_BLOCKS}
+    return patch_row_blocks(dims)
 
 
 def _lower(model: QViT, name: str, schedule: str, options: Schedule, attention: Sequence[str | None],

@@ -6,13 +6,12 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 from mcuformer.boards import Board
 from mcuformer.codegen.code_size import code_bytes_estimate
 from mcuformer.codegen.cost_model import MODEL_FILE as COST_MODEL_FILE
 from mcuformer.codegen.cost_model import load_cost_model
 from mcuformer.codegen.ir import Graph, Op
+from mcuformer.codegen.layout import is_widened
 from mcuformer.codegen.ops import OPS, graph_macs, op_dims, operand_map
 from mcuformer.codegen.planner import MemoryPlan
 from mcuformer.codegen.scratch import ONE_TOKEN, patch_row_blocks
@@ -117,21 +116,18 @@ def flash_by_kind(graph: Graph) -> dict[str, int]:
 def widened_linears(graph: Graph, op: Op) -> list[str]:
     """The op's linears (by role: q, fc1_u, ...) whose weights are widened to int16."""
     weights = {role: name for role, name in operand_map(op).items() if role.endswith(".weight") and name}
-    return [
-        role.removesuffix(".weight") for role, name in weights.items() if graph.consts[name].array.dtype == np.int16
-    ]
+    return [role.removesuffix(".weight") for role, name in weights.items() if is_widened(graph.consts[name].array)]
 
 
-def op_variant(graph: Graph, op: Op) -> str:
+def op_variant(graph: Graph, op: Op, widened: list[str]) -> str:
     """The kernel variants an op runs beyond its kind, for the op table: a fused op one token at a time, the
-    patch-row op's patches in token blocks or in pairs, the linears with int16 weights."""
+    patch-row op's patches in token blocks or in pairs, its `widened` linears (int16 weights)."""
     dims = op_dims(graph, op)
     parts = []
     if op.kind == "patch_embed_rows":
         parts.append("4-patch blocks" if patch_row_blocks(dims) else "patch pairs")
     if OPS[op.kind].in_place_block and dims["block_tokens"] == ONE_TOKEN:
         parts.append("one token")
-    widened = widened_linears(graph, op)
     if widened:
         parts.append("int16 " + ",".join(widened))
     return "; ".join(parts)
@@ -144,19 +140,12 @@ def memory_report(graph: Graph, plan: MemoryPlan, board: Board) -> MemoryReport:
     macs = graph_macs(graph)
     cost_model = load_cost_model(board.kernels) if COST_MODEL_FILE.is_file() else None
     instructions = cost_model.instructions(graph) if cost_model and cost_model.covers(graph) else None
-    rows = [
-        OpRow(
-            i,
-            op.name,
-            op.kind,
-            macs[i],
-            plan.live_bytes[i],
-            [b.name for b in plan.live_at(i)],
-            widened_linears(graph, op),
-            op_variant(graph, op),
-        )
-        for i, op in enumerate(graph.ops)
-    ]
+    rows = []
+    for i, op in enumerate(graph.ops):
+        widened = widened_linears(graph, op)
+        live = [b.name for b in plan.live_at(i)]
+        rows.append(OpRow(i, op.name, op.kind, macs[i], plan.live_bytes[i], live, widened,
+                          op_variant(graph, op, widened)))  # fmt: skip
     return MemoryReport(
         model=graph.name,
         board=board.name,

@@ -180,8 +180,7 @@ typedef struct {
     uint32_t entry;         /* 36: byte offset into the loop, then the Thumb address to enter it at */
     const uint32_t *x16;    /* 40 */
     const uint32_t *end;    /* 44: x16 + 8 * groups */
-    uint32_t
-        tail_entry; /* 48: mcf_dsp_channels4_tail: byte offset into the leftover code, then its address */
+    uint32_t tail_entry;    /* 48: (the tail loop) offset into the leftover code, then its address */
 } mcf_dsp_channel_loop;
 _Static_assert(offsetof(mcf_dsp_channel_loop, channel_stride) == 24 &&
                    offsetof(mcf_dsp_channel_loop, out_ch) == 32 &&

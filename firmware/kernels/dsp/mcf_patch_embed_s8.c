@@ -2,16 +2,15 @@
  * kernel). Two horizontally adjacent patches share every weight word and two output channels share every
  * pixel word (mcf_dot_2x2 over each of the patch's rows, which are contiguous in the image and in the
  * weight). The patch-row kernel (dsp/mcf_patch_embed_rows_s8.c), which a compiled model calls, runs patches
- * of up to MCF_PATCH_BLOCK_INPUTS values through the token blocks instead, and only larger ones through this
- * kernel. */
+ * through the token blocks instead where mcf_patch_rows_in_blocks, and the others through this kernel. */
 #include "mcf_checks.h"
 #include "mcf_dsp.h"
 #include "mcf_kernels.h"
 #include "mcf_math.h"
 
 /* 1 (the default: the library stays complete). 0: the kernel is compiled out and every call returns
- * MCF_ERR_ARG; a generated build sets 0 when its only patch embeddings are patch-row ones of patches of up to
- * MCF_PATCH_BLOCK_INPUTS values (MCF_DSP_PATCH_PAIRS, about 2.5 KB). */
+ * MCF_ERR_ARG; a generated build sets 0 when its only patch embeddings are patch-row ones in token blocks
+ * (MCF_DSP_PATCH_PAIRS, 3.6 KB). */
 #ifndef MCF_DSP_PATCH_PAIRS
 #define MCF_DSP_PATCH_PAIRS 1
 #endif
