@@ -33,10 +33,10 @@ KERNEL_TEXT_BYTES: dict[str, int] = {  # largest variant (portable, dsp) + ~25% 
     "mcf_attention_block_heads_s8": 1936,  # the one-token path inlined (dsp: the blocks in mcf_dsp_heads)
     "mcf_attention_block_heads_s8_get_buffer_size": 304,
     "mcf_attention_block_heads_once_s8": 1936,  # the same
-    "mcf_attention_block_heads_once_s8_get_buffer_size": 96,  # adds to the per-head kernel's size
+    "mcf_attention_block_heads_once_s8_get_buffer_size": 256,  # adds to the per-head kernel's size
     "mcf_dsp_heads": 3360,  # dsp support file: the per-head kernels' 4-query blocks and softmax rows
     "mcf_mlp_block_s8": 1488,  # with its static helpers (dsp: the block loop and the one-token path)
-    "mcf_dsp_block": 6384,  # dsp support file: widening, 4-token dot loops, assembly channel loops, 4-token linear
+    "mcf_dsp_block": 7536,  # dsp support file: widening, 4-token dot loops, assembly channel loops, 4-token linear
     "mcf_dsp_fused": 1552,  # dsp support file: the fused kernels' argument checks and per-block layer chains
     "mcf_mlp_block_s8_get_buffer_size": 256,
 }
@@ -50,6 +50,7 @@ DSP_SWITCHES = (
     "MCF_DSP_PATCH_PAIRS",  # the pair kernel mcf_patch_embed_s8 (dsp/mcf_patch_embed_s8.c)
     "MCF_DSP_WIDENED",  # the token blocks' widened-weight paths (dsp/mcf_dsp_block.c)
     "MCF_DSP_CHANNEL_TAIL",  # the token blocks' channel loop for an in_ch that is not a multiple of four (the same)
+    "MCF_DSP_WIDE_KV",  # the once kernel's widened K and V and their shared loop (the same, dsp/mcf_dsp_heads.c)
 )
 LEAN_TEXT_BYTES: dict[tuple[str, ...], dict[str, int]] = {
     ("MCF_DSP_FUSED_ONE_TOKEN",): {
@@ -60,9 +61,13 @@ LEAN_TEXT_BYTES: dict[tuple[str, ...], dict[str, int]] = {
     },
     ("MCF_DSP_LINEAR_PAIRS",): {"mcf_linear_s8": 1776},
     ("MCF_DSP_PATCH_PAIRS",): {"mcf_patch_embed_s8": 16},
-    ("MCF_DSP_WIDENED",): {"mcf_dsp_block": 5328},
-    ("MCF_DSP_CHANNEL_TAIL",): {"mcf_dsp_block": 5440},
-    ("MCF_DSP_CHANNEL_TAIL", "MCF_DSP_WIDENED"): {"mcf_dsp_block": 4384},  # the widened paths: 1,056 B either way
+    ("MCF_DSP_WIDENED",): {"mcf_dsp_block": 6832},
+    ("MCF_DSP_CHANNEL_TAIL",): {"mcf_dsp_block": 6688},
+    ("MCF_DSP_CHANNEL_TAIL", "MCF_DSP_WIDENED"): {"mcf_dsp_block": 5984},
+    ("MCF_DSP_WIDE_KV",): {"mcf_dsp_block": 5872},  # the widened K and V: 1.4 KB
+    ("MCF_DSP_WIDE_KV", "MCF_DSP_WIDENED"): {"mcf_dsp_block": 4896},
+    ("MCF_DSP_WIDE_KV", "MCF_DSP_CHANNEL_TAIL"): {"mcf_dsp_block": 5008},
+    ("MCF_DSP_CHANNEL_TAIL", "MCF_DSP_WIDENED", "MCF_DSP_WIDE_KV"): {"mcf_dsp_block": 4064},
 }
 # The input widths of a fused op's linears (dims fields; 0: an absent factor).
 FUSED_IN_CHANNELS = ("channels", "hidden", "qkv_rank", "proj_rank", "fc1_rank", "fc2_rank")
@@ -84,8 +89,8 @@ def kernel_defines(graph: Graph) -> dict[str, int]:
     token blocks (scratch.uses_blocks), the linear's pair cores when every linear op has one token, the pair patch
     embedding when the only patch embeddings are patch-row ones in token blocks (scratch.patch_row_blocks), the
     widened-weight paths when no layer is widened, the token blocks' channel loop for leftover inputs when every
-    input width they run is a multiple of four. Recorded in the build's manifest; the firmware builders pass them
-    to the compiler as -D flags."""
+    input width they run is a multiple of four, the widened K and V when no op is a once kernel. Recorded in the
+    build's manifest; the firmware builders pass them to the compiler as -D flags."""
     blocks = [op_dims(graph, op) for op in graph.ops if OPS[op.kind].in_place_block]
     linears = [op_dims(graph, op)["tokens"] for op in graph.ops if op.kind == "linear"]
     patches = [op_dims(graph, op) for op in graph.ops if OPS[op.kind].kernel == "mcf_patch_embed_s8"]
@@ -104,6 +109,8 @@ def kernel_defines(graph: Graph) -> dict[str, int]:
     in_channels += [patch_values(d) for d in small_rows]
     if all(width % 4 == 0 for width in in_channels):
         defines["MCF_DSP_CHANNEL_TAIL"] = 0
+    if not any(op.kind == "attention_block_heads_once" for op in graph.ops):
+        defines["MCF_DSP_WIDE_KV"] = 0
     return defines
 
 

@@ -237,15 +237,19 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, out_ch) == 32 && offsetof(mcf_dsp_s
 #define MCF_DOT4_GROUP16_FIXED "ldrd r4, r5, [r12], #8\n\t" MCF_DOT4_MACS_FIXED
 #define MCF_DOT4_GROUP16_BYTES 44
 
-/* One leftover input (rest stored value by value: words (t0, t1), (t2, t3)) for the four tokens, every
- * instruction 32 bits wide: 24 bytes, so the leftover code can be entered at any step. */
-#define MCF_LEFTOVER_STEP       \
-    "ldrsb.w r4, [r12], #1\n\t" \
-    "ldmia.w r6!, {r8, r9}\n\t" \
-    "smlabb r0, r8, r4, r0\n\t" \
-    "smlatb r1, r8, r4, r1\n\t" \
-    "smlabb r2, r9, r4, r2\n\t" \
-    "smlatb r3, r9, r4, r3\n\t"
+/* One leftover input (rest stored value by value: words (t0, t1), (t2, t3)) for the four tokens, its weight
+ * read into r4 by `load` (int8, or int16 for widened rows), every instruction 32 bits wide: 24 bytes, so the
+ * leftover code can be entered at any step. */
+#define MCF_LEFTOVER_STEP_OF(load)   \
+    load "ldmia.w r6!, {r8, r9}\n\t" \
+         "smlabb r0, r8, r4, r0\n\t" \
+         "smlatb r1, r8, r4, r1\n\t" \
+         "smlabb r2, r9, r4, r2\n\t" \
+         "smlatb r3, r9, r4, r3\n\t"
+#define MCF_LEFTOVER_STEP MCF_LEFTOVER_STEP_OF("ldrsb.w r4, [r12], #1\n\t")
+#define MCF_LEFTOVER_STEP16 MCF_LEFTOVER_STEP_OF("ldrsh.w r4, [r12], #2\n\t")
+/* The last leftover of a widened row of odd length: steps over the row's zero pad (MCF_WIDE_LENGTH). */
+#define MCF_LEFTOVER_STEP16_PAD MCF_LEFTOVER_STEP_OF("ldrsh.w r4, [r12], #4\n\t")
 
 /* Entering a channel loop: keep the state pointer (r6) on the stack, turn the loop's entry offset (state word
  * 9) into a Thumb address. */
@@ -265,18 +269,29 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, out_ch) == 32 && offsetof(mcf_dsp_s
     "orr r10, r10, #1\n\t"      \
     "str r10, [r6, #48]\n\t"
 
-/* After the dot loop: the length % 4 leftover inputs (entered part-way, three steps at most), then the state
- * pointer back in r6. */
-#define MCF_CHANNELS_TAIL                                                              \
+/* After the dot loop: the length % 4 leftover inputs (`steps`, `bytes` long (a string): entered part-way,
+ * three steps at most), then the state pointer back in r6. */
+#define MCF_CHANNELS_TAIL_OF(steps, bytes)                                             \
     "ldr r10, [sp]\n\t"                                                                \
     "ldr r11, [r10, #48]\n\t"                                                          \
     "bx r11\n"                                                                         \
-    "6:\n\t" MCF_LEFTOVER_STEP MCF_LEFTOVER_STEP MCF_LEFTOVER_STEP                     \
+    "6:\n\t" steps                                                                     \
     "7:\n\t"                                                                           \
-    ".if (7b - 6b) - 72\n\t"                                                           \
+    ".if (7b - 6b) - " bytes                                                           \
+    "\n\t"                                                                             \
     ".error \"a leftover step is not 24 bytes: the tail entry offsets are wrong\"\n\t" \
     ".endif\n\t"                                                                       \
     "mov r6, r10\n\t"
+#define MCF_CHANNELS_TAIL MCF_CHANNELS_TAIL_OF(MCF_LEFTOVER_STEP MCF_LEFTOVER_STEP MCF_LEFTOVER_STEP, "72")
+
+/* The leftovers of widened rows (mcf_dsp_widen_rows16): rows of odd length enter the first three steps, whose
+ * last skips the pad; rows of even length the three after them, MCF_TAIL16_EVEN bytes on (the branch is
+ * 4 bytes). */
+#define MCF_TAIL16_EVEN 76
+#define MCF_CHANNELS_TAIL16                                                                        \
+    MCF_CHANNELS_TAIL_OF(MCF_LEFTOVER_STEP16 MCF_LEFTOVER_STEP16 MCF_LEFTOVER_STEP16_PAD           \
+                         "b.w 7f\n\t" MCF_LEFTOVER_STEP16 MCF_LEFTOVER_STEP16 MCF_LEFTOVER_STEP16, \
+                         "148")
 
 /* The dot loop (label 1, eight groups a pass, until r6 reaches lr); `pass_bytes` (a string) is eight groups'
  * size, which the entry offsets assume. */
@@ -402,16 +417,28 @@ static void __attribute__((noinline, unused)) mcf_dsp_channels4_w16(mcf_dsp_chan
  * the groups value by value, as mcf_dsp_widen4 does) after the groups: one LDRSB, one LDM and four
  * SMLAxB each, entered part-way like the groups. 36 instructions per channel besides the groups, and 6 per
  * leftover. */
+#define MCF_CHANNELS4_SHARED(dot_loop, tail)                                                  \
+    MCF_CHANNELS_ENTER MCF_CHANNELS_TAIL_ENTER                                                \
+        "b 4f\n\t" dot_loop tail                                                              \
+        "ldmia r6, {r4, r5, r8, r9, r10, lr}\n\t" /* n, out, mult, down, add, token_stride */ \
+        MCF_CHANNELS_STORE4 MCF_CHANNELS_NEXT                                                 \
+        "ldrd r0, r1, [r6, #52]\n\t" /* start */                                              \
+        "ldrd r2, r3, [r6, #60]\n\t" MCF_CHANNELS_LEAVE
 static void __attribute__((noinline, unused)) mcf_dsp_channels4_shared(mcf_dsp_shared_loop *state,
                                                                        const int8_t *weight) {
     MCF_CHANNELS_REGISTERS(state, weight);
-    __asm volatile(MCF_CHANNELS_ENTER MCF_CHANNELS_TAIL_ENTER
-                   "b 4f\n\t" MCF_CHANNELS_DOT_LOOP MCF_CHANNELS_TAIL
-                   "ldmia r6, {r4, r5, r8, r9, r10, lr}\n\t" /* n, out, mult, down, add, token_stride */
-                   MCF_CHANNELS_STORE4 MCF_CHANNELS_NEXT
-                   "ldrd r0, r1, [r6, #52]\n\t" /* start */
-                   "ldrd r2, r3, [r6, #60]\n\t" MCF_CHANNELS_LEAVE);
+    __asm volatile(MCF_CHANNELS4_SHARED(MCF_CHANNELS_DOT_LOOP, MCF_CHANNELS_TAIL));
 }
+
+#if MCF_DSP_WIDE_KV
+/* The same over widened rows (mcf_dsp_rows4_shared16: word aligned, leftovers as int16): 11 instructions per
+ * group instead of 13. */
+static void __attribute__((noinline, unused)) mcf_dsp_channels4_shared16(mcf_dsp_shared_loop *state,
+                                                                         const int16_t *weight16) {
+    MCF_CHANNELS_REGISTERS(state, (const int8_t *)weight16);
+    __asm volatile(MCF_CHANNELS4_SHARED(MCF_CHANNELS_DOT_LOOP16, MCF_CHANNELS_TAIL16));
+}
+#endif /* MCF_DSP_WIDE_KV */
 #endif
 
 void mcf_dsp_linear4_strided(const uint32_t *x16, int32_t in_ch, const mcf_linear_layer *layer,
@@ -485,26 +512,45 @@ void mcf_dsp_linear4_strided(const uint32_t *x16, int32_t in_ch, const mcf_linea
     }
 }
 
+#if MCF_DSP_ASM
+/* The state of mcf_dsp_channels4_shared(16) for rows of `length` values: groups of `group_bytes` of code,
+ * leftover code entered `tail_entry` bytes before its third-last step. */
+static mcf_dsp_shared_loop mcf_dsp_shared_state(const uint32_t *x16, int32_t length, int32_t rows,
+                                                const int32_t start[MCF_DSP_BLOCK], const mcf_dsp_requant *q,
+                                                int8_t *out, int32_t token_stride, int32_t group_bytes,
+                                                int32_t tail_entry) {
+    const int32_t groups = length >> 2;
+    mcf_dsp_shared_loop state = {0,
+                                 out,
+                                 q->mult,
+                                 q->down,
+                                 q->add,
+                                 token_stride,
+                                 1,
+                                 0,
+                                 rows,
+                                 (uint32_t)(((8 - (groups & 7)) & 7) * group_bytes),
+                                 x16,
+                                 x16 + 8 * groups,
+                                 (uint32_t)(tail_entry + (3 - (length & 3)) * 24),
+                                 {start[0], start[1], start[2], start[3]}};
+    return state;
+}
+
+/* Whether a shared-requantization call takes the assembly loop: a full block, the fast requantization, at
+ * least one group. */
+static int mcf_dsp_shared_asm(int32_t length, int32_t rows, const mcf_dsp_requant *q, int32_t count) {
+    return count == MCF_DSP_BLOCK && q->down > 0 && (length >> 2) > 0 && rows > 0;
+}
+#endif
+
 void mcf_dsp_rows4_shared(const uint32_t *x16, int32_t length, const int8_t *weight, int32_t rows,
                           const int32_t start[MCF_DSP_BLOCK], const mcf_dsp_requant *q, int8_t *out,
                           int32_t token_stride, int32_t count) {
 #if MCF_DSP_ASM
-    const int32_t groups = length >> 2;
-    if (count == MCF_DSP_BLOCK && q->down > 0 && groups > 0 && rows > 0) {
-        mcf_dsp_shared_loop state = {0,
-                                     out,
-                                     q->mult,
-                                     q->down,
-                                     q->add,
-                                     token_stride,
-                                     1,
-                                     0,
-                                     rows,
-                                     (uint32_t)(((8 - (groups & 7)) & 7) * MCF_DOT4_GROUP_BYTES),
-                                     x16,
-                                     x16 + 8 * groups,
-                                     (uint32_t)((3 - (length & 3)) * 24),
-                                     {start[0], start[1], start[2], start[3]}};
+    if (mcf_dsp_shared_asm(length, rows, q, count)) {
+        mcf_dsp_shared_loop state =
+            mcf_dsp_shared_state(x16, length, rows, start, q, out, token_stride, MCF_DOT4_GROUP_BYTES, 0);
         mcf_dsp_channels4_shared(&state, weight);
         return;
     }
@@ -516,3 +562,45 @@ void mcf_dsp_rows4_shared(const uint32_t *x16, int32_t length, const int8_t *wei
         mcf_dsp_requant_store4(q, acc, out + n, token_stride, count);
     }
 }
+
+#if MCF_DSP_WIDE_KV
+void mcf_dsp_rows4_shared16(const uint32_t *x16, int32_t length, const int16_t *weight16, int32_t rows,
+                            const int32_t start[MCF_DSP_BLOCK], const mcf_dsp_requant *q, int8_t *out,
+                            int32_t token_stride, int32_t count) {
+#if MCF_DSP_ASM
+    if (mcf_dsp_shared_asm(length, rows, q, count)) {
+        mcf_dsp_shared_loop state =
+            mcf_dsp_shared_state(x16, length, rows, start, q, out, token_stride, MCF_DOT4_GROUP16_BYTES,
+                                 (length & 1) != 0 ? 0 : MCF_TAIL16_EVEN);
+        mcf_dsp_channels4_shared16(&state, weight16);
+        return;
+    }
+#endif
+    const int16_t *w = weight16;
+    for (int32_t n = 0; n < rows; n++, w += MCF_WIDE_LENGTH(length)) {
+        int32_t acc[MCF_DSP_BLOCK] = {start[0], start[1], start[2], start[3]};
+        mcf_dsp_dot4_row16(x16, length, w, acc);
+        mcf_dsp_requant_store4(q, acc, out + n, token_stride, count);
+    }
+}
+
+void mcf_dsp_widen_rows16(const int8_t *rows, int32_t count, int32_t length, int32_t stride, int16_t *out) {
+    const int32_t groups = length >> 2;
+    for (int32_t n = 0; n < count; n++, rows += stride) {
+        uint32_t *words = (uint32_t *)out;
+        for (int32_t g = 0; g < groups; g++, words += 2) {
+            const uint32_t w = mcf_read4(rows + 4 * g);
+            words[0] = mcf_sxtb16(w);
+            words[1] = mcf_sxtb16_ror8(w);
+        }
+        int16_t *rest = (int16_t *)words;
+        for (int32_t r = 4 * groups; r < length; r++) {
+            *rest++ = rows[r];
+        }
+        if (length & 1) {
+            *rest++ = 0;
+        }
+        out = rest;
+    }
+}
+#endif

@@ -15,6 +15,7 @@
  * Scratch (see mcf_attention_block_heads_s8_get_buffer_size): word alignment, the widened input x16 (8 bytes
  * per value of the widest of a norm1/proj row and a score row), MCF_DSP_BLOCK int8 rows of `width`, then
  * MCF_DSP_BLOCK score rows of `tokens`; the once kernel's normalised tokens after them. */
+#include <stdint.h>
 #include <string.h>
 
 #include "mcf_dsp_fused.h"
@@ -172,12 +173,30 @@ static int small_exp_table(const int32_t *exp_table, int32_t tokens) {
     return 1;
 }
 
+/* The K or V of a head: int8 rows (k_head, v_head), or the once kernel's widened copy of them. */
+typedef struct {
+    const int8_t *rows;
+    const int16_t *wide; /* NULL: the int8 rows */
+} head_rows;
+
+/* mcf_dsp_rows4_shared over a full block with the head's K or V as weight rows, widened or not. */
+static void head_rows4(const uint32_t *x16, int32_t length, head_rows w, int32_t rows,
+                       const int32_t start[MCF_DSP_BLOCK], const mcf_dsp_requant *q, int8_t *out,
+                       int32_t token_stride) {
+#if MCF_DSP_WIDE_KV
+    if (w.wide != NULL) {
+        mcf_dsp_rows4_shared16(x16, length, w.wide, rows, start, q, out, token_stride, MCF_DSP_BLOCK);
+        return;
+    }
+#endif
+    mcf_dsp_rows4_shared(x16, length, w.rows, rows, start, q, out, token_stride, MCF_DSP_BLOCK);
+}
+
 /* Pass 2 for one head and one block of queries: the context of `count` queries over their q, in place (the
  * head's columns of their context rows). */
 static void head_attention(const mcf_attention_params *att, const int32_t *exp_table, int32_t tokens,
-                           int32_t channels, int32_t head_dim, const int8_t *k_head, const int8_t *v_head,
-                           int8_t *q_rows, int32_t count, const mcf_dsp_scratch *s, int8_t *scores,
-                           int small_table) {
+                           int32_t channels, int32_t head_dim, head_rows k, head_rows v, int8_t *q_rows,
+                           int32_t count, const mcf_dsp_scratch *s, int8_t *scores, int small_table) {
     const mcf_dsp_requant score_q = mcf_dsp_requant_make(att->score_mult, att->score_shift, att->score_zp);
     const mcf_dsp_requant out_q = mcf_dsp_requant_make(att->out_mult, att->out_shift, att->out_zp);
     int32_t k_fix[MCF_DSP_BLOCK];
@@ -190,7 +209,7 @@ static void head_attention(const mcf_attention_params *att, const int32_t *exp_t
     for (int32_t t = 0; t < MCF_DSP_BLOCK; t++) {
         k_fix[t] *= -att->k_zp;
     }
-    mcf_dsp_rows4_shared(s->x16, head_dim, k_head, tokens, k_fix, &score_q, scores, tokens, MCF_DSP_BLOCK);
+    head_rows4(s->x16, head_dim, k, tokens, k_fix, &score_q, scores, tokens);
     /* Context: x16 holds u = p + 128 (rows count..3 zero); V's column c is weight row c. A partial block
      * writes its four rows into the int8 area (free in pass 2) and copies `count` of them. */
     for (int32_t t = 0; t < MCF_DSP_BLOCK; t++) {
@@ -202,11 +221,10 @@ static void head_attention(const mcf_attention_params *att, const int32_t *exp_t
         }
     }
     if (count == MCF_DSP_BLOCK) {
-        mcf_dsp_rows4_shared(s->x16, tokens, v_head, head_dim, v_fix, &out_q, q_rows, channels,
-                             MCF_DSP_BLOCK);
+        head_rows4(s->x16, tokens, v, head_dim, v_fix, &out_q, q_rows, channels);
         return;
     }
-    mcf_dsp_rows4_shared(s->x16, tokens, v_head, head_dim, v_fix, &out_q, s->area, head_dim, MCF_DSP_BLOCK);
+    head_rows4(s->x16, tokens, v, head_dim, v_fix, &out_q, s->area, head_dim);
     for (int32_t t = 0; t < count; t++) {
         memcpy(q_rows + t * channels, s->area + t * head_dim, (size_t)head_dim);
     }
@@ -228,9 +246,15 @@ void mcf_dsp_attention_heads(const mcf_attention_block_dims *dims, const mcf_att
     const int small_table = small_exp_table(params->exp_table, tokens);
     const mcf_dsp_attention_fast fast = mcf_dsp_attention_fast_of(dims, params);
     int8_t *normed = NULL; /* norm1 (and the qkv V factor) of every token, after the score rows */
+    int16_t *k16 = NULL;   /* the once kernel's K and V widened (mcf_dsp_widen_rows16), after normed */
+    int16_t *v16 = NULL;
     if (normalise_once) {
         normed = scores + MCF_DSP_BLOCK * tokens;
         const int32_t in_ch = qkv_rank > 0 ? qkv_rank : channels;
+#if MCF_DSP_WIDE_KV
+        k16 = (int16_t *)(((uintptr_t)(normed + tokens * in_ch) + 3u) & ~(uintptr_t)3u);
+        v16 = k16 + tokens * MCF_WIDE_LENGTH(head_dim);
+#endif
         for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) { /* full blocks, as pass 1 */
             const int32_t start = mcf_dsp_full_block_start(t0, tokens);
             int32_t width = in_ch;
@@ -247,9 +271,17 @@ void mcf_dsp_attention_heads(const mcf_attention_block_dims *dims, const mcf_att
                              mcf_dsp_full_block_start(t0, tokens), x, normed, k_head, v_head, context, &s,
                              &fast);
         }
+#if MCF_DSP_WIDE_KV
+        if (k16 != NULL) {
+            mcf_dsp_widen_rows16(k_head, tokens, head_dim, head_dim, k16);
+            mcf_dsp_widen_rows16(v_head, head_dim, tokens, tokens, v16);
+        }
+#endif
+        const head_rows k = {k_head, k16};
+        const head_rows v = {v_head, v16};
         for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) { /* pass 2 */
             const int32_t count = tokens - t0 < MCF_DSP_BLOCK ? tokens - t0 : MCF_DSP_BLOCK;
-            head_attention(&params->attention, params->exp_table, tokens, channels, head_dim, k_head, v_head,
+            head_attention(&params->attention, params->exp_table, tokens, channels, head_dim, k, v,
                            context + t0 * channels + first, count, &s, scores, small_table);
         }
     }

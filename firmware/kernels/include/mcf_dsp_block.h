@@ -86,4 +86,26 @@ void mcf_dsp_rows4_shared(const uint32_t *x16, int32_t length, const int8_t *wei
                           const int32_t start[MCF_DSP_BLOCK], const mcf_dsp_requant *q, int8_t *out,
                           int32_t token_stride, int32_t count);
 
+/* MCF_DSP_WIDE_KV=0 (set by codegen when no op is a once kernel) compiles out the once kernel's widened K and
+ * V (mcf_dsp_heads.c) and what only they call: that kernel then reads them as int8 (same results). */
+#ifndef MCF_DSP_WIDE_KV
+#define MCF_DSP_WIDE_KV 1
+#endif
+
+/* mcf_dsp_rows4_shared over rows widened by mcf_dsp_widen_rows16 (each MCF_WIDE_LENGTH(length) values, word
+ * aligned): the assembly loop takes 11 instructions per group of four values instead of 13
+ * (mcf_dsp_channels4_shared16). */
+void mcf_dsp_rows4_shared16(const uint32_t *x16, int32_t length, const int16_t *weight16, int32_t rows,
+                            const int32_t start[MCF_DSP_BLOCK], const mcf_dsp_requant *q, int8_t *out,
+                            int32_t token_stride, int32_t count);
+
+/* `count` int8 rows of `length` values, `stride` bytes apart, widened to int16 as the widened loops read
+ * weights (mcf_linear_layer.weight16: in each group of four, values 1 and 2 trade places; the length % 4
+ * leftovers after the groups in order), each row padded with a zero to an even length (MCF_WIDE_LENGTH) so
+ * that every row stays word aligned. */
+void mcf_dsp_widen_rows16(const int8_t *rows, int32_t count, int32_t length, int32_t stride, int16_t *out);
+
+/* The length of a row of mcf_dsp_widen_rows16: `length` rounded up to even. */
+#define MCF_WIDE_LENGTH(length) (((length) + 1) & ~1)
+
 #endif /* MCF_DSP_BLOCK_H */
