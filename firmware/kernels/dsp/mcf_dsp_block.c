@@ -164,48 +164,51 @@ int mcf_dsp_channels_fast(const int32_t *bias, const mcf_channel_quant *quant, i
  * less code) and is entered part-way (Duff's device) when the group count is not a multiple of eight;
  * everything else a channel needs is reloaded from a state in memory with one LDM and a few LDRD, so nothing
  * is spilled around the loop (GCC's code around mcf_dsp_dot4 took about 90 instructions per channel, these
- * 36). They use every register but r7 (the frame pointer) and sp; the state pointer waits on the stack. */
+ * 32). They use every register but sp: r7 holds the state (saved on the stack: it may be GCC's frame
+ * pointer, which nothing in the loops addresses through). The channel counter n runs from -out_ch up to 0,
+ * so that one ADDS counts it and tests for the end, and the per-channel arrays are indexed from their ends.
+ */
 
 /* mcf_dsp_channels4's state (every field one word, at the offsets the assembly loads). */
 typedef struct {
-    int32_t n;              /*  0: channels done */
-    int8_t *out;            /*  4: channel n's output for token 0 */
-    const int32_t *mult;    /*  8 */
-    const int8_t *shift;    /* 12 */
-    int32_t zp2;            /* 16: 2 * out_zp + 1 */
-    int32_t token_stride;   /* 20 */
-    int32_t channel_stride; /* 24 */
-    const int32_t *bias;    /* 28 */
-    int32_t out_ch;         /* 32 */
+    int32_t n;              /*  0: the channel's index minus out_ch (negative) */
+    int8_t *out;            /*  4: the channel's output for token 0 */
+    int32_t token_stride3;  /*  8: 3 * token_stride */
+    const int32_t *mult;    /* 12: the end of the layer's mult (indexed by n) */
+    const int8_t *shift;    /* 16: the end of its shift */
+    int32_t zp2;            /* 20: 2 * out_zp + 1 */
+    int32_t token_stride;   /* 24 */
+    int32_t channel_stride; /* 28 */
+    const int32_t *bias;    /* 32: the end of its bias */
     uint32_t entry;         /* 36: byte offset into the loop, then the Thumb address to enter it at */
-    const uint32_t *x16;    /* 40 */
+    const uint32_t *x16;    /* 40: where each channel's first group (peeled off the loop) starts */
     const uint32_t *end;    /* 44: x16 + 8 * groups */
     uint32_t tail_entry;    /* 48: (the tail loop) offset into the leftover code, then its address */
 } mcf_dsp_channel_loop;
-_Static_assert(offsetof(mcf_dsp_channel_loop, channel_stride) == 24 &&
-                   offsetof(mcf_dsp_channel_loop, out_ch) == 32 &&
-                   offsetof(mcf_dsp_channel_loop, x16) == 40 &&
+_Static_assert(offsetof(mcf_dsp_channel_loop, token_stride) == 24 &&
+                   offsetof(mcf_dsp_channel_loop, bias) == 32 && offsetof(mcf_dsp_channel_loop, x16) == 40 &&
                    offsetof(mcf_dsp_channel_loop, tail_entry) == 48,
                "mcf_dsp_channels4 loads mcf_dsp_channel_loop at these offsets");
 
-/* mcf_dsp_channels4_shared's state: one requantization for every channel, a start per token. */
+/* mcf_dsp_channels4_shared's state: one requantization for every channel (channel_stride 1), a start per
+ * token. */
 typedef struct {
-    int32_t n;              /*  0: channels done */
-    int8_t *out;            /*  4: channel n's output for token 0 */
-    int32_t mult;           /*  8 */
-    int32_t down;           /* 12 */
-    int32_t add;            /* 16 */
-    int32_t token_stride;   /* 20 */
-    int32_t channel_stride; /* 24 */
-    int32_t unused;         /* 28 */
-    int32_t out_ch;         /* 32 */
-    uint32_t entry;         /* 36: as in mcf_dsp_channel_loop */
-    const uint32_t *x16;    /* 40 */
-    const uint32_t *end;    /* 44: x16 + 8 * groups */
-    uint32_t tail_entry;    /* 48: byte offset into the leftover code, then its Thumb address */
-    int32_t start[4];       /* 52: the accumulators' start per token */
+    int32_t n;             /*  0: the channel's index minus the row count (negative) */
+    int8_t *out;           /*  4: the channel's output for token 0 */
+    int32_t token_stride3; /*  8: 3 * token_stride */
+    int32_t mult;          /* 12 */
+    int32_t down;          /* 16 */
+    int32_t add;           /* 20 */
+    int32_t token_stride;  /* 24 */
+    int32_t unused[2];     /* 28 */
+    uint32_t entry;        /* 36: as in mcf_dsp_channel_loop */
+    const uint32_t *x16;   /* 40 */
+    const uint32_t *end;   /* 44: x16 + 8 * groups */
+    uint32_t tail_entry;   /* 48: byte offset into the leftover code, then its Thumb address */
+    int32_t start[4];      /* 52: the accumulators' start per token */
 } mcf_dsp_shared_loop;
-_Static_assert(offsetof(mcf_dsp_shared_loop, out_ch) == 32 && offsetof(mcf_dsp_shared_loop, x16) == 40 &&
+_Static_assert(offsetof(mcf_dsp_shared_loop, token_stride) == 24 &&
+                   offsetof(mcf_dsp_shared_loop, entry) == 36 && offsetof(mcf_dsp_shared_loop, x16) == 40 &&
                    offsetof(mcf_dsp_shared_loop, tail_entry) == 48 &&
                    offsetof(mcf_dsp_shared_loop, start) == 52,
                "mcf_dsp_channels4_shared loads mcf_dsp_shared_loop at these offsets");
@@ -224,17 +227,28 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, out_ch) == 32 && offsetof(mcf_dsp_s
     "smlad r3, r10, r4, r3\n\t"           \
     "smlad r3, r11, r5, r3\n\t"
 
-/* One group of four inputs with int8 weights (word via r12, split into r4/r5), every instruction 32 bits
- * wide: 52 bytes, so the loop can be entered at any group. */
-#define MCF_DOT4_GROUP_FIXED  \
-    "ldr.w r5, [r12], #4\n\t" \
-    "sxtb16 r4, r5\n\t"       \
-    "sxtb16 r5, r5, ror #8\n\t" MCF_DOT4_MACS_FIXED
-#define MCF_DOT4_GROUP_BYTES 52
+/* The same for a channel's first group, every accumulator starting from the bias in r3. */
+#define MCF_DOT4_MACS_FIRST               \
+    "ldmia.w r6!, {r8, r9, r10, r11}\n\t" \
+    "smlad r0, r8, r4, r3\n\t"            \
+    "smlad r0, r9, r5, r0\n\t"            \
+    "smlad r1, r10, r4, r3\n\t"           \
+    "smlad r1, r11, r5, r1\n\t"           \
+    "ldmia.w r6!, {r8, r9, r10, r11}\n\t" \
+    "smlad r2, r8, r4, r3\n\t"            \
+    "smlad r2, r9, r5, r2\n\t"            \
+    "smlad r3, r10, r4, r3\n\t"           \
+    "smlad r3, r11, r5, r3\n\t"
 
-/* The same group with widened weights (mcf_linear_layer.weight16): one LDRD of both halves instead of a load
- * and two SXTB16, 16 MACs in 11 instructions, 44 bytes. */
-#define MCF_DOT4_GROUP16_FIXED "ldrd r4, r5, [r12], #8\n\t" MCF_DOT4_MACS_FIXED
+/* Loading one group's weights into r4/r5: an int8 word via r12 split by SXTB16 (every instruction 32 bits
+ * wide: the group is 52 bytes, so the loop can be entered at any group), or widened weights
+ * (mcf_linear_layer.weight16), both halves in one LDRD: 16 MACs in 11 instructions instead of 13, 44 bytes.
+ */
+#define MCF_DOT4_LOAD8 "ldr.w r5, [r12], #4\n\tsxtb16 r4, r5\n\tsxtb16 r5, r5, ror #8\n\t"
+#define MCF_DOT4_LOAD16 "ldrd r4, r5, [r12], #8\n\t"
+#define MCF_DOT4_GROUP_FIXED MCF_DOT4_LOAD8 MCF_DOT4_MACS_FIXED
+#define MCF_DOT4_GROUP_BYTES 52
+#define MCF_DOT4_GROUP16_FIXED MCF_DOT4_LOAD16 MCF_DOT4_MACS_FIXED
 #define MCF_DOT4_GROUP16_BYTES 44
 
 /* One leftover input (rest stored value by value: words (t0, t1), (t2, t3)) for the four tokens, its weight
@@ -251,37 +265,35 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, out_ch) == 32 && offsetof(mcf_dsp_s
 /* The last leftover of a widened row of odd length: steps over the row's zero pad (MCF_WIDE_LENGTH). */
 #define MCF_LEFTOVER_STEP16_PAD MCF_LEFTOVER_STEP_OF("ldrsh.w r4, [r12], #4\n\t")
 
-/* Entering a channel loop: keep the state pointer (r6) on the stack, turn the loop's entry offset (state word
- * 9) into a Thumb address. */
-#define MCF_CHANNELS_ENTER                                 \
-    "str r6, [sp, #-8]!\n\t" /* sp stays 8-byte aligned */ \
-    "adr.w r11, 1f\n\t"                                    \
-    "ldr r10, [r6, #36]\n\t"                               \
-    "add r11, r11, r10\n\t"                                \
-    "orr r11, r11, #1\n\t"                                 \
-    "str r11, [r6, #36]\n\t"
+/* Entering a channel loop: save r7 and keep the state there (sp stays 8-byte aligned), turn the loop's entry
+ * offset (state word 9) into a Thumb address. */
+#define MCF_CHANNELS_ENTER   \
+    "str r7, [sp, #-8]!\n\t" \
+    "mov r7, r6\n\t"         \
+    "adr.w r11, 1f\n\t"      \
+    "ldr r10, [r7, #36]\n\t" \
+    "add r11, r11, r10\n\t"  \
+    "orr r11, r11, #1\n\t"   \
+    "str r11, [r7, #36]\n\t"
 
 /* The leftover code's entry (state word 12: a byte offset into label 6) turned into a Thumb address. */
 #define MCF_CHANNELS_TAIL_ENTER \
     "adr.w r10, 6f\n\t"         \
-    "ldr r9, [r6, #48]\n\t"     \
+    "ldr r9, [r7, #48]\n\t"     \
     "add r10, r10, r9\n\t"      \
     "orr r10, r10, #1\n\t"      \
-    "str r10, [r6, #48]\n\t"
+    "str r10, [r7, #48]\n\t"
 
 /* After the dot loop: the length % 4 leftover inputs (`steps`, `bytes` long (a string): entered part-way,
- * three steps at most), then the state pointer back in r6. */
+ * three steps at most). */
 #define MCF_CHANNELS_TAIL_OF(steps, bytes)                                             \
-    "ldr r10, [sp]\n\t"                                                                \
-    "ldr r11, [r10, #48]\n\t"                                                          \
-    "bx r11\n"                                                                         \
+    "ldr pc, [r7, #48]\n"                                                              \
     "6:\n\t" steps                                                                     \
     "7:\n\t"                                                                           \
     ".if (7b - 6b) - " bytes                                                           \
     "\n\t"                                                                             \
     ".error \"a leftover step is not 24 bytes: the tail entry offsets are wrong\"\n\t" \
-    ".endif\n\t"                                                                       \
-    "mov r6, r10\n\t"
+    ".endif\n\t"
 #define MCF_CHANNELS_TAIL MCF_CHANNELS_TAIL_OF(MCF_LEFTOVER_STEP MCF_LEFTOVER_STEP MCF_LEFTOVER_STEP, "72")
 
 /* The leftovers of widened rows (mcf_dsp_widen_rows16): rows of odd length enter the first three steps, whose
@@ -294,7 +306,7 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, out_ch) == 32 && offsetof(mcf_dsp_s
                          "148")
 
 /* The dot loop (label 1, eight groups a pass, until r6 reaches lr); `pass_bytes` (a string) is eight groups'
- * size, which the entry offsets assume. */
+ * size, which the entry offsets assume (entering at 8 groups runs none). */
 #define MCF_CHANNELS_DOT_LOOP_OF(group, pass_bytes)                                   \
     "1:\n\t" group group group group group group group group                          \
     "2:\n\t"                                                                          \
@@ -305,9 +317,15 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, out_ch) == 32 && offsetof(mcf_dsp_s
     "cmp r6, lr\n\t"                                                                  \
     "bne 1b\n\t"
 #define MCF_CHANNELS_DOT_LOOP MCF_CHANNELS_DOT_LOOP_OF(MCF_DOT4_GROUP_FIXED, "416")
+
+/* The byte offset into a dot loop of `group_bytes` groups that runs `groups` groups (Duff's device). */
+static uint32_t mcf_dsp_loop_entry(int32_t groups, int32_t group_bytes) {
+    return (uint32_t)((groups == 0 ? 8 : (8 - (groups & 7)) & 7) * group_bytes);
+}
 #define MCF_CHANNELS_DOT_LOOP16 MCF_CHANNELS_DOT_LOOP_OF(MCF_DOT4_GROUP16_FIXED, "352")
 
-/* Requantize r0-r3 (mult r8, down r9, add r10) and store them token_stride (lr) apart from r5. */
+/* Reload a channel's output pointer (r5), 3 * token_stride (r6), mult (r8), down (r9), add (r10) and
+ * token_stride (lr) are set: requantize r0-r3 and store them token_stride apart from r5. */
 #define MCF_CHANNELS_STORE4          \
     "smmla r11, r0, r8, r10\n\t"     \
     "asr r11, r11, r9\n\t"           \
@@ -324,29 +342,22 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, out_ch) == 32 && offsetof(mcf_dsp_s
     "smmla r11, r3, r8, r10\n\t"     \
     "asr r11, r11, r9\n\t"           \
     "ssat r11, #8, r11\n\t"          \
-    "add r10, r5, lr\n\t"            \
-    "strb r11, [r10, lr, lsl #1]\n\t"
+    "strb r11, [r5, r6]\n\t"
 
-/* After a channel's stores: count it, move out by channel_stride (state word 6; word 7, the bias pointer of
- * mcf_dsp_channels4, lands in r9), leave at out_ch (word 8) with the loop's entry (word 9) in r11; label 4 is
- * where each loop sets up the next channel's accumulators. */
-#define MCF_CHANNELS_NEXT          \
-    "add r4, r4, #1\n\t"           \
-    "ldrd r8, r9, [r6, #24]\n\t"   \
-    "add r5, r5, r8\n\t"           \
-    "stmia r6, {r4, r5}\n\t"       \
-    "ldrd r10, r11, [r6, #32]\n\t" \
-    "cmp r4, r10\n\t"              \
-    "beq 5f\n"                     \
+/* After a channel's stores: count it (n in r4 reaches 0 after the last), move out (r5) on by `step` (an
+ * operand string), keep both in the state and leave after the last; label 4 is where each loop sets up the
+ * next channel's accumulators (ADDS sets the flags, nothing before BEQ changes them). */
+#define MCF_CHANNELS_NEXT(step) \
+    "adds r4, r4, #1\n\t" step  \
+    "stmia r7, {r4, r5}\n\t"    \
+    "beq 5f\n"                  \
     "4:\n\t"
 
-/* Into the dot loop with px = x16 and lr = end (state words 10, 11); label 5 drops the saved state pointer.
- */
-#define MCF_CHANNELS_LEAVE       \
-    "ldrd r6, lr, [r6, #40]\n\t" \
-    "bx r11\n"                   \
-    "5:\n\t"                     \
-    "add sp, sp, #8" MCF_CHANNELS_OPERANDS
+/* Into the dot loop at the entry (state word 9) with px (r6) and its end (lr); label 5 restores r7. */
+#define MCF_CHANNELS_LEAVE \
+    "ldr pc, [r7, #36]\n"  \
+    "5:\n\t"               \
+    "ldr r7, [sp], #8" MCF_CHANNELS_OPERANDS
 
 /* The registers of the channel loops, as operands (all in and out: the assembly sets them). */
 #define MCF_CHANNELS_REGISTERS(state, weight)           \
@@ -369,31 +380,30 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, out_ch) == 32 && offsetof(mcf_dsp_s
     :                                                                                                        \
     : "cc", "memory"
 
-/* Per channel: the bias as every token's start, mult[n] and shift[n] (down = -shift - 1 and the rounding
- * term computed in the loop). 36 instructions per channel besides the 13 per group (11 with widened weights:
- * `dot_loop`); in_ch a multiple of four, or (`tail_enter` MCF_CHANNELS_TAIL_ENTER, `reload`
- * MCF_CHANNELS_TAIL) any in_ch >= 4 for 3 more per channel and 6 per leftover input. */
-#define MCF_CHANNELS4(dot_loop, tail_enter, reload)                                            \
-    MCF_CHANNELS_ENTER tail_enter                                                              \
-        "ldr r9, [r6, #28]\n\t" /* bias */                                                     \
-        "movs r4, #0\n\t"                                                                      \
-        "b 4f\n\t" dot_loop reload                                                             \
-        "ldmia r6, {r4, r5, r8, r9, r10, lr}\n\t" /* n, out, mult, shift, zp2, token_stride */ \
-        "ldr r8, [r8, r4, lsl #2]\n\t"                                                         \
-        "ldrsb r9, [r9, r4]\n\t"                                                               \
-        "mvn r9, r9\n\t" /* down = -shift - 1 */                                               \
-        "sub r11, r9, #1\n\t"                                                                  \
-        "lsl r10, r10, r11\n\t" /* add = 2^(down - 1) + out_zp * 2^down */                     \
-        MCF_CHANNELS_STORE4 MCF_CHANNELS_NEXT                                                  \
-        "ldr r0, [r9, r4, lsl #2]\n\t"                                                         \
-        "mov r1, r0\n\t"                                                                       \
-        "mov r2, r0\n\t"                                                                       \
-        "mov r3, r0\n\t" MCF_CHANNELS_LEAVE
+/* Per channel: mult[n], shift[n] (down = -shift - 1 and the rounding term computed here) and the bias, which
+ * the channel's first group (`first_load` MCF_DOT4_MACS_FIRST, peeled off the loop) takes as every token's
+ * start. 32 instructions per channel besides the 13 per group (11 with widened weights: `dot_loop`); in_ch a
+ * multiple of four, or (`tail`) any in_ch >= 4 for 2 more per channel and 6 per leftover input. */
+#define MCF_CHANNELS4(first_load, dot_loop, tail_enter, tail) \
+    MCF_CHANNELS_ENTER tail_enter                                                                     \
+        "ldr r4, [r7]\n\t"      /* n */                                                               \
+        "ldr r9, [r7, #32]\n\t" /* bias */                                                            \
+        "b 4f\n\t" dot_loop tail                                                                      \
+        "ldmia r7, {r4, r5, r6, r8, r9, r10, lr}\n\t" /* n, out, 3 * ts, mult, shift, zp2, ts */       \
+        "ldr r8, [r8, r4, lsl #2]\n\t"                                                                \
+        "ldrsb r9, [r9, r4]\n\t"                                                                      \
+        "mvn r9, r9\n\t" /* down = -shift - 1 */                                                      \
+        "sub r11, r9, #1\n\t"                                                                         \
+        "lsl r10, r10, r11\n\t" /* add = 2^(down - 1) + out_zp * 2^down */                            \
+        MCF_CHANNELS_STORE4 "ldrd r8, r9, [r7, #28]\n\t" /* channel_stride, bias */                   \
+        MCF_CHANNELS_NEXT("add.w r5, r5, r8\n\t")                                                     \
+        "ldr r3, [r9, r4, lsl #2]\n\t"                                                                \
+        "ldrd r6, lr, [r7, #40]\n\t" first_load MCF_DOT4_MACS_FIRST MCF_CHANNELS_LEAVE
 
 static void
     __attribute__((noinline, unused)) mcf_dsp_channels4(mcf_dsp_channel_loop *state, const int8_t *weight) {
     MCF_CHANNELS_REGISTERS(state, weight);
-    __asm volatile(MCF_CHANNELS4(MCF_CHANNELS_DOT_LOOP, "", "ldr r6, [sp]\n\t"));
+    __asm volatile(MCF_CHANNELS4(MCF_DOT4_LOAD8, MCF_CHANNELS_DOT_LOOP, "", ""));
 }
 
 #if MCF_DSP_CHANNEL_TAIL
@@ -402,7 +412,8 @@ static void
 static void __attribute__((noinline, unused)) mcf_dsp_channels4_tail(mcf_dsp_channel_loop *state,
                                                                      const int8_t *weight) {
     MCF_CHANNELS_REGISTERS(state, weight);
-    __asm volatile(MCF_CHANNELS4(MCF_CHANNELS_DOT_LOOP, MCF_CHANNELS_TAIL_ENTER, MCF_CHANNELS_TAIL));
+    __asm volatile(
+        MCF_CHANNELS4(MCF_DOT4_LOAD8, MCF_CHANNELS_DOT_LOOP, MCF_CHANNELS_TAIL_ENTER, MCF_CHANNELS_TAIL));
 }
 #endif
 
@@ -410,20 +421,20 @@ static void __attribute__((noinline, unused)) mcf_dsp_channels4_tail(mcf_dsp_cha
 static void __attribute__((noinline, unused)) mcf_dsp_channels4_w16(mcf_dsp_channel_loop *state,
                                                                     const int16_t *weight16) {
     MCF_CHANNELS_REGISTERS(state, (const int8_t *)weight16);
-    __asm volatile(MCF_CHANNELS4(MCF_CHANNELS_DOT_LOOP16, "", "ldr r6, [sp]\n\t"));
+    __asm volatile(MCF_CHANNELS4(MCF_DOT4_LOAD16, MCF_CHANNELS_DOT_LOOP16, "", ""));
 }
 
 /* One requantization for all channels, a start per token, and the length % 4 leftover values (stored after
  * the groups value by value, as mcf_dsp_widen4 does) after the groups: one LDRSB, one LDM and four
- * SMLAxB each, entered part-way like the groups. 36 instructions per channel besides the groups, and 6 per
+ * SMLAxB each, entered part-way like the groups. 27 instructions per channel besides the groups, and 6 per
  * leftover. */
-#define MCF_CHANNELS4_SHARED(dot_loop, tail)                                                  \
-    MCF_CHANNELS_ENTER MCF_CHANNELS_TAIL_ENTER                                                \
-        "b 4f\n\t" dot_loop tail                                                              \
-        "ldmia r6, {r4, r5, r8, r9, r10, lr}\n\t" /* n, out, mult, down, add, token_stride */ \
-        MCF_CHANNELS_STORE4 MCF_CHANNELS_NEXT                                                 \
-        "ldrd r0, r1, [r6, #52]\n\t" /* start */                                              \
-        "ldrd r2, r3, [r6, #60]\n\t" MCF_CHANNELS_LEAVE
+#define MCF_CHANNELS4_SHARED(dot_loop, tail) \
+    MCF_CHANNELS_ENTER MCF_CHANNELS_TAIL_ENTER                                                        \
+    "b 4f\n\t" dot_loop tail                                                                          \
+    "ldmia r7, {r4, r5, r6, r8, r9, r10, lr}\n\t" /* n, out, 3 * ts, mult, down, add, ts */          \
+    MCF_CHANNELS_STORE4 MCF_CHANNELS_NEXT("add.w r5, r5, #1\n\t") "ldrd r0, r1, [r7, #52]\n\t"        \
+    "ldrd r2, r3, [r7, #60]\n\t" /* start */                                                          \
+    "ldrd r6, lr, [r7, #40]\n\t" MCF_CHANNELS_LEAVE
 static void __attribute__((noinline, unused)) mcf_dsp_channels4_shared(mcf_dsp_shared_loop *state,
                                                                        const int8_t *weight) {
     MCF_CHANNELS_REGISTERS(state, weight);
@@ -455,16 +466,16 @@ void mcf_dsp_linear4_strided(const uint32_t *x16, int32_t in_ch, const mcf_linea
     if (fast && count == MCF_DSP_BLOCK && in_ch >= 4 && tail_ok && out_ch > 0) {
         const int32_t groups = in_ch >> 2;
         const int32_t group_bytes = weight16 != NULL ? MCF_DOT4_GROUP16_BYTES : MCF_DOT4_GROUP_BYTES;
-        mcf_dsp_channel_loop state = {0,
+        mcf_dsp_channel_loop state = {-out_ch,
                                       out,
-                                      quant->mult,
-                                      quant->shift,
+                                      3 * token_stride,
+                                      quant->mult + out_ch,
+                                      quant->shift + out_ch,
                                       2 * out_zp + 1,
                                       token_stride,
                                       channel_stride,
-                                      bias,
-                                      out_ch,
-                                      (uint32_t)(((8 - (groups & 7)) & 7) * group_bytes),
+                                      bias + out_ch,
+                                      mcf_dsp_loop_entry(groups - 1, group_bytes),
                                       x16,
                                       x16 + 8 * groups,
                                       (uint32_t)((3 - leftover) * 24)};
@@ -520,16 +531,15 @@ static mcf_dsp_shared_loop mcf_dsp_shared_state(const uint32_t *x16, int32_t len
                                                 int8_t *out, int32_t token_stride, int32_t group_bytes,
                                                 int32_t tail_entry) {
     const int32_t groups = length >> 2;
-    mcf_dsp_shared_loop state = {0,
+    mcf_dsp_shared_loop state = {-rows,
                                  out,
+                                 3 * token_stride,
                                  q->mult,
                                  q->down,
                                  q->add,
                                  token_stride,
-                                 1,
-                                 0,
-                                 rows,
-                                 (uint32_t)(((8 - (groups & 7)) & 7) * group_bytes),
+                                 {0, 0},
+                                 mcf_dsp_loop_entry(groups, group_bytes),
                                  x16,
                                  x16 + 8 * groups,
                                  (uint32_t)(tail_entry + (3 - (length & 3)) * 24),
