@@ -62,10 +62,8 @@ mcf_status mcf_attention_block_s8(const mcf_attention_block_dims *dims,
                                        params->exp_table, row, scores);
         }
         mcf_dsp_factored4(&params->proj, channels, proj_rank, channels, s.area, count, s.x16, fast.proj);
-        for (int32_t t = 0; t < count; t++) {
-            int8_t *x_row = xb + t * channels;
-            (void)mcf_add_s8(&params->residual, x_row, s.area + t * channels, x_row, channels);
-        }
+        /* the block's rows are consecutive in x and in the area: one call */
+        (void)mcf_add_s8(&params->residual, xb, s.area, xb, count * channels);
     }
     return MCF_OK;
 }

@@ -359,26 +359,15 @@ static uint32_t mcf_dsp_loop_entry(int32_t groups, int32_t group_bytes) {
     "5:\n\t"               \
     "ldr r7, [sp], #8" MCF_CHANNELS_OPERANDS
 
-/* The registers of the channel loops, as operands (all in and out: the assembly sets them). */
-#define MCF_CHANNELS_REGISTERS(state, weight)           \
-    register int32_t a0 __asm("r0") = 0;                \
-    register int32_t a1 __asm("r1") = 0;                \
-    register int32_t a2 __asm("r2") = 0;                \
-    register int32_t a3 __asm("r3") = 0;                \
-    register int32_t r4 __asm("r4") = 0;                \
-    register int32_t r5 __asm("r5") = 0;                \
-    register void *r6 __asm("r6") = (state);            \
-    register int32_t r8 __asm("r8") = 0;                \
-    register int32_t r9 __asm("r9") = 0;                \
-    register int32_t r10 __asm("r10") = 0;              \
-    register int32_t r11 __asm("r11") = 0;              \
-    register const int8_t *r12 __asm("r12") = (weight); \
-    register int32_t r14 __asm("lr") = 0
-#define MCF_CHANNELS_OPERANDS                                                                              \
-    : "+r"(a0), "+r"(a1), "+r"(a2), "+r"(a3), "+r"(r4), "+r"(r5), "+r"(r6), "+r"(r8), "+r"(r9), "+r"(r10), \
-      "+r"(r11), "+r"(r12), "+r"(r14)                                                                        \
-    :                                                                                                        \
-    : "cc", "memory"
+/* The registers of the channel loops: the state (r6) and weight (r12) pointers as operands, every other
+ * register the assembly uses as a clobber (so GCC sets none of them up). */
+#define MCF_CHANNELS_REGISTERS(state, weight) \
+    register void *r6 __asm("r6") = (state);  \
+    register const int8_t *r12 __asm("r12") = (weight)
+#define MCF_CHANNELS_OPERANDS \
+    : "+r"(r6), "+r"(r12)     \
+    :                         \
+    : "r0", "r1", "r2", "r3", "r4", "r5", "r8", "r9", "r10", "r11", "lr", "cc", "memory"
 
 /* Per channel: mult[n], shift[n] (down = -shift - 1 and the rounding term computed here) and the bias, which
  * the channel's first group (`first_load` MCF_DOT4_MACS_FIRST, peeled off the loop) takes as every token's

@@ -299,9 +299,7 @@ void mcf_dsp_attention_heads(const mcf_attention_block_dims *dims, const mcf_att
             in_ch = proj_rank;
         }
         mcf_dsp_layer4(&proj->u, in_ch, channels, in, count, s.x16, s.area, channels, fast.proj.u);
-        for (int32_t t = 0; t < count; t++) {
-            int8_t *x_row = xb + t * channels;
-            (void)mcf_add_s8(&params->residual, x_row, s.area + t * channels, x_row, channels);
-        }
+        /* the block's rows are consecutive in x and in the area: one call */
+        (void)mcf_add_s8(&params->residual, xb, s.area, xb, count * channels);
     }
 }

@@ -3,6 +3,44 @@
 #include "mcf_dsp_fused.h"
 #include "mcf_fused_internal.h"
 
+/* x16 (the layout of mcf_dsp_widen4, rows count..3 repeating the last) of the GELU of `count` int8 rows of
+ * `hidden` values, minus zp, in one pass: the table (indexed by x + 128, so from its middle by the signed
+ * byte) read as int8 and two values paired in a word (PKHBT) with the zero point removed from both lanes at
+ * once (UADD16: the lanes stay within int16), instead of a lookup pass and a widening pass over the int8
+ * rows. */
+static void gelu_widen4(const int8_t *rows, int32_t hidden, int32_t count, const int8_t *table, int32_t zp,
+                        uint32_t *x16) {
+    const int8_t *middle = table + 128;
+    const uint32_t offset = mcf_pack_pair(-zp);
+    const int32_t groups = hidden >> 2;
+    int16_t *rest = (int16_t *)(x16 + 8 * groups);
+    for (int32_t t = 0; t < MCF_DSP_BLOCK; t++) {
+        const int8_t *x = rows + (t < count ? t : count - 1) * hidden;
+        uint32_t *dst = x16 + 2 * t;
+        for (int32_t g = 0; g < groups; g++, x += 4, dst += 8) {
+            const int32_t w = (int32_t)mcf_read4(x);
+            const int32_t v0 = middle[(int8_t)w], v1 = middle[(int8_t)(w >> 8)];
+            const int32_t v2 = middle[(int8_t)(w >> 16)], v3 = middle[w >> 24];
+            dst[0] = mcf_uadd16(mcf_pack_low_lanes((uint32_t)v0, (uint32_t)v2), offset);
+            dst[1] = mcf_uadd16(mcf_pack_low_lanes((uint32_t)v1, (uint32_t)v3), offset);
+        }
+        for (int32_t r = 0; r < (hidden & 3); r++) {
+            rest[4 * r + t] = (int16_t)(middle[x[r]] - zp);
+        }
+    }
+}
+
+/* fc2 of the block from x16 (gelu_widen4 of its input): the V factor first when low rank. */
+static void fc2_from_x16(const mcf_factored_linear *fc2, int32_t hidden, int32_t rank, int32_t channels,
+                         int8_t *area, int32_t count, uint32_t *x16, mcf_dsp_factored_fast fast) {
+    if (fc2->v != NULL) {
+        mcf_dsp_linear4(x16, hidden, fc2->v, rank, area, rank, MCF_DSP_BLOCK, fast.v);
+        mcf_dsp_layer4(&fc2->u, rank, channels, area, count, x16, area, channels, fast.u);
+        return;
+    }
+    mcf_dsp_linear4(x16, hidden, &fc2->u, channels, area, channels, MCF_DSP_BLOCK, fast.u);
+}
+
 mcf_status mcf_mlp_block_s8(const mcf_mlp_block_dims *dims, const mcf_mlp_block_params *params, int8_t *x,
                             void *scratch) {
     const int32_t size = mlp_block_checked_size(dims, params, x, scratch);
@@ -39,12 +77,11 @@ mcf_status mcf_mlp_block_s8(const mcf_mlp_block_dims *dims, const mcf_mlp_block_
         const mcf_dims rows = {count, channels}; /* one call: the per-call checks shared by the block */
         (void)mcf_layernorm_s8(&rows, &norm->params, xb, norm->gamma, norm->beta, s.area); /* cannot fail */
         mcf_dsp_factored4(&params->fc1, channels, fc1_rank, hidden, s.area, count, s.x16, fc1_fast);
-        (void)mcf_lut_s8(s.area, params->gelu_table, s.area, count * hidden);
-        mcf_dsp_factored4(&params->fc2, hidden, fc2_rank, channels, s.area, count, s.x16, fc2_fast);
-        for (int32_t t = 0; t < count; t++) {
-            int8_t *x_row = xb + t * channels;
-            (void)mcf_add_s8(&params->residual, x_row, s.area + t * channels, x_row, channels);
-        }
+        const mcf_linear_layer *fc2_in = params->fc2.v != NULL ? params->fc2.v : &params->fc2.u;
+        gelu_widen4(s.area, hidden, count, params->gelu_table, fc2_in->params.in_zp, s.x16);
+        fc2_from_x16(&params->fc2, hidden, fc2_rank, channels, s.area, count, s.x16, fc2_fast);
+        /* the block's rows are consecutive in x and in the area: one call */
+        (void)mcf_add_s8(&params->residual, xb, s.area, xb, count * channels);
     }
     return MCF_OK;
 }
