@@ -37,13 +37,16 @@ def test_every_dsp_kernel_equals_the_portable_kernel_on_qemu(harness):
                                "attention_block_heads": 120, "attention_block_heads_once": 120}  # fmt: skip
 
 
-def test_the_linear_without_its_pair_cores_equals_the_portable_kernel_on_qemu(tmp_path):
+def test_lean_switches_keep_every_kernel_equal_to_the_portable_kernel_on_qemu(tmp_path):
     """MCF_DSP_LINEAR_PAIRS=0 (what a build whose linears all take one token sets): every token, and every row
     wider than the stack row, through the one-token path; the harness's linear cases (up to 6 tokens, rows up to
-    336 inputs) and the fused kernels' per-token linears give the portable results."""
-    lean = run_harness(build_harness(tmp_path, extra_flags=("-DMCF_DSP_LINEAR_PAIRS=0",)))
+    336 inputs) and the fused kernels' per-token linears give the portable results. With MCF_DSP_LONG_PASS=0 too
+    (a build without widened weights): the token blocks' dot loops of 8 groups a pass, entered at every offset by
+    the fused cases' widths, give them as well."""
+    flags = ("-DMCF_DSP_LINEAR_PAIRS=0", "-DMCF_DSP_LONG_PASS=0")
+    lean = run_harness(build_harness(tmp_path, extra_flags=flags))
     assert lean.mismatches == []
-    assert lean.checked["linear"] == 400
+    assert lean.checked["linear"] == 400 and lean.checked["attention_block_heads_once"] == 120
 
 
 def test_without_the_pair_kernel_the_patch_row_kernel_runs_only_small_patches(tmp_path):

@@ -159,9 +159,9 @@ int mcf_dsp_channels_fast(const int32_t *bias, const mcf_channel_quant *quant, i
 #if MCF_DSP_ASM
 /* The channel loops below: for every output channel n (a weight row, rows consecutive), four accumulators
  * acc[t] = start + x16(t) . w_n, then out[t * token_stride + n * channel_stride] = ssat8((SMMUL(acc, mult) +
- * add) >> down) (one SMMLA, see mcf_dsp_requant). The dot loop runs eight groups of four inputs per pass
- * (its compare and branch: a quarter of an instruction per group; four a pass cost twice that, for 0.4-0.8 KB
- * less code) and is entered part-way (Duff's device) when the group count is not a multiple of eight;
+ * add) >> down) (one SMMLA, see mcf_dsp_requant). The dot loop runs 16 groups of four inputs per pass (8
+ * with MCF_DSP_LONG_PASS=0: its compare and branch once more per channel of 9 to 16 groups, for half the
+ * code) and is entered part-way (Duff's device) when the group count is not a multiple of the pass;
  * everything else a channel needs is reloaded from a state in memory with one LDM and a few LDRD, so nothing
  * is spilled around the loop (GCC's code around mcf_dsp_dot4 took about 90 instructions per channel, these
  * 32). They use every register but sp: r7 holds the state (saved on the stack: it may be GCC's frame
@@ -247,7 +247,7 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, token_stride) == 24 &&
 #define MCF_DOT4_LOAD8 "ldr.w r5, [r12], #4\n\tsxtb16 r4, r5\n\tsxtb16 r5, r5, ror #8\n\t"
 #define MCF_DOT4_LOAD16 "ldrd r4, r5, [r12], #8\n\t"
 #define MCF_DOT4_GROUP_FIXED MCF_DOT4_LOAD8 MCF_DOT4_MACS_FIXED
-#define MCF_DOT4_GROUP_BYTES 52
+#define MCF_DOT4_GROUP_BYTES 52 /* MCF_CHANNELS_DOT_LOOP's check repeats these two */
 #define MCF_DOT4_GROUP16_FIXED MCF_DOT4_LOAD16 MCF_DOT4_MACS_FIXED
 #define MCF_DOT4_GROUP16_BYTES 44
 
@@ -305,24 +305,35 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, token_stride) == 24 &&
                          "b.w 7f\n\t" MCF_LEFTOVER_STEP16 MCF_LEFTOVER_STEP16 MCF_LEFTOVER_STEP16, \
                          "148")
 
-/* The dot loop (label 1, eight groups a pass, until r6 reaches lr); `pass_bytes` (a string) is eight groups'
- * size, which the entry offsets assume (entering at 8 groups runs none). */
-#define MCF_CHANNELS_DOT_LOOP_OF(group, pass_bytes)                                   \
-    "1:\n\t" group group group group group group group group                          \
-    "2:\n\t"                                                                          \
-    ".if (2b - 1b) - " pass_bytes                                                     \
-    "\n\t"                                                                            \
+/* The dot loop's groups a pass (MCF_DSP_LONG_PASS: 16, else 8) and the text of that many groups. */
+#if MCF_DSP_LONG_PASS
+#define MCF_DSP_PASS_GROUPS 16
+#define MCF_DSP_PASS(group) \
+    group group group group group group group group group group group group group group group group
+#else
+#define MCF_DSP_PASS_GROUPS 8
+#define MCF_DSP_PASS(group) group group group group group group group group
+#endif
+#define MCF_DSP_STRING(x) #x
+#define MCF_DSP_XSTRING(x) MCF_DSP_STRING(x)
+
+/* The dot loop (label 1, MCF_DSP_PASS_GROUPS groups a pass, until r6 reaches lr); `group_bytes` (a string) is
+ * one group's size, which the entry offsets assume (entering at the end of the pass runs none). */
+#define MCF_CHANNELS_DOT_LOOP_OF(group, group_bytes) \
+    "1:\n\t" MCF_DSP_PASS(group) "2:\n\t"                                             \
+    ".if (2b - 1b) - " MCF_DSP_XSTRING(MCF_DSP_PASS_GROUPS) " * " group_bytes "\n\t"      \
     ".error \"a dot-loop group has the wrong size: the entry offsets are wrong\"\n\t" \
     ".endif\n\t"                                                                      \
     "cmp r6, lr\n\t"                                                                  \
     "bne 1b\n\t"
-#define MCF_CHANNELS_DOT_LOOP MCF_CHANNELS_DOT_LOOP_OF(MCF_DOT4_GROUP_FIXED, "416")
+#define MCF_CHANNELS_DOT_LOOP MCF_CHANNELS_DOT_LOOP_OF(MCF_DOT4_GROUP_FIXED, "52")
+#define MCF_CHANNELS_DOT_LOOP16 MCF_CHANNELS_DOT_LOOP_OF(MCF_DOT4_GROUP16_FIXED, "44")
 
 /* The byte offset into a dot loop of `group_bytes` groups that runs `groups` groups (Duff's device). */
 static uint32_t mcf_dsp_loop_entry(int32_t groups, int32_t group_bytes) {
-    return (uint32_t)((groups == 0 ? 8 : (8 - (groups & 7)) & 7) * group_bytes);
+    const int32_t pass = MCF_DSP_PASS_GROUPS;
+    return (uint32_t)((groups == 0 ? pass : (pass - (groups & (pass - 1))) & (pass - 1)) * group_bytes);
 }
-#define MCF_CHANNELS_DOT_LOOP16 MCF_CHANNELS_DOT_LOOP_OF(MCF_DOT4_GROUP16_FIXED, "352")
 
 /* Reload a channel's output pointer (r5), 3 * token_stride (r6), mult (r8), down (r9), add (r10) and
  * token_stride (lr) are set: requantize r0-r3 and store them token_stride apart from r5. */
