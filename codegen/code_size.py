@@ -36,7 +36,7 @@ KERNEL_TEXT_BYTES: dict[str, int] = {  # largest variant (portable, dsp) + ~25% 
     "mcf_attention_block_heads_once_s8_get_buffer_size": 256,  # adds to the per-head kernel's size
     "mcf_dsp_heads": 3360,  # dsp support file: the per-head kernels' 4-query blocks and softmax rows
     "mcf_mlp_block_s8": 1664,  # with its static helpers (dsp: the block loop and the one-token path)
-    "mcf_dsp_block": 9776,  # dsp support file: widening, 4-token dot loops, assembly channel loops, 4-token linear
+    "mcf_dsp_block": 12432,  # dsp support file: widening, 4-token dot loops, assembly channel loops, 4-token linear
     "mcf_dsp_fused": 1552,  # dsp support file: the fused kernels' argument checks and per-block layer chains
     "mcf_mlp_block_s8_get_buffer_size": 256,
 }
@@ -51,7 +51,7 @@ DSP_SWITCHES = (
     "MCF_DSP_WIDENED",  # the token blocks' widened-weight paths (dsp/mcf_dsp_block.c)
     "MCF_DSP_CHANNEL_TAIL",  # the token blocks' channel loop for an in_ch that is not a multiple of four (the same)
     "MCF_DSP_WIDE_KV",  # the once kernel's widened K and V and their shared loop (the same, dsp/mcf_dsp_heads.c)
-    "MCF_DSP_LONG_PASS",  # the token blocks' dot loops 16 groups a pass instead of 8 (the same)
+    "MCF_DSP_SPEED_LOOPS",  # the token blocks' 16-group dot-loop passes and two-token loops (the same)
 )
 LEAN_TEXT_BYTES: dict[tuple[str, ...], dict[str, int]] = {
     ("MCF_DSP_FUSED_ONE_TOKEN",): {
@@ -62,19 +62,20 @@ LEAN_TEXT_BYTES: dict[tuple[str, ...], dict[str, int]] = {
     },
     ("MCF_DSP_LINEAR_PAIRS",): {"mcf_linear_s8": 1776},
     ("MCF_DSP_PATCH_PAIRS",): {"mcf_patch_embed_s8": 16},
-    # mcf_dsp_block: the widened weights' paths take about 1 KB, the leftover loop 1.1 KB, the widened K and V
-    # 1.4-1.8 KB, the long passes about 1.6 KB of what is left (codegen turns them off with the widened paths).
-    ("MCF_DSP_WIDENED",): {"mcf_dsp_block": 8656},
-    ("MCF_DSP_CHANNEL_TAIL",): {"mcf_dsp_block": 8432},
-    ("MCF_DSP_CHANNEL_TAIL", "MCF_DSP_WIDENED"): {"mcf_dsp_block": 7328},
-    ("MCF_DSP_WIDE_KV",): {"mcf_dsp_block": 7744},
-    ("MCF_DSP_WIDE_KV", "MCF_DSP_WIDENED"): {"mcf_dsp_block": 6368},
-    ("MCF_DSP_WIDE_KV", "MCF_DSP_CHANNEL_TAIL"): {"mcf_dsp_block": 6384},
-    ("MCF_DSP_CHANNEL_TAIL", "MCF_DSP_WIDENED", "MCF_DSP_WIDE_KV"): {"mcf_dsp_block": 5024},
-    ("MCF_DSP_LONG_PASS", "MCF_DSP_WIDENED"): {"mcf_dsp_block": 6816},
-    ("MCF_DSP_LONG_PASS", "MCF_DSP_WIDENED", "MCF_DSP_CHANNEL_TAIL"): {"mcf_dsp_block": 5952},
-    ("MCF_DSP_LONG_PASS", "MCF_DSP_WIDENED", "MCF_DSP_WIDE_KV"): {"mcf_dsp_block": 4928},
-    ("MCF_DSP_LONG_PASS", "MCF_DSP_WIDENED", "MCF_DSP_WIDE_KV", "MCF_DSP_CHANNEL_TAIL"): {"mcf_dsp_block": 4064},
+    # mcf_dsp_block: the widened weights' paths take 1-1.6 KB, the leftover loop 1.1-1.6 KB, the widened K and V
+    # 1.4-2.6 KB, the speed loops (16-group passes, two-token blocks) 1.6-3.3 KB of what is left (codegen turns
+    # them off with the widened paths).
+    ("MCF_DSP_WIDENED",): {"mcf_dsp_block": 10560},
+    ("MCF_DSP_CHANNEL_TAIL",): {"mcf_dsp_block": 11040},
+    ("MCF_DSP_CHANNEL_TAIL", "MCF_DSP_WIDENED"): {"mcf_dsp_block": 9216},
+    ("MCF_DSP_WIDE_KV",): {"mcf_dsp_block": 9440},
+    ("MCF_DSP_WIDE_KV", "MCF_DSP_WIDENED"): {"mcf_dsp_block": 7296},
+    ("MCF_DSP_WIDE_KV", "MCF_DSP_CHANNEL_TAIL"): {"mcf_dsp_block": 8064},
+    ("MCF_DSP_CHANNEL_TAIL", "MCF_DSP_WIDENED", "MCF_DSP_WIDE_KV"): {"mcf_dsp_block": 5952},
+    ("MCF_DSP_SPEED_LOOPS", "MCF_DSP_WIDENED"): {"mcf_dsp_block": 6816},
+    ("MCF_DSP_SPEED_LOOPS", "MCF_DSP_WIDENED", "MCF_DSP_CHANNEL_TAIL"): {"mcf_dsp_block": 5952},
+    ("MCF_DSP_SPEED_LOOPS", "MCF_DSP_WIDENED", "MCF_DSP_WIDE_KV"): {"mcf_dsp_block": 4912},
+    ("MCF_DSP_SPEED_LOOPS", "MCF_DSP_WIDENED", "MCF_DSP_WIDE_KV", "MCF_DSP_CHANNEL_TAIL"): {"mcf_dsp_block": 4064},
 }
 # The input widths of a fused op's linears (dims fields; 0: an absent factor).
 FUSED_IN_CHANNELS = ("channels", "hidden", "qkv_rank", "proj_rank", "fc1_rank", "fc2_rank")
@@ -95,7 +96,7 @@ def kernel_defines(graph: Graph) -> dict[str, int]:
     """The DSP_SWITCHES the graph lets its build turn off (0): the fused one-token chain when every fused op runs token
     blocks (scratch.uses_blocks), the linear's pair cores when every linear op has one token, the pair patch
     embedding when the only patch embeddings are patch-row ones in token blocks (scratch.patch_row_blocks), the
-    widened-weight paths and the long dot-loop passes when no layer is widened, the token blocks' channel loop for
+    widened-weight paths and the speed loops when no layer is widened, the token blocks' channel loop for
     leftover inputs when every input width they run is a multiple of four, the widened K and V when no op is a once
     kernel. Recorded in the build's manifest; the firmware builders pass them to the compiler as -D flags."""
     blocks = [op_dims(graph, op) for op in graph.ops if OPS[op.kind].in_place_block]
@@ -112,7 +113,7 @@ def kernel_defines(graph: Graph) -> dict[str, int]:
         defines["MCF_DSP_PATCH_PAIRS"] = 0
     if not graph.meta.get("widened"):  # no widened weights: no flash bought for speed, short passes too
         defines["MCF_DSP_WIDENED"] = 0
-        defines["MCF_DSP_LONG_PASS"] = 0
+        defines["MCF_DSP_SPEED_LOOPS"] = 0
     in_channels = [d.get(name, 0) for d in blocks for name in FUSED_IN_CHANNELS]
     in_channels += [patch_values(d) for d in small_rows]
     if all(width % 4 == 0 for width in in_channels):

@@ -112,13 +112,13 @@ def test_kernel_defines_turn_off_only_the_paths_a_graph_never_takes():
     long = _graph(PRESETS["fmnist-small"])  # 49 tokens, a 7-patch grid, 48 channels; one linear: the head
     assert kernel_defines(long) == dict.fromkeys(("MCF_DSP_FUSED_ONE_TOKEN", "MCF_DSP_LINEAR_PAIRS",
                                                   "MCF_DSP_PATCH_PAIRS", "MCF_DSP_WIDENED", "MCF_DSP_CHANNEL_TAIL",
-                                                  "MCF_DSP_WIDE_KV", "MCF_DSP_LONG_PASS"), 0)  # fmt: skip
+                                                  "MCF_DSP_WIDE_KV", "MCF_DSP_SPEED_LOOPS"), 0)  # fmt: skip
     short = _graph(SHORT)  # 4 tokens: the fused kernels take the one-token chain; 14 x 14 patches, 15 channels
     assert kernel_defines(short) == dict.fromkeys(("MCF_DSP_LINEAR_PAIRS", "MCF_DSP_WIDENED", "MCF_DSP_WIDE_KV",
-                                                   "MCF_DSP_LONG_PASS"), 0)  # fmt: skip
+                                                   "MCF_DSP_SPEED_LOOPS"), 0)  # fmt: skip
     qvit = placeholder_qvit(PRESETS["fmnist-small"])  # one widened linear keeps the widened paths
     widened = lower(qvit, "m", "fused", Variants(widened=(fused_linears(qvit)[0],)))
-    assert "MCF_DSP_WIDENED" not in kernel_defines(widened) and "MCF_DSP_LONG_PASS" not in kernel_defines(widened)
+    assert "MCF_DSP_WIDENED" not in kernel_defines(widened) and "MCF_DSP_SPEED_LOOPS" not in kernel_defines(widened)
     once = lower(qvit, "m", "fused", Variants(attention="attention_block_heads_once"))  # its widened K and V
     assert "MCF_DSP_WIDE_KV" not in kernel_defines(once)
     one_token = lower(qvit, "m", "fused", Variants(block_tokens=ONE_TOKEN))  # the variant keeps the chain

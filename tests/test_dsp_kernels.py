@@ -40,10 +40,10 @@ def test_every_dsp_kernel_equals_the_portable_kernel_on_qemu(harness):
 def test_lean_switches_keep_every_kernel_equal_to_the_portable_kernel_on_qemu(tmp_path):
     """MCF_DSP_LINEAR_PAIRS=0 (what a build whose linears all take one token sets): every token, and every row
     wider than the stack row, through the one-token path; the harness's linear cases (up to 6 tokens, rows up to
-    336 inputs) and the fused kernels' per-token linears give the portable results. With MCF_DSP_LONG_PASS=0 too
+    336 inputs) and the fused kernels' per-token linears give the portable results. With MCF_DSP_SPEED_LOOPS=0 too
     (a build without widened weights): the token blocks' dot loops of 8 groups a pass, entered at every offset by
-    the fused cases' widths, give them as well."""
-    flags = ("-DMCF_DSP_LINEAR_PAIRS=0", "-DMCF_DSP_LONG_PASS=0")
+    the fused cases' widths, and last blocks of one to three tokens on the four-token loops give them as well."""
+    flags = ("-DMCF_DSP_LINEAR_PAIRS=0", "-DMCF_DSP_SPEED_LOOPS=0")
     lean = run_harness(build_harness(tmp_path, extra_flags=flags))
     assert lean.mismatches == []
     assert lean.checked["linear"] == 400 and lean.checked["attention_block_heads_once"] == 120

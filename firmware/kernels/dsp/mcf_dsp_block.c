@@ -160,7 +160,7 @@ int mcf_dsp_channels_fast(const int32_t *bias, const mcf_channel_quant *quant, i
 /* The channel loops below: for every output channel n (a weight row, rows consecutive), four accumulators
  * acc[t] = start + x16(t) . w_n, then out[t * token_stride + n * channel_stride] = ssat8((SMMUL(acc, mult) +
  * add) >> down) (one SMMLA, see mcf_dsp_requant). The dot loop runs 16 groups of four inputs per pass (8
- * with MCF_DSP_LONG_PASS=0: its compare and branch once more per channel of 9 to 16 groups, for half the
+ * with MCF_DSP_SPEED_LOOPS=0: its compare and branch once more per channel of 9 to 16 groups, for half the
  * code) and is entered part-way (Duff's device) when the group count is not a multiple of the pass;
  * everything else a channel needs is reloaded from a state in memory with one LDM and a few LDRD, so nothing
  * is spilled around the loop (GCC's code around mcf_dsp_dot4 took about 90 instructions per channel, these
@@ -240,6 +240,23 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, token_stride) == 24 &&
     "smlad r3, r10, r4, r3\n\t"           \
     "smlad r3, r11, r5, r3\n\t"
 
+/* The same for the first two tokens only (the two-token loops: x16's words of tokens 2 and 3 skipped), with
+ * accumulators r0 and r1; 24 bytes, and for a channel's first group, both starting from the bias in r3. */
+#define MCF_DOT2_MACS_FIXED               \
+    "ldmia.w r6!, {r8, r9, r10, r11}\n\t" \
+    "smlad r0, r8, r4, r0\n\t"            \
+    "smlad r0, r9, r5, r0\n\t"            \
+    "smlad r1, r10, r4, r1\n\t"           \
+    "smlad r1, r11, r5, r1\n\t"           \
+    "add.w r6, r6, #16\n\t"
+#define MCF_DOT2_MACS_FIRST               \
+    "ldmia.w r6!, {r8, r9, r10, r11}\n\t" \
+    "smlad r0, r8, r4, r3\n\t"            \
+    "smlad r0, r9, r5, r0\n\t"            \
+    "smlad r1, r10, r4, r3\n\t"           \
+    "smlad r1, r11, r5, r1\n\t"           \
+    "add.w r6, r6, #16\n\t"
+
 /* Loading one group's weights into r4/r5: an int8 word via r12 split by SXTB16 (every instruction 32 bits
  * wide: the group is 52 bytes, so the loop can be entered at any group), or widened weights
  * (mcf_linear_layer.weight16), both halves in one LDRD: 16 MACs in 11 instructions instead of 13, 44 bytes.
@@ -250,6 +267,10 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, token_stride) == 24 &&
 #define MCF_DOT4_GROUP_BYTES 52 /* MCF_CHANNELS_DOT_LOOP's check repeats these two */
 #define MCF_DOT4_GROUP16_FIXED MCF_DOT4_LOAD16 MCF_DOT4_MACS_FIXED
 #define MCF_DOT4_GROUP16_BYTES 44
+#define MCF_DOT2_GROUP_FIXED MCF_DOT4_LOAD8 MCF_DOT2_MACS_FIXED
+#define MCF_DOT2_GROUP_BYTES 36
+#define MCF_DOT2_GROUP16_FIXED MCF_DOT4_LOAD16 MCF_DOT2_MACS_FIXED
+#define MCF_DOT2_GROUP16_BYTES 28
 
 /* One leftover input (rest stored value by value: words (t0, t1), (t2, t3)) for the four tokens, its weight
  * read into r4 by `load` (int8, or int16 for widened rows), every instruction 32 bits wide: 24 bytes, so the
@@ -264,6 +285,13 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, token_stride) == 24 &&
 #define MCF_LEFTOVER_STEP16 MCF_LEFTOVER_STEP_OF("ldrsh.w r4, [r12], #2\n\t")
 /* The last leftover of a widened row of odd length: steps over the row's zero pad (MCF_WIDE_LENGTH). */
 #define MCF_LEFTOVER_STEP16_PAD MCF_LEFTOVER_STEP_OF("ldrsh.w r4, [r12], #4\n\t")
+/* The same steps for the first two tokens (the word of tokens 2 and 3 skipped): 16 bytes. */
+#define MCF_LEFTOVER2_STEP_OF(load)  \
+    load "ldr.w r8, [r6], #8\n\t"    \
+         "smlabb r0, r8, r4, r0\n\t" \
+         "smlatb r1, r8, r4, r1\n\t"
+#define MCF_LEFTOVER2_STEP16 MCF_LEFTOVER2_STEP_OF("ldrsh.w r4, [r12], #2\n\t")
+#define MCF_LEFTOVER2_STEP16_PAD MCF_LEFTOVER2_STEP_OF("ldrsh.w r4, [r12], #4\n\t")
 
 /* Entering a channel loop: save r7 and keep the state there (sp stays 8-byte aligned), turn the loop's entry
  * offset (state word 9) into a Thumb address. */
@@ -286,13 +314,13 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, token_stride) == 24 &&
 
 /* After the dot loop: the length % 4 leftover inputs (`steps`, `bytes` long (a string): entered part-way,
  * three steps at most). */
-#define MCF_CHANNELS_TAIL_OF(steps, bytes)                                             \
-    "ldr pc, [r7, #48]\n"                                                              \
-    "6:\n\t" steps                                                                     \
-    "7:\n\t"                                                                           \
-    ".if (7b - 6b) - " bytes                                                           \
-    "\n\t"                                                                             \
-    ".error \"a leftover step is not 24 bytes: the tail entry offsets are wrong\"\n\t" \
+#define MCF_CHANNELS_TAIL_OF(steps, bytes)                                                \
+    "ldr pc, [r7, #48]\n"                                                                 \
+    "6:\n\t" steps                                                                        \
+    "7:\n\t"                                                                              \
+    ".if (7b - 6b) - " bytes                                                              \
+    "\n\t"                                                                                \
+    ".error \"a leftover step has the wrong size: the tail entry offsets are wrong\"\n\t" \
     ".endif\n\t"
 #define MCF_CHANNELS_TAIL MCF_CHANNELS_TAIL_OF(MCF_LEFTOVER_STEP MCF_LEFTOVER_STEP MCF_LEFTOVER_STEP, "72")
 
@@ -305,8 +333,15 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, token_stride) == 24 &&
                          "b.w 7f\n\t" MCF_LEFTOVER_STEP16 MCF_LEFTOVER_STEP16 MCF_LEFTOVER_STEP16, \
                          "148")
 
-/* The dot loop's groups a pass (MCF_DSP_LONG_PASS: 16, else 8) and the text of that many groups. */
-#if MCF_DSP_LONG_PASS
+/* The same for the two-token loops: 16-byte steps, rows of even length MCF_TAIL2_16_EVEN bytes on. */
+#define MCF_TAIL2_16_EVEN 52
+#define MCF_CHANNELS_TAIL2_16                                                                         \
+    MCF_CHANNELS_TAIL_OF(MCF_LEFTOVER2_STEP16 MCF_LEFTOVER2_STEP16 MCF_LEFTOVER2_STEP16_PAD           \
+                         "b.w 7f\n\t" MCF_LEFTOVER2_STEP16 MCF_LEFTOVER2_STEP16 MCF_LEFTOVER2_STEP16, \
+                         "100")
+
+/* The dot loop's groups a pass (MCF_DSP_SPEED_LOOPS: 16, else 8) and the text of that many groups. */
+#if MCF_DSP_SPEED_LOOPS
 #define MCF_DSP_PASS_GROUPS 16
 #define MCF_DSP_PASS(group) \
     group group group group group group group group group group group group group group group group
@@ -328,6 +363,8 @@ _Static_assert(offsetof(mcf_dsp_shared_loop, token_stride) == 24 &&
     "bne 1b\n\t"
 #define MCF_CHANNELS_DOT_LOOP MCF_CHANNELS_DOT_LOOP_OF(MCF_DOT4_GROUP_FIXED, "52")
 #define MCF_CHANNELS_DOT_LOOP16 MCF_CHANNELS_DOT_LOOP_OF(MCF_DOT4_GROUP16_FIXED, "44")
+#define MCF_CHANNELS_DOT_LOOP2 MCF_CHANNELS_DOT_LOOP_OF(MCF_DOT2_GROUP_FIXED, "36")
+#define MCF_CHANNELS_DOT_LOOP2_16 MCF_CHANNELS_DOT_LOOP_OF(MCF_DOT2_GROUP16_FIXED, "28")
 
 /* The byte offset into a dot loop of `group_bytes` groups that runs `groups` groups (Duff's device). */
 static uint32_t mcf_dsp_loop_entry(int32_t groups, int32_t group_bytes) {
@@ -335,17 +372,19 @@ static uint32_t mcf_dsp_loop_entry(int32_t groups, int32_t group_bytes) {
     return (uint32_t)((groups == 0 ? pass : (pass - (groups & (pass - 1))) & (pass - 1)) * group_bytes);
 }
 
-/* Reload a channel's output pointer (r5), 3 * token_stride (r6), mult (r8), down (r9), add (r10) and
- * token_stride (lr) are set: requantize r0-r3 and store them token_stride apart from r5. */
+/* With a channel's output pointer (r5), 3 * token_stride (r6), mult (r8), down (r9), add (r10) and
+ * token_stride (lr) set: requantize r0-r1 (STORE2) or r0-r3 and store them token_stride apart from r5. */
+#define MCF_CHANNELS_STORE2      \
+    "smmla r11, r0, r8, r10\n\t" \
+    "asr r11, r11, r9\n\t"       \
+    "ssat r11, #8, r11\n\t"      \
+    "strb r11, [r5]\n\t"         \
+    "smmla r11, r1, r8, r10\n\t" \
+    "asr r11, r11, r9\n\t"       \
+    "ssat r11, #8, r11\n\t"      \
+    "strb r11, [r5, lr]\n\t"
 #define MCF_CHANNELS_STORE4          \
-    "smmla r11, r0, r8, r10\n\t"     \
-    "asr r11, r11, r9\n\t"           \
-    "ssat r11, #8, r11\n\t"          \
-    "strb r11, [r5]\n\t"             \
-    "smmla r11, r1, r8, r10\n\t"     \
-    "asr r11, r11, r9\n\t"           \
-    "ssat r11, #8, r11\n\t"          \
-    "strb r11, [r5, lr]\n\t"         \
+    MCF_CHANNELS_STORE2              \
     "smmla r11, r2, r8, r10\n\t"     \
     "asr r11, r11, r9\n\t"           \
     "ssat r11, #8, r11\n\t"          \
@@ -381,10 +420,11 @@ static uint32_t mcf_dsp_loop_entry(int32_t groups, int32_t group_bytes) {
     : "r0", "r1", "r2", "r3", "r4", "r5", "r8", "r9", "r10", "r11", "lr", "cc", "memory"
 
 /* Per channel: mult[n], shift[n] (down = -shift - 1 and the rounding term computed here) and the bias, which
- * the channel's first group (`first_load` MCF_DOT4_MACS_FIRST, peeled off the loop) takes as every token's
- * start. 32 instructions per channel besides the 13 per group (11 with widened weights: `dot_loop`); in_ch a
- * multiple of four, or (`tail`) any in_ch >= 4 for 2 more per channel and 6 per leftover input. */
-#define MCF_CHANNELS4(first_load, dot_loop, tail_enter, tail) \
+ * the channel's first group (`first`, peeled off the loop) takes as every token's start; `store` the tokens'
+ * outputs. 32 instructions per channel besides the 13 per group (11 with widened weights: `dot_loop`); in_ch
+ * a multiple of four, or (`tail`) any in_ch >= 4 for 2 more per channel and 6 per leftover input. The
+ * two-token loops: 24 per channel besides 9 (7) per group. */
+#define MCF_CHANNELS_OF(first, dot_loop, tail_enter, tail, store) \
     MCF_CHANNELS_ENTER tail_enter                                                                     \
         "ldr r4, [r7]\n\t"      /* n */                                                               \
         "ldr r9, [r7, #32]\n\t" /* bias */                                                            \
@@ -395,10 +435,12 @@ static uint32_t mcf_dsp_loop_entry(int32_t groups, int32_t group_bytes) {
         "mvn r9, r9\n\t" /* down = -shift - 1 */                                                      \
         "sub r11, r9, #1\n\t"                                                                         \
         "lsl r10, r10, r11\n\t" /* add = 2^(down - 1) + out_zp * 2^down */                            \
-        MCF_CHANNELS_STORE4 "ldrd r8, r9, [r7, #28]\n\t" /* channel_stride, bias */                   \
+        store "ldrd r8, r9, [r7, #28]\n\t" /* channel_stride, bias */                                 \
         MCF_CHANNELS_NEXT("add.w r5, r5, r8\n\t")                                                     \
         "ldr r3, [r9, r4, lsl #2]\n\t"                                                                \
-        "ldrd r6, lr, [r7, #40]\n\t" first_load MCF_DOT4_MACS_FIRST MCF_CHANNELS_LEAVE
+        "ldrd r6, lr, [r7, #40]\n\t" first MCF_CHANNELS_LEAVE
+#define MCF_CHANNELS4(load, dot_loop, tail_enter, tail) \
+    MCF_CHANNELS_OF(load MCF_DOT4_MACS_FIRST, dot_loop, tail_enter, tail, MCF_CHANNELS_STORE4)
 
 static void
     __attribute__((noinline, unused)) mcf_dsp_channels4(mcf_dsp_channel_loop *state, const int8_t *weight) {
@@ -424,21 +466,41 @@ static void __attribute__((noinline, unused)) mcf_dsp_channels4_w16(mcf_dsp_chan
     __asm volatile(MCF_CHANNELS4(MCF_DOT4_LOAD16, MCF_CHANNELS_DOT_LOOP16, "", ""));
 }
 
-/* One requantization for all channels, a start per token, and the length % 4 leftover values (stored after
- * the groups value by value, as mcf_dsp_widen4 does) after the groups: one LDRSB, one LDM and four
- * SMLAxB each, entered part-way like the groups. 27 instructions per channel besides the groups, and 6 per
- * leftover. */
-#define MCF_CHANNELS4_SHARED(dot_loop, tail) \
-    MCF_CHANNELS_ENTER MCF_CHANNELS_TAIL_ENTER                                                        \
-    "b 4f\n\t" dot_loop tail                                                                          \
-    "ldmia r7, {r4, r5, r6, r8, r9, r10, lr}\n\t" /* n, out, 3 * ts, mult, down, add, ts */          \
-    MCF_CHANNELS_STORE4 MCF_CHANNELS_NEXT("add.w r5, r5, #1\n\t") "ldrd r0, r1, [r7, #52]\n\t"        \
-    "ldrd r2, r3, [r7, #60]\n\t" /* start */                                                          \
-    "ldrd r6, lr, [r7, #40]\n\t" MCF_CHANNELS_LEAVE
+#if MCF_DSP_SPEED_LOOPS
+/* mcf_dsp_channels4 and mcf_dsp_channels4_w16 for the first two tokens of x16 only (mcf_dsp_block_rows): a
+ * last block of one or two tokens in about 60% of a four-token block's instructions. */
+static void __attribute__((noinline, unused)) mcf_dsp_channels2(mcf_dsp_channel_loop *state,
+                                                                const int8_t *weight) {
+    MCF_CHANNELS_REGISTERS(state, weight);
+    __asm volatile(MCF_CHANNELS_OF(MCF_DOT4_LOAD8 MCF_DOT2_MACS_FIRST, MCF_CHANNELS_DOT_LOOP2, "", "",
+                                   MCF_CHANNELS_STORE2));
+}
+
+static void __attribute__((noinline, unused)) mcf_dsp_channels2_w16(mcf_dsp_channel_loop *state,
+                                                                    const int16_t *weight16) {
+    MCF_CHANNELS_REGISTERS(state, (const int8_t *)weight16);
+    __asm volatile(MCF_CHANNELS_OF(MCF_DOT4_LOAD16 MCF_DOT2_MACS_FIRST, MCF_CHANNELS_DOT_LOOP2_16, "", "",
+                                   MCF_CHANNELS_STORE2));
+}
+#endif
+
+/* One requantization for all channels, a start per token (`starts`), and the length % 4 leftover values
+ * (stored after the groups value by value, as mcf_dsp_widen4 does) after the groups: one LDRSB, one LDM and
+ * four SMLAxB each, entered part-way like the groups. 27 instructions per channel besides the groups, and 6
+ * per leftover. */
+#define MCF_CHANNELS_SHARED_OF(dot_loop, tail, store, starts)                                   \
+    MCF_CHANNELS_ENTER MCF_CHANNELS_TAIL_ENTER                                                  \
+        "b 4f\n\t" dot_loop tail                                                                \
+        "ldmia r7, {r4, r5, r6, r8, r9, r10, lr}\n\t" /* n, out, 3 * ts, mult, down, add, ts */ \
+        store MCF_CHANNELS_NEXT("add.w r5, r5, #1\n\t") starts                                  \
+        "ldrd r6, lr, [r7, #40]\n\t" MCF_CHANNELS_LEAVE
+#define MCF_SHARED_STARTS4 "ldrd r0, r1, [r7, #52]\n\tldrd r2, r3, [r7, #60]\n\t"
+#define MCF_SHARED_STARTS2 "ldrd r0, r1, [r7, #52]\n\t"
 static void __attribute__((noinline, unused)) mcf_dsp_channels4_shared(mcf_dsp_shared_loop *state,
                                                                        const int8_t *weight) {
     MCF_CHANNELS_REGISTERS(state, weight);
-    __asm volatile(MCF_CHANNELS4_SHARED(MCF_CHANNELS_DOT_LOOP, MCF_CHANNELS_TAIL));
+    __asm volatile(MCF_CHANNELS_SHARED_OF(MCF_CHANNELS_DOT_LOOP, MCF_CHANNELS_TAIL, MCF_CHANNELS_STORE4,
+                                          MCF_SHARED_STARTS4));
 }
 
 #if MCF_DSP_WIDE_KV
@@ -447,8 +509,19 @@ static void __attribute__((noinline, unused)) mcf_dsp_channels4_shared(mcf_dsp_s
 static void __attribute__((noinline, unused)) mcf_dsp_channels4_shared16(mcf_dsp_shared_loop *state,
                                                                          const int16_t *weight16) {
     MCF_CHANNELS_REGISTERS(state, (const int8_t *)weight16);
-    __asm volatile(MCF_CHANNELS4_SHARED(MCF_CHANNELS_DOT_LOOP16, MCF_CHANNELS_TAIL16));
+    __asm volatile(MCF_CHANNELS_SHARED_OF(MCF_CHANNELS_DOT_LOOP16, MCF_CHANNELS_TAIL16, MCF_CHANNELS_STORE4,
+                                          MCF_SHARED_STARTS4));
 }
+
+#if MCF_DSP_SPEED_LOOPS
+/* The same for the first two tokens only: 7 instructions per group. */
+static void __attribute__((noinline, unused)) mcf_dsp_channels2_shared16(mcf_dsp_shared_loop *state,
+                                                                         const int16_t *weight16) {
+    MCF_CHANNELS_REGISTERS(state, (const int8_t *)weight16);
+    __asm volatile(MCF_CHANNELS_SHARED_OF(MCF_CHANNELS_DOT_LOOP2_16, MCF_CHANNELS_TAIL2_16,
+                                          MCF_CHANNELS_STORE2, MCF_SHARED_STARTS2));
+}
+#endif
 #endif /* MCF_DSP_WIDE_KV */
 #endif
 
@@ -462,10 +535,12 @@ void mcf_dsp_linear4_strided(const uint32_t *x16, int32_t in_ch, const mcf_linea
         MCF_DSP_WIDENED ? layer->weight16 : NULL; /* compiled out: the checks refuse it */
 #if MCF_DSP_ASM
     const int32_t leftover = in_ch & 3;
-    const int tail_ok = leftover == 0 || (MCF_DSP_CHANNEL_TAIL && weight16 == NULL);
-    if (fast && count == MCF_DSP_BLOCK && in_ch >= 4 && tail_ok && out_ch > 0) {
+    const int tail_ok = leftover == 0 || (MCF_DSP_CHANNEL_TAIL && weight16 == NULL && count == MCF_DSP_BLOCK);
+    const int two = count == 2 && mcf_dsp_block_rows(count, in_ch) == 2; /* the two-token loops */
+    if (fast && (count == MCF_DSP_BLOCK || two) && in_ch >= 4 && tail_ok && out_ch > 0) {
         const int32_t groups = in_ch >> 2;
-        const int32_t group_bytes = weight16 != NULL ? MCF_DOT4_GROUP16_BYTES : MCF_DOT4_GROUP_BYTES;
+        const int32_t group_bytes = two ? (weight16 != NULL ? MCF_DOT2_GROUP16_BYTES : MCF_DOT2_GROUP_BYTES)
+                                        : (weight16 != NULL ? MCF_DOT4_GROUP16_BYTES : MCF_DOT4_GROUP_BYTES);
         mcf_dsp_channel_loop state = {-out_ch,
                                       out,
                                       3 * token_stride,
@@ -479,6 +554,16 @@ void mcf_dsp_linear4_strided(const uint32_t *x16, int32_t in_ch, const mcf_linea
                                       x16,
                                       x16 + 8 * groups,
                                       (uint32_t)((3 - leftover) * 24)};
+#if MCF_DSP_SPEED_LOOPS
+        if (two) {
+            if (weight16 != NULL) {
+                mcf_dsp_channels2_w16(&state, weight16);
+            } else {
+                mcf_dsp_channels2(&state, layer->weight);
+            }
+            return;
+        }
+#endif
         if (weight16 != NULL) {
             mcf_dsp_channels4_w16(&state, weight16);
 #if MCF_DSP_CHANNEL_TAIL
@@ -524,12 +609,12 @@ void mcf_dsp_linear4_strided(const uint32_t *x16, int32_t in_ch, const mcf_linea
 }
 
 #if MCF_DSP_ASM
-/* The state of mcf_dsp_channels4_shared(16) for rows of `length` values: groups of `group_bytes` of code,
- * leftover code entered `tail_entry` bytes before its third-last step. */
+/* The state of the shared-requantization loops for rows of `length` values: groups of `group_bytes` of code,
+ * leftover steps of `step_bytes`, the leftover code entered `tail_entry` bytes before its third-last step. */
 static mcf_dsp_shared_loop mcf_dsp_shared_state(const uint32_t *x16, int32_t length, int32_t rows,
                                                 const int32_t start[MCF_DSP_BLOCK], const mcf_dsp_requant *q,
                                                 int8_t *out, int32_t token_stride, int32_t group_bytes,
-                                                int32_t tail_entry) {
+                                                int32_t step_bytes, int32_t tail_entry) {
     const int32_t groups = length >> 2;
     mcf_dsp_shared_loop state = {-rows,
                                  out,
@@ -542,15 +627,15 @@ static mcf_dsp_shared_loop mcf_dsp_shared_state(const uint32_t *x16, int32_t len
                                  mcf_dsp_loop_entry(groups, group_bytes),
                                  x16,
                                  x16 + 8 * groups,
-                                 (uint32_t)(tail_entry + (3 - (length & 3)) * 24),
+                                 (uint32_t)(tail_entry + (3 - (length & 3)) * step_bytes),
                                  {start[0], start[1], start[2], start[3]}};
     return state;
 }
 
-/* Whether a shared-requantization call takes the assembly loop: a full block, the fast requantization, at
- * least one group. */
-static int mcf_dsp_shared_asm(int32_t length, int32_t rows, const mcf_dsp_requant *q, int32_t count) {
-    return count == MCF_DSP_BLOCK && q->down > 0 && (length >> 2) > 0 && rows > 0;
+/* Whether a shared-requantization call takes an assembly loop (for its token count): the fast
+ * requantization, at least one group. */
+static int mcf_dsp_shared_asm(int32_t length, int32_t rows, const mcf_dsp_requant *q) {
+    return q->down > 0 && (length >> 2) > 0 && rows > 0;
 }
 #endif
 
@@ -558,9 +643,9 @@ void mcf_dsp_rows4_shared(const uint32_t *x16, int32_t length, const int8_t *wei
                           const int32_t start[MCF_DSP_BLOCK], const mcf_dsp_requant *q, int8_t *out,
                           int32_t token_stride, int32_t count) {
 #if MCF_DSP_ASM
-    if (mcf_dsp_shared_asm(length, rows, q, count)) {
+    if (count == MCF_DSP_BLOCK && mcf_dsp_shared_asm(length, rows, q)) {
         mcf_dsp_shared_loop state =
-            mcf_dsp_shared_state(x16, length, rows, start, q, out, token_stride, MCF_DOT4_GROUP_BYTES, 0);
+            mcf_dsp_shared_state(x16, length, rows, start, q, out, token_stride, MCF_DOT4_GROUP_BYTES, 24, 0);
         mcf_dsp_channels4_shared(&state, weight);
         return;
     }
@@ -578,13 +663,23 @@ void mcf_dsp_rows4_shared16(const uint32_t *x16, int32_t length, const int16_t *
                             const int32_t start[MCF_DSP_BLOCK], const mcf_dsp_requant *q, int8_t *out,
                             int32_t token_stride, int32_t count) {
 #if MCF_DSP_ASM
-    if (mcf_dsp_shared_asm(length, rows, q, count)) {
+    const int even = (length & 1) == 0;
+    if (count == MCF_DSP_BLOCK && mcf_dsp_shared_asm(length, rows, q)) {
         mcf_dsp_shared_loop state =
-            mcf_dsp_shared_state(x16, length, rows, start, q, out, token_stride, MCF_DOT4_GROUP16_BYTES,
-                                 (length & 1) != 0 ? 0 : MCF_TAIL16_EVEN);
+            mcf_dsp_shared_state(x16, length, rows, start, q, out, token_stride, MCF_DOT4_GROUP16_BYTES, 24,
+                                 even ? MCF_TAIL16_EVEN : 0);
         mcf_dsp_channels4_shared16(&state, weight16);
         return;
     }
+#if MCF_DSP_SPEED_LOOPS
+    if (count == 2 && mcf_dsp_shared_asm(length, rows, q)) {
+        mcf_dsp_shared_loop state =
+            mcf_dsp_shared_state(x16, length, rows, start, q, out, token_stride, MCF_DOT2_GROUP16_BYTES, 16,
+                                 even ? MCF_TAIL2_16_EVEN : 0);
+        mcf_dsp_channels2_shared16(&state, weight16);
+        return;
+    }
+#endif
 #endif
     const int16_t *w = weight16;
     for (int32_t n = 0; n < rows; n++, w += MCF_WIDE_LENGTH(length)) {

@@ -74,7 +74,7 @@ mcf_dsp_factored_fast mcf_dsp_factored_fast_of(const mcf_factored_linear *layer,
 void mcf_dsp_layer4(const mcf_linear_layer *layer, int32_t in_ch, int32_t out_ch, const int8_t *in,
                     int32_t count, uint32_t *x16, int8_t *out, int32_t out_stride, int fast) {
     mcf_dsp_widen4(in, in_ch, count, in_ch, layer->params.in_zp, x16);
-    mcf_dsp_linear4(x16, in_ch, layer, out_ch, out, out_stride, MCF_DSP_BLOCK, fast);
+    mcf_dsp_linear4(x16, in_ch, layer, out_ch, out, out_stride, mcf_dsp_block_rows(count, in_ch), fast);
 }
 
 void mcf_dsp_factored4(const mcf_factored_linear *layer, int32_t in_ch, int32_t rank, int32_t out_ch,

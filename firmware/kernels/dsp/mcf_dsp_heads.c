@@ -21,14 +21,21 @@
 #include "mcf_dsp_fused.h"
 #include "mcf_fused_internal.h"
 
-/* Pass 1 for one head and the full block of tokens t0..t0 + 3: K, V (transposed) and q of the head from the
- * block's input, norm1 (and the qkv V factor) of x computed here, or read from `normed` when that holds every
- * token's. Only x is read, so the last block may overlap the one before it (the same values again). */
+/* The first token of pass 1's block at t0, and in *count its tokens: a full block, or at the end as many as
+ * the block rows of q, k and v (mcf_dsp_block_rows of their input width) take, overlapping the block before
+ * when fewer are left (only x is read: the same values again). */
+static int32_t pass1_block(int32_t t0, int32_t tokens, int32_t in_ch, int32_t *count) {
+    *count = mcf_dsp_block_rows(tokens - t0 < MCF_DSP_BLOCK ? tokens - t0 : MCF_DSP_BLOCK, in_ch);
+    return t0 + *count <= tokens ? t0 : tokens - *count;
+}
+
+/* Pass 1 for one head and the block of `count` tokens from t0 (pass1_block): K, V (transposed) and q of the
+ * head from the block's input, norm1 (and the qkv V factor) of x computed here, or read from `normed` when
+ * that holds every token's. */
 static void head_projections(const mcf_attention_block_params *params, int32_t tokens, int32_t channels,
-                             int32_t qkv_rank, int32_t first, int32_t head_dim, int32_t t0, const int8_t *x,
-                             const int8_t *normed, int8_t *k_head, int8_t *v_head, int8_t *context,
-                             const mcf_dsp_scratch *s, const mcf_dsp_attention_fast *fast) {
-    const int32_t count = MCF_DSP_BLOCK;
+                             int32_t qkv_rank, int32_t first, int32_t head_dim, int32_t t0, int32_t count,
+                             const int8_t *x, const int8_t *normed, int8_t *k_head, int8_t *v_head,
+                             int8_t *context, const mcf_dsp_scratch *s, const mcf_dsp_attention_fast *fast) {
     int32_t in_ch = qkv_rank > 0 ? qkv_rank : channels;
     const int8_t *rows = s->area;
     if (normed != NULL) {
@@ -179,17 +186,18 @@ typedef struct {
     const int16_t *wide; /* NULL: the int8 rows */
 } head_rows;
 
-/* mcf_dsp_rows4_shared over a full block with the head's K or V as weight rows, widened or not. */
+/* mcf_dsp_rows4_shared over `count` tokens (MCF_DSP_BLOCK, or for widened rows mcf_dsp_shared16_rows) with
+ * the head's K or V as `rows` weight rows, widened or not. */
 static void head_rows4(const uint32_t *x16, int32_t length, head_rows w, int32_t rows,
                        const int32_t start[MCF_DSP_BLOCK], const mcf_dsp_requant *q, int8_t *out,
-                       int32_t token_stride) {
+                       int32_t token_stride, int32_t count) {
 #if MCF_DSP_WIDE_KV
     if (w.wide != NULL) {
-        mcf_dsp_rows4_shared16(x16, length, w.wide, rows, start, q, out, token_stride, MCF_DSP_BLOCK);
+        mcf_dsp_rows4_shared16(x16, length, w.wide, rows, start, q, out, token_stride, count);
         return;
     }
 #endif
-    mcf_dsp_rows4_shared(x16, length, w.rows, rows, start, q, out, token_stride, MCF_DSP_BLOCK);
+    mcf_dsp_rows4_shared(x16, length, w.rows, rows, start, q, out, token_stride, count);
 }
 
 /* Pass 2 for one head and one block of queries: the context of `count` queries over their q, in place (the
@@ -203,15 +211,17 @@ static void head_attention(const mcf_attention_params *att, const int32_t *exp_t
     int32_t v_fix[MCF_DSP_BLOCK] = {0, 0, 0, 0};
 
     /* Scores: x16 holds the queries minus q_zp (a partial block repeats its last query); key j is weight row
-     * j. Every block computes four score rows (the score area has them). */
+     * j. Every block computes `rows` score rows (four, or two on the two-token loop; the score area has
+     * four). */
+    const int32_t rows = k.wide != NULL ? mcf_dsp_shared16_rows(count) : MCF_DSP_BLOCK;
     mcf_dsp_widen4(q_rows, channels, count, head_dim, att->q_zp, s->x16);
     mcf_dsp_x16_sums(s->x16, head_dim, k_fix); /* sum_c (q_c - q_zp) */
     for (int32_t t = 0; t < MCF_DSP_BLOCK; t++) {
         k_fix[t] *= -att->k_zp;
     }
-    head_rows4(s->x16, head_dim, k, tokens, k_fix, &score_q, scores, tokens);
+    head_rows4(s->x16, head_dim, k, tokens, k_fix, &score_q, scores, tokens, rows);
     /* Context: x16 holds u = p + 128 (rows count..3 zero); V's column c is weight row c. A partial block
-     * writes its four rows into the int8 area (free in pass 2) and copies `count` of them. */
+     * writes its rows into the int8 area (free in pass 2) and copies `count` of them. */
     for (int32_t t = 0; t < MCF_DSP_BLOCK; t++) {
         if (t < count) {
             v_fix[t] =
@@ -221,10 +231,10 @@ static void head_attention(const mcf_attention_params *att, const int32_t *exp_t
         }
     }
     if (count == MCF_DSP_BLOCK) {
-        head_rows4(s->x16, tokens, v, head_dim, v_fix, &out_q, q_rows, channels);
+        head_rows4(s->x16, tokens, v, head_dim, v_fix, &out_q, q_rows, channels, rows);
         return;
     }
-    head_rows4(s->x16, tokens, v, head_dim, v_fix, &out_q, s->area, head_dim);
+    head_rows4(s->x16, tokens, v, head_dim, v_fix, &out_q, s->area, head_dim, rows);
     for (int32_t t = 0; t < count; t++) {
         memcpy(q_rows + t * channels, s->area + t * head_dim, (size_t)head_dim);
     }
@@ -255,21 +265,23 @@ void mcf_dsp_attention_heads(const mcf_attention_block_dims *dims, const mcf_att
         k16 = (int16_t *)(((uintptr_t)(normed + tokens * in_ch) + 3u) & ~(uintptr_t)3u);
         v16 = k16 + tokens * MCF_WIDE_LENGTH(head_dim);
 #endif
-        for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) { /* full blocks, as pass 1 */
-            const int32_t start = mcf_dsp_full_block_start(t0, tokens);
+        for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) { /* the blocks of pass 1 */
+            int32_t count;
+            const int32_t start = pass1_block(t0, tokens, in_ch, &count);
             int32_t width = in_ch;
-            mcf_dsp_qkv_input4(params, channels, qkv_rank, x + start * channels, MCF_DSP_BLOCK, &s, &width,
+            mcf_dsp_qkv_input4(params, channels, qkv_rank, x + start * channels, count, &s, &width,
                                fast.qkv_v);
-            memcpy(normed + start * in_ch, s.area, (size_t)(MCF_DSP_BLOCK * in_ch));
+            memcpy(normed + start * in_ch, s.area, (size_t)(count * in_ch));
         }
     }
 
     for (int32_t head = 0; head < dims->heads; head++) {
         const int32_t first = head * head_dim;
-        for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) { /* pass 1: full blocks, see there */
-            head_projections(params, tokens, channels, qkv_rank, first, head_dim,
-                             mcf_dsp_full_block_start(t0, tokens), x, normed, k_head, v_head, context, &s,
-                             &fast);
+        for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) { /* pass 1 */
+            int32_t count;
+            const int32_t start = pass1_block(t0, tokens, qkv_rank > 0 ? qkv_rank : channels, &count);
+            head_projections(params, tokens, channels, qkv_rank, first, head_dim, start, count, x, normed,
+                             k_head, v_head, context, &s, &fast);
         }
 #if MCF_DSP_WIDE_KV
         if (k16 != NULL) {

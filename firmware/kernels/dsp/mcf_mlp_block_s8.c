@@ -34,11 +34,12 @@ static void gelu_widen4(const int8_t *rows, int32_t hidden, int32_t count, const
 static void fc2_from_x16(const mcf_factored_linear *fc2, int32_t hidden, int32_t rank, int32_t channels,
                          int8_t *area, int32_t count, uint32_t *x16, mcf_dsp_factored_fast fast) {
     if (fc2->v != NULL) {
-        mcf_dsp_linear4(x16, hidden, fc2->v, rank, area, rank, MCF_DSP_BLOCK, fast.v);
+        mcf_dsp_linear4(x16, hidden, fc2->v, rank, area, rank, mcf_dsp_block_rows(count, hidden), fast.v);
         mcf_dsp_layer4(&fc2->u, rank, channels, area, count, x16, area, channels, fast.u);
         return;
     }
-    mcf_dsp_linear4(x16, hidden, &fc2->u, channels, area, channels, MCF_DSP_BLOCK, fast.u);
+    mcf_dsp_linear4(x16, hidden, &fc2->u, channels, area, channels, mcf_dsp_block_rows(count, hidden),
+                    fast.u);
 }
 
 mcf_status mcf_mlp_block_s8(const mcf_mlp_block_dims *dims, const mcf_mlp_block_params *params, int8_t *x,

@@ -45,12 +45,22 @@ static inline int32_t mcf_dsp_full_block_start(int32_t t0, int32_t tokens) {
 #define MCF_DSP_CHANNEL_TAIL 1
 #endif
 
-/* MCF_DSP_LONG_PASS=0 (set by codegen for a model with no widened layer: a build that keeps its flash) makes
- * the assembly dot loops run 8 groups of four inputs a pass instead of 16: their compare and branch twice as
- * often (2 instructions per pass and channel), for about half their code (0.8-2 KB less). */
-#ifndef MCF_DSP_LONG_PASS
-#define MCF_DSP_LONG_PASS 1
+/* MCF_DSP_SPEED_LOOPS=0 (set by codegen for a model with no widened layer: a build that keeps its flash)
+ * drops the assembly loops that trade code for speed: the dot loops run 8 groups of four inputs a pass
+ * instead of 16 (their compare and branch once more per channel of 9-16 groups), and the last block of a
+ * sequence with one or two tokens left takes the four-token loops (mcf_dsp_block_rows). 1.5-3.5 KB less code.
+ */
+#ifndef MCF_DSP_SPEED_LOOPS
+#define MCF_DSP_SPEED_LOOPS 1
 #endif
+
+/* The rows mcf_dsp_linear4_strided computes (and writes) for a block of `count` tokens and in_ch inputs so
+ * that an assembly loop runs it: two where the two-token loops take it (count <= 2, in_ch a multiple of four;
+ * the second row repeats the first when count is 1), else MCF_DSP_BLOCK (rows count..3 repeating the last
+ * token). Outputs need room for that many rows. */
+static inline int32_t mcf_dsp_block_rows(int32_t count, int32_t in_ch) {
+    return MCF_DSP_SPEED_LOOPS && MCF_DSP_ASM && count <= 2 && (in_ch & 3) == 0 ? 2 : MCF_DSP_BLOCK;
+}
 
 /* x16 of `count` (1..4) int8 rows of in_ch values, `stride` bytes apart, minus zp; rows count..3 repeat the
  * last row so that every word of x16 is defined. */
@@ -101,7 +111,8 @@ void mcf_dsp_rows4_shared(const uint32_t *x16, int32_t length, const int8_t *wei
 
 /* mcf_dsp_rows4_shared over rows widened by mcf_dsp_widen_rows16 (each MCF_WIDE_LENGTH(length) values, word
  * aligned): the assembly loop takes 11 instructions per group of four values instead of 13
- * (mcf_dsp_channels4_shared16). */
+ * (mcf_dsp_channels4_shared16); count 2 (a last block of one or two tokens, mcf_dsp_shared16_rows), 7 with
+ * the two-token loop. */
 void mcf_dsp_rows4_shared16(const uint32_t *x16, int32_t length, const int16_t *weight16, int32_t rows,
                             const int32_t start[MCF_DSP_BLOCK], const mcf_dsp_requant *q, int8_t *out,
                             int32_t token_stride, int32_t count);
@@ -111,6 +122,12 @@ void mcf_dsp_rows4_shared16(const uint32_t *x16, int32_t length, const int16_t *
  * leftovers after the groups in order), each row padded with a zero to an even length (MCF_WIDE_LENGTH) so
  * that every row stays word aligned. */
 void mcf_dsp_widen_rows16(const int8_t *rows, int32_t count, int32_t length, int32_t stride, int16_t *out);
+
+/* The rows mcf_dsp_rows4_shared16 computes (and writes) for a block of `count` tokens: two where the
+ * two-token loop takes it (count <= 2), else MCF_DSP_BLOCK. */
+static inline int32_t mcf_dsp_shared16_rows(int32_t count) {
+    return MCF_DSP_SPEED_LOOPS && MCF_DSP_ASM && count <= 2 ? 2 : MCF_DSP_BLOCK;
+}
 
 /* The length of a row of mcf_dsp_widen_rows16: `length` rounded up to even. */
 #define MCF_WIDE_LENGTH(length) (((length) + 1) & ~1)

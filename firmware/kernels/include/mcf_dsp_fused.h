@@ -55,10 +55,10 @@ mcf_dsp_factored_fast mcf_dsp_factored_fast_of(const mcf_factored_linear *layer,
                                                int32_t out_ch);
 
 /* A linear layer on a block: widen `count` int8 rows of `in` (stride in_ch) with the layer's zero point, then
- * write MCF_DSP_BLOCK rows of out (stride out_stride), so a partial block takes the assembly channel loop
- * too: rows count.. repeat the last token (mcf_dsp_widen4), and out must have room for them (the int8 area,
- * or rows a later block writes again with the same values). `in` may be the area the output goes to (it is
- * widened first). `fast`: mcf_dsp_layer_fast of the layer. */
+ * write mcf_dsp_block_rows(count, in_ch) rows of out (stride out_stride), so a partial block takes an
+ * assembly channel loop too: rows count.. repeat the last token (mcf_dsp_widen4), and out must have room for
+ * them (the int8 area, or rows a later block writes again with the same values). `in` may be the area the
+ * output goes to (it is widened first). `fast`: mcf_dsp_layer_fast of the layer. */
 void mcf_dsp_layer4(const mcf_linear_layer *layer, int32_t in_ch, int32_t out_ch, const int8_t *in,
                     int32_t count, uint32_t *x16, int8_t *out, int32_t out_stride, int fast);
 
