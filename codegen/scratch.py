@@ -126,14 +126,15 @@ def attention_block_heads_scratch_bytes(tokens: int, channels: int, heads: int, 
 def attention_block_heads_once_scratch_bytes(tokens: int, channels: int, heads: int, qkv_rank: int = 0,
                                              proj_rank: int = 0, block_tokens: int = 0) -> int:  # fmt: skip
     """mcf_attention_block_heads_once_s8_get_buffer_size: the per-head scratch, plus from BLOCK_MIN_TOKENS tokens
-    on every token's normalised input (tokens x (qkv_rank or d) bytes, word aligned) and one head's K and V
-    widened to int16, each row padded to an even length (mcf_dsp_widen_rows16)."""
+    on every token's normalised input widened (8 x (qkv_rank or d) bytes per block of BLOCK_TOKENS) and one
+    head's K and V widened to int16, each row padded to an even length (mcf_dsp_widen_rows16)."""
     heads_part = attention_block_heads_scratch_bytes(tokens, channels, heads, qkv_rank, proj_rank, block_tokens)
     if not uses_blocks(tokens, block_tokens):
         return heads_part
     head_dim = channels // heads
     wide_kv = 2 * tokens * _even(head_dim) + 2 * head_dim * _even(tokens)
-    return _checked(heads_part + _align4(tokens * (qkv_rank or channels)) + wide_kv, "attention block")
+    kept = -(-tokens // BLOCK_TOKENS) * 8 * (qkv_rank or channels)
+    return _checked(heads_part + kept + wide_kv, "attention block")
 
 
 def mlp_block_scratch_bytes(tokens: int, channels: int, hidden: int, fc1_rank: int = 0, fc2_rank: int = 0,

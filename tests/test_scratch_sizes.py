@@ -64,14 +64,15 @@ def test_buffer_sizes_match_python(lib: ctypes.CDLL) -> None:
     assert lib.mcf_attention_block_s8_get_buffer_size(None) == 0
     assert lib.mcf_mlp_block_s8_get_buffer_size(None) == 0
     assert lib.mcf_attention_block_heads_once_s8_get_buffer_size(None) == 0
-    # The normalised copy of every token and one head's K and V as int16 rows of even length are what the once
-    # kernel adds (from 16 tokens on; one token at a time none): 50 x 48, then 2 x (50 x 16) x 2 bytes; with 65
-    # tokens and 3 x 5 channels the rows are padded: 65 x 15 -> 976, 2 x 65 x 6 + 2 x 5 x 66.
+    # The widened normalised input of every block of four tokens and one head's K and V as int16 rows of even
+    # length are what the once kernel adds (from 16 tokens on; one token at a time none): 13 x 8 x 48, then 2 x
+    # (50 x 16) x 2 bytes; with 65 tokens and 3 x 5 channels the rows are padded: 17 x 8 x 15, 2 x 65 x 6 + 2 x 5
+    # x 66.
     dims = (50, 48, 3, 0, 0)
-    added = 50 * 48 + 2 * 2 * 50 * 16
+    added = 13 * 8 * 48 + 2 * 2 * 50 * 16
     assert attention_block_heads_once_scratch_bytes(*dims) == attention_block_heads_scratch_bytes(*dims) + added
     dims = (65, 15, 3, 0, 0)
-    padded = 976 + 2 * 65 * 6 + 2 * 5 * 66
+    padded = 17 * 8 * 15 + 2 * 65 * 6 + 2 * 5 * 66
     assert attention_block_heads_once_scratch_bytes(*dims) == attention_block_heads_scratch_bytes(*dims) + padded
     assert attention_block_heads_once_scratch_bytes(10, 48, 3, 8, 0) == attention_block_heads_scratch_bytes(
         10, 48, 3, 8

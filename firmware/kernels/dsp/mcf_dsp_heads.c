@@ -29,23 +29,38 @@ static int32_t pass1_block(int32_t t0, int32_t tokens, int32_t in_ch, int32_t *c
     return t0 + *count <= tokens ? t0 : tokens - *count;
 }
 
-/* Pass 1 for one head and the block of `count` tokens from t0 (pass1_block): K, V (transposed) and q of the
- * head from the block's input, norm1 (and the qkv V factor) of x computed here, or read from `normed` when
- * that holds every token's. */
+/* The once kernel's normalised input of every pass-1 block (after the score rows): the block's x16 (8 * in_ch
+ * bytes) when q, k and v share one input zero point (one tensor: the usual case), so that no head widens it
+ * again; else its int8 rows at their tokens' place (tokens * in_ch bytes), widened per head. */
+typedef struct {
+    uint32_t *x16;  /* NULL: the int8 rows */
+    int8_t *normed; /* NULL: the per-head kernel, nothing kept */
+} pass1_input;
+
+/* Pass 1 for one head and the block of `count` tokens from t0 (pass1_block, the `block`-th): K, V
+ * (transposed) and q of the head from the block's input, norm1 (and the qkv V factor) of x computed here, or
+ * read from what the once kernel kept of every token's. */
 static void head_projections(const mcf_attention_block_params *params, int32_t tokens, int32_t channels,
                              int32_t qkv_rank, int32_t first, int32_t head_dim, int32_t t0, int32_t count,
-                             const int8_t *x, const int8_t *normed, int8_t *k_head, int8_t *v_head,
+                             int32_t block, const int8_t *x, pass1_input kept, int8_t *k_head, int8_t *v_head,
                              int8_t *context, const mcf_dsp_scratch *s, const mcf_dsp_attention_fast *fast) {
     int32_t in_ch = qkv_rank > 0 ? qkv_rank : channels;
-    const int8_t *rows = s->area;
-    if (normed != NULL) {
-        rows = normed + t0 * in_ch;
-    } else {
-        mcf_dsp_qkv_input4(params, channels, qkv_rank, x + t0 * channels, count, s, &in_ch, fast->qkv_v);
-    }
     const mcf_linear_layer k = layer_rows(&params->k, in_ch, first);
     const mcf_linear_layer v = layer_rows(&params->v, in_ch, first);
     const mcf_linear_layer q = layer_rows(&params->q, in_ch, first);
+    if (kept.x16 != NULL) { /* widened once, one zero point */
+        const uint32_t *x16 = kept.x16 + block * 2 * in_ch;
+        mcf_dsp_linear4(x16, in_ch, &k, head_dim, k_head + t0 * head_dim, head_dim, count, fast->k);
+        mcf_dsp_linear4_strided(x16, in_ch, &v, head_dim, v_head + t0, 1, tokens, count, fast->v);
+        mcf_dsp_linear4(x16, in_ch, &q, head_dim, context + t0 * channels + first, channels, count, fast->q);
+        return;
+    }
+    const int8_t *rows = s->area;
+    if (kept.normed != NULL) {
+        rows = kept.normed + t0 * in_ch;
+    } else {
+        mcf_dsp_qkv_input4(params, channels, qkv_rank, x + t0 * channels, count, s, &in_ch, fast->qkv_v);
+    }
     mcf_dsp_widen4(rows, in_ch, count, in_ch, k.params.in_zp, s->x16);
     mcf_dsp_linear4(s->x16, in_ch, &k, head_dim, k_head + t0 * head_dim, head_dim, count, fast->k);
     if (v.params.in_zp != k.params.in_zp) { /* usually one tensor, one zero point: widened once */
@@ -255,14 +270,21 @@ void mcf_dsp_attention_heads(const mcf_attention_block_dims *dims, const mcf_att
     int8_t *scores = s.area + MCF_DSP_BLOCK * width;
     const int small_table = small_exp_table(params->exp_table, tokens);
     const mcf_dsp_attention_fast fast = mcf_dsp_attention_fast_of(dims, params);
-    int8_t *normed = NULL; /* norm1 (and the qkv V factor) of every token, after the score rows */
-    int16_t *k16 = NULL;   /* the once kernel's K and V widened (mcf_dsp_widen_rows16), after normed */
+    const int32_t in_ch = qkv_rank > 0 ? qkv_rank : channels;
+    pass1_input kept = {NULL, NULL}; /* norm1 (and the qkv V factor) of every token: the once kernel */
+    int16_t *k16 = NULL; /* the once kernel's K and V widened (mcf_dsp_widen_rows16), after what it kept */
     int16_t *v16 = NULL;
     if (normalise_once) {
-        normed = scores + MCF_DSP_BLOCK * tokens;
-        const int32_t in_ch = qkv_rank > 0 ? qkv_rank : channels;
+        const int32_t zp = params->k.params.in_zp;
+        const int one_zp = params->q.params.in_zp == zp && params->v.params.in_zp == zp;
+        uint32_t *kept_area = (uint32_t *)(scores + MCF_DSP_BLOCK * tokens); /* word aligned */
+        if (one_zp) {
+            kept.x16 = kept_area;
+        } else {
+            kept.normed = (int8_t *)kept_area;
+        }
 #if MCF_DSP_WIDE_KV
-        k16 = (int16_t *)(((uintptr_t)(normed + tokens * in_ch) + 3u) & ~(uintptr_t)3u);
+        k16 = (int16_t *)(kept_area + (tokens + MCF_DSP_BLOCK - 1) / MCF_DSP_BLOCK * 2 * in_ch);
         v16 = k16 + tokens * MCF_WIDE_LENGTH(head_dim);
 #endif
         for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) { /* the blocks of pass 1 */
@@ -271,7 +293,12 @@ void mcf_dsp_attention_heads(const mcf_attention_block_dims *dims, const mcf_att
             int32_t width = in_ch;
             mcf_dsp_qkv_input4(params, channels, qkv_rank, x + start * channels, count, &s, &width,
                                fast.qkv_v);
-            memcpy(normed + start * in_ch, s.area, (size_t)(count * in_ch));
+            if (one_zp) {
+                /* block b's x16 at 2 * in_ch * b words */
+                mcf_dsp_widen4(s.area, in_ch, count, in_ch, zp, kept.x16 + t0 / MCF_DSP_BLOCK * 2 * in_ch);
+            } else {
+                memcpy(kept.normed + start * in_ch, s.area, (size_t)(count * in_ch));
+            }
         }
     }
 
@@ -279,9 +306,9 @@ void mcf_dsp_attention_heads(const mcf_attention_block_dims *dims, const mcf_att
         const int32_t first = head * head_dim;
         for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) { /* pass 1 */
             int32_t count;
-            const int32_t start = pass1_block(t0, tokens, qkv_rank > 0 ? qkv_rank : channels, &count);
-            head_projections(params, tokens, channels, qkv_rank, first, head_dim, start, count, x, normed,
-                             k_head, v_head, context, &s, &fast);
+            const int32_t start = pass1_block(t0, tokens, in_ch, &count);
+            head_projections(params, tokens, channels, qkv_rank, first, head_dim, start, count,
+                             t0 / MCF_DSP_BLOCK, x, kept, k_head, v_head, context, &s, &fast);
         }
 #if MCF_DSP_WIDE_KV
         if (k16 != NULL) {

@@ -184,16 +184,17 @@ mcf_status mcf_attention_block_heads_s8(const mcf_attention_block_dims *dims,
 
 /* Bytes of scratch mcf_attention_block_heads_once_s8 needs (0 if dims is NULL or invalid, or the size exceeds
  * int32): mcf_attention_block_heads_s8_get_buffer_size(dims), plus, with token blocks
- * (mcf_fused_uses_blocks), tokens * (qkv_rank > 0 ? qkv_rank : d) for the normalised input of every token,
- * rounded up to a multiple of 4, then one head's K and V as int16 rows padded to an even length (2 * tokens *
- * even(head_dim) + 2 * head_dim * even(tokens)). Mirror:
+ * (mcf_fused_uses_blocks), the normalised input of every token widened, 8 * (qkv_rank > 0 ? qkv_rank : d)
+ * bytes per block of 4 tokens (ceil(tokens / 4) blocks), then one head's K and V as int16 rows padded to an
+ * even length (2 * tokens * even(head_dim) + 2 * head_dim * even(tokens)). Mirror:
  * mcuformer.codegen.scratch.attention_block_heads_once_scratch_bytes. */
 int32_t mcf_attention_block_heads_once_s8_get_buffer_size(const mcf_attention_block_dims *dims);
 
 /* mcf_attention_block_heads_s8 that normalises once: the DSP kernel runs norm1 (and the qkv V factor) once
- * per token into its scratch instead of once per head and token, (heads - 1) LayerNorms per token fewer for
- * tokens x width more bytes of scratch, and widens each head's K and V to int16 once, for score and context
- * loops of 11 instead of 13 instructions per 16 MACs (the planner's speed-for-memory trade). Same arguments,
+ * per token into its scratch, widened, instead of once per head and token ((heads - 1) LayerNorms and
+ * widenings per token fewer, for 2 x tokens x width more bytes of scratch), and widens each head's K and V to
+ * int16 once, for score and context loops of 11 instead of 13 instructions per 16 MACs (the planner's
+ * speed-for-memory trade). Same arguments,
  * contract and results, bit for bit; the portable kernel computes exactly as mcf_attention_block_heads_s8.
  * scratch: mcf_attention_block_heads_once_s8_get_buffer_size(dims) bytes, any alignment. */
 mcf_status mcf_attention_block_heads_once_s8(const mcf_attention_block_dims *dims,
