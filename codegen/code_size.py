@@ -13,13 +13,14 @@ from mcuformer.codegen.ops import OPS, op_dims
 from mcuformer.codegen.scratch import patch_row_blocks, patch_values, uses_blocks
 
 VARIANTS = ("portable", "dsp")  # firmware/kernels/<variant>; support files are named mcf_<variant>_*.c
-KERNEL_TEXT_BYTES: dict[str, int] = {  # largest variant (portable, dsp) + ~25% (Cortex-M7, -O2), rounded up to 16
+# Largest variant (portable, dsp) + ~25% (Cortex-M7, -O2), rounded up to 16; per variant where they differ a lot.
+KERNEL_TEXT_BYTES: dict[str, int | dict[str, int]] = {
     "mcf_patch_embed_s8": 4432,  # dsp: 2 patches x 2 channels, unrolled tails
     "mcf_linear_s8": 4896,  # dsp: 2x2, 1x2, 1x1 cores and the one-token widened path
     "mcf_add_s8": 768,  # dsp: the lane loop twice (output zero point folded or not)
     "mcf_linear_w16_s8": 656,  # portable only: the one-token path of widened layers
     "mcf_lut_s8": 208,
-    "mcf_layernorm_s8": 1584,
+    "mcf_layernorm_s8": {"portable": 1056, "dsp": 192},  # dsp: the checks, the rows in mcf_dsp_layernorm
     "mcf_attention_s8": 1024,
     "mcf_attention_s8_get_buffer_size": 80,
     "mcf_softmax_s8": 576,
@@ -38,6 +39,7 @@ KERNEL_TEXT_BYTES: dict[str, int] = {  # largest variant (portable, dsp) + ~25% 
     "mcf_mlp_block_s8": 1664,  # with its static helpers (dsp: the block loop and the one-token path)
     "mcf_dsp_block": 12432,  # dsp support file: widening, 4-token dot loops, assembly channel loops, 4-token linear
     "mcf_dsp_fused": 1552,  # dsp support file: the fused kernels' argument checks and per-block layer chains
+    "mcf_dsp_layernorm": 1616,  # dsp support file: the LayerNorm's plan and rows (its kernel and the fused ones)
     "mcf_mlp_block_s8_get_buffer_size": 256,
 }
 # Paths of the DSP kernels a generated build compiles out when its graph never takes them (kernel_defines; each
@@ -53,6 +55,7 @@ DSP_SWITCHES = (
     "MCF_DSP_WIDE_KV",  # the once kernel's widened K and V and their shared loop (the same, dsp/mcf_dsp_heads.c)
     "MCF_DSP_SPEED_LOOPS",  # the token blocks' 16-group dot-loop passes and two-token loops (the same)
 )
+WIDENED_SWITCHES = ("MCF_DSP_WIDENED", "MCF_DSP_SPEED_LOOPS")  # on exactly when a layer is widened
 LEAN_TEXT_BYTES: dict[tuple[str, ...], dict[str, int]] = {
     ("MCF_DSP_FUSED_ONE_TOKEN",): {
         "mcf_attention_block_s8": 704,
@@ -111,9 +114,8 @@ def kernel_defines(graph: Graph) -> dict[str, int]:
     small_rows = [d for d in patch_rows if patch_row_blocks(d)]
     if not patches and len(small_rows) == len(patch_rows):
         defines["MCF_DSP_PATCH_PAIRS"] = 0
-    if not graph.meta.get("widened"):  # no widened weights: no flash bought for speed, short passes too
-        defines["MCF_DSP_WIDENED"] = 0
-        defines["MCF_DSP_SPEED_LOOPS"] = 0
+    if not graph.meta.get("widened"):  # no widened weights: no flash bought for speed, no speed loops either
+        defines.update(dict.fromkeys(WIDENED_SWITCHES, 0))
     in_channels = [d.get(name, 0) for d in blocks for name in FUSED_IN_CHANNELS]
     in_channels += [patch_values(d) for d in small_rows]
     if all(width % 4 == 0 for width in in_channels):
@@ -129,7 +131,8 @@ def text_bytes(symbol: str, variant: str, defines: dict[str, int] | None = None)
     parts = symbol.split("_")
     if len(parts) > 2 and parts[1] in VARIANTS and parts[1] != variant:
         return 0
-    bound = KERNEL_TEXT_BYTES[symbol]
+    bounds = KERNEL_TEXT_BYTES[symbol]
+    bound = bounds[variant] if isinstance(bounds, dict) else bounds
     if variant == "dsp":
         off = {name for name, value in (defines or {}).items() if value == 0}
         for switches, bounds in LEAN_TEXT_BYTES.items():
@@ -157,9 +160,10 @@ def code_bytes_estimate(graph: Graph, variant: str = "dsp") -> int:
     return kernels + calls + MODEL_RUN_BYTES + RUNTIME_BYTES + LIBC_BYTES
 
 
-def widened_code_bytes(variant: str) -> int:
-    """The code widened weights add to a build's estimate: the token blocks' widened-weight paths, which a build
-    without widened layers compiles out (MCF_DSP_WIDENED)."""
+def widened_code_bytes(variant: str, defines: dict[str, int]) -> int:
+    """The code widened weights add to the estimate of a build with kernel_defines `defines` and no widened layer:
+    the token blocks' widened-weight paths and speed loops, which that build compiles out (WIDENED_SWITCHES)."""
     if variant != "dsp":
         return 0
-    return KERNEL_TEXT_BYTES["mcf_dsp_block"] - LEAN_TEXT_BYTES[("MCF_DSP_WIDENED",)]["mcf_dsp_block"]
+    widened = {name: value for name, value in defines.items() if name not in WIDENED_SWITCHES}
+    return text_bytes("mcf_dsp_block", variant, widened) - text_bytes("mcf_dsp_block", variant, defines)

@@ -307,7 +307,7 @@ _PATCH_EMBED_ARGS = ("&dims", "&params", "&quant", "image", "weight", "bias")
 # The fused kernels call these kernels, and in the DSP variant its support files (mcf_dsp_*.c: one copy of the
 # helpers they share; code units, not symbols).
 _FUSED_LINKS = ("mcf_layernorm_s8", "mcf_linear_s8", "mcf_linear_w16_s8", "mcf_add_s8", "mcf_dsp_block",
-                "mcf_dsp_fused")  # fmt: skip
+                "mcf_dsp_fused", "mcf_dsp_layernorm")  # fmt: skip
 # The per-head kernels' DSP body is a support file of its own (one copy for both of them).
 _HEADS_LINKS = ("mcf_attention_row_s8", "mcf_softmax_s8", *_FUSED_LINKS, "mcf_dsp_heads")
 _ATTENTION_BLOCK_STRUCTS = (
@@ -352,7 +352,7 @@ OPS: dict[str, OpKind] = {
         roles=("input", "$gamma", "$beta"), attrs=_NORM_PARAMS, kernel="mcf_layernorm_s8",
         args=("&dims", "&params", "input", "gamma", "beta", "out"),
         structs=(_dims("mcf_dims"), _params("mcf_layernorm_params", *_NORM_PARAMS)), shapes=_elementwise_shapes,
-        dims=_token_dims,
+        dims=_token_dims, links=("mcf_dsp_layernorm",),
     ),
     "attention": OpKind(
         roles=("q", "k", "v", "$exp_table"), attrs=("heads", *_ATTENTION_PARAMS), kernel="mcf_attention_s8",

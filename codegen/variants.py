@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from itertools import combinations
 
 from mcuformer.boards import Board
-from mcuformer.codegen.code_size import widened_code_bytes
+from mcuformer.codegen.code_size import kernel_defines, widened_code_bytes
 from mcuformer.codegen.cost_model import MODEL_FILE as COST_MODEL_FILE
 from mcuformer.codegen.cost_model import WIDENED_SAVING, linear_groups, load_cost_model
 from mcuformer.codegen.ir import Graph
@@ -191,7 +191,7 @@ def widen(model: QViT, name: str, schedule: str, board: Board, plan: Planned, sr
     graph = plan.graph
     groups = {layer: g for op in graph.ops for layer, g in linear_groups(graph, op) if g > 0}
     extra = {layer: graph.consts[f"{layer}_w"].nbytes for layer in groups}  # int16 takes twice the int8 bytes
-    room = flash_budget - plan.report.flash_bytes - widened_code_bytes(board.kernels)
+    room = flash_budget - plan.report.flash_bytes - widened_code_bytes(board.kernels, kernel_defines(graph))
     picked = []
     for layer in sorted(groups, key=lambda n: (-groups[n] / extra[n], -extra[n], n)):
         if extra[layer] <= room:

@@ -123,7 +123,7 @@ def test_the_dsp_variant_overrides_portable_files_by_name():
     portable = {p.name: p for p in kernel_sources("portable")}
     dsp = {p.name: p for p in kernel_sources("dsp")}
     support = {name for name in dsp if name.startswith("mcf_dsp_")}  # the helpers its kernels share
-    assert support == {"mcf_dsp_block.c", "mcf_dsp_fused.c", "mcf_dsp_heads.c"}
+    assert support == {"mcf_dsp_block.c", "mcf_dsp_fused.c", "mcf_dsp_heads.c", "mcf_dsp_layernorm.c"}
     assert set(dsp) - support == set(portable)  # complete: the variant falls back to portable for the rest
     overridden = {name for name, path in dsp.items() if path.parent.name == "dsp"} - support
     assert {"mcf_linear_s8.c", "mcf_patch_embed_s8.c", "mcf_attention_row_s8.c"} <= overridden

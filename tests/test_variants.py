@@ -15,7 +15,7 @@ import pytest
 
 from mcuformer.arch import PRESETS, ArchConfig
 from mcuformer.boards import load_board
-from mcuformer.codegen.code_size import widened_code_bytes
+from mcuformer.codegen.code_size import kernel_defines, widened_code_bytes
 from mcuformer.codegen.compiler import Budgets, plan_arch, plan_qmodel
 from mcuformer.codegen.cost_model import linear_groups
 from mcuformer.codegen.lower import Variants, fused_linears
@@ -65,9 +65,12 @@ def test_loose_budget_buys_speed_with_memory():
     assert choice.chosen.attention == (ONCE,) * PRESETS["fmnist-small"].depth
     assert fast.predicted_instructions < small.predicted_instructions
     assert small.sram_bytes < fast.sram_bytes <= BOARD.sram_bytes
-    # The extra SRAM is the once kernel's copy of every token's normalised input (49 tokens x 64 channels).
+    # The extra SRAM is the once kernel's: every block's normalised input widened (13 blocks of 4 of the 50 tokens x
+    # 48 channels x 2 bytes) and one head's K and V as int16 (2 x 50 x 16 x 2 bytes).
     arch = PRESETS["fmnist-small"]
-    assert fast.arena_bytes - small.arena_bytes == arch.num_tokens * arch.embed_dim
+    blocks, head_dim = -(-arch.num_tokens // 4), arch.embed_dim // arch.num_heads[0]
+    kept, wide_kv = blocks * 4 * arch.embed_dim * 2, 2 * arch.num_tokens * head_dim * 2
+    assert fast.arena_bytes - small.arena_bytes == kept + wide_kv == 13 * 384 + 3200
 
 
 def test_tight_budget_keeps_the_small_plan():
@@ -151,7 +154,8 @@ def test_loose_flash_widens_every_linear():
     layers = fused_linears(placeholder_qvit(arch))
     assert choice.chosen.widened == tuple(sorted(layers)) and not choice.memory.widened
     assert _choice(arch, flash=narrow.report.flash_bytes).chosen.widened == ()  # no room to widen
-    extra = _weight_bytes(narrow, layers) + widened_code_bytes("dsp")  # the weights and the widened loop's code
+    code = widened_code_bytes("dsp", kernel_defines(narrow.graph))  # the widened paths and speed loops
+    extra = _weight_bytes(narrow, layers) + code
     assert choice.chosen.report.flash_bytes == narrow.report.flash_bytes + extra
     assert choice.chosen.report.sram_bytes == narrow.report.sram_bytes
     graph = narrow.graph
@@ -167,14 +171,14 @@ def test_tight_flash_widens_what_fits():
     room, and every linear left narrow would not."""
     arch = PRESETS["fmnist-small"]
     narrow = _narrow(arch)
+    code = widened_code_bytes("dsp", kernel_defines(narrow.graph))
     for room in (0, 2303, 2304, 2896, 2897, 10_000, 25_000):
         choice = _choice(arch, flash=narrow.report.flash_bytes + room)
         widened, chosen = choice.chosen.widened, choice.chosen
-        extra = _weight_bytes(narrow, widened) + (widened_code_bytes("dsp") if widened else 0)
+        extra = _weight_bytes(narrow, widened) + (code if widened else 0)
         assert extra <= room and chosen.report.flash_bytes == narrow.report.flash_bytes + extra
         left = [layer for layer in fused_linears(placeholder_qvit(arch)) if layer not in widened]
-        assert all(_weight_bytes(narrow, [layer]) > room - max(extra, widened_code_bytes("dsp")) for layer in left)
-    code = widened_code_bytes("dsp")
+        assert all(_weight_bytes(narrow, [layer]) > room - max(extra, code) for layer in left)
     assert not _choice(arch, flash=narrow.report.flash_bytes + code + 2303).chosen.widened  # the smallest: 48 x 48
     assert len(_choice(arch, flash=narrow.report.flash_bytes + code + 2304).chosen.widened) == 1
 
@@ -228,9 +232,9 @@ def test_patch_rows_take_token_blocks_unless_they_raise_the_arena(preset, blocks
     assert ("4-patch blocks" if blocks else "patch pairs") in patch_line
 
 
-# 7 x 7 patches, 8 channels: the patch embedding is the peak of the memory plan, and of the speed plan's attention
-# kernel without patch token blocks.
-PATCH_PEAK = ArchConfig.uniform(image_size=28, channels=1, patch_size=7, embed_dim=8, depth=1, num_heads=1,
+# 7 x 7 patches, 8 channels in 2 heads: the patch embedding is the peak of the memory plan, and of the speed plan's
+# attention kernel without patch token blocks.
+PATCH_PEAK = ArchConfig.uniform(image_size=28, channels=1, patch_size=7, embed_dim=8, depth=1, num_heads=2,
                                 mlp_ratio=2, num_classes=10, pool="mean")  # fmt: skip
 
 

@@ -98,12 +98,10 @@ mcf_dsp_attention_fast mcf_dsp_attention_fast_of(const mcf_attention_block_dims 
     return fast;
 }
 
-void mcf_dsp_qkv_input4(const mcf_attention_block_params *params, int32_t channels, int32_t qkv_rank,
-                        const int8_t *xb, int32_t count, const mcf_dsp_scratch *s, int32_t *width,
-                        int qkv_v_fast) {
-    const mcf_dims rows = {count, channels}; /* one call: the kernel's per-call checks shared by the block */
-    const mcf_layernorm_layer *norm = &params->norm;
-    (void)mcf_layernorm_s8(&rows, &norm->params, xb, norm->gamma, norm->beta, s->area); /* cannot fail */
+void mcf_dsp_qkv_input4(const mcf_attention_block_params *params, const mcf_dsp_layernorm_plan *norm1,
+                        int32_t channels, int32_t qkv_rank, const int8_t *xb, int32_t count,
+                        const mcf_dsp_scratch *s, int32_t *width, int qkv_v_fast) {
+    mcf_dsp_layernorm_rows(norm1, xb, s->area, count);
     *width = channels;
     if (params->qkv_v != NULL) {
         mcf_dsp_layer4(params->qkv_v, channels, qkv_rank, s->area, count, s->x16, s->area, qkv_rank,

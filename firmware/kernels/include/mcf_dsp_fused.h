@@ -75,11 +75,11 @@ typedef struct {
 mcf_dsp_attention_fast mcf_dsp_attention_fast_of(const mcf_attention_block_dims *dims,
                                                  const mcf_attention_block_params *params);
 
-/* norm1 and, with a low-rank qkv, its V factor for `count` tokens of x: the input of q, k and v, in the area
- * (rows of *width bytes on return). */
-void mcf_dsp_qkv_input4(const mcf_attention_block_params *params, int32_t channels, int32_t qkv_rank,
-                        const int8_t *xb, int32_t count, const mcf_dsp_scratch *s, int32_t *width,
-                        int qkv_v_fast);
+/* norm1 (its plan prepared once per kernel call) and, with a low-rank qkv, its V factor for `count` tokens of
+ * x: the input of q, k and v, in the area (rows of *width bytes on return). */
+void mcf_dsp_qkv_input4(const mcf_attention_block_params *params, const mcf_dsp_layernorm_plan *norm1,
+                        int32_t channels, int32_t qkv_rank, const int8_t *xb, int32_t count,
+                        const mcf_dsp_scratch *s, int32_t *width, int qkv_v_fast);
 
 /* The per-head attention kernels from MCF_FUSED_BLOCK_MIN_TOKENS tokens on (dims and params checked; body in
  * dsp/mcf_dsp_heads.c). With normalise_once, norm1 (and the qkv V factor) run once per token into the scratch
