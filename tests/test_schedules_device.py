@@ -116,7 +116,8 @@ def test_speed_plans_fit_on_the_device_under_loose_and_tight_budgets(sram, flash
     assert firmware.size.flash_bytes <= predicted.flash_bytes
 
 
-# 7 x 7 patches, 8 channels in 2 heads: the patch embedding is the plan's peak, so speed mode buys its token blocks' scratch.
+# 7 x 7 patches, 8 channels in 2 heads: the patch embedding is the plan's peak, so speed mode buys its token blocks'
+# scratch.
 PATCH_PEAK = ArchConfig.uniform(image_size=28, channels=1, patch_size=7, embed_dim=8, depth=1, num_heads=2,
                                 mlp_ratio=2, num_classes=10, pool="mean", name="patch_peak")  # fmt: skip
 
