@@ -32,15 +32,15 @@ mcf_status mcf_attention_block_s8(const mcf_attention_block_dims *dims,
     const mcf_dsp_scratch s = mcf_dsp_scratch_layout(scratch, width);
     int8_t *scores = s.area + MCF_DSP_BLOCK * width;
     const mcf_dsp_attention_fast fast = mcf_dsp_attention_fast_of(dims, params);
-    mcf_dsp_layernorm_plan norm1; /* once per call, not per block */
-    mcf_dsp_layernorm_prepare(&params->norm.params, params->norm.gamma, params->norm.beta, channels, &norm1);
+    const int norm1_lean = /* once per call, not per block */
+        mcf_dsp_layernorm_lean(&params->norm.params, params->norm.beta, channels);
 
     /* Pass 1: K and V of every token, written straight into k_buf and v_buf; full blocks only (x is not
      * written yet, so the last block may overlap the one before). */
     for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) {
         const int32_t first = mcf_dsp_full_block_start(t0, tokens);
         int32_t in_ch = channels;
-        mcf_dsp_qkv_input4(params, &norm1, channels, qkv_rank, x + first * channels, MCF_DSP_BLOCK, &s,
+        mcf_dsp_qkv_input4(params, norm1_lean, channels, qkv_rank, x + first * channels, MCF_DSP_BLOCK, &s,
                            &in_ch, fast.qkv_v);
         mcf_dsp_layer4(&params->k, in_ch, channels, s.area, MCF_DSP_BLOCK, s.x16, k_buf + first * channels,
                        channels, fast.k);
@@ -56,7 +56,7 @@ mcf_status mcf_attention_block_s8(const mcf_attention_block_dims *dims,
         const int32_t count = tokens - t0 < MCF_DSP_BLOCK ? tokens - t0 : MCF_DSP_BLOCK;
         int8_t *xb = x + t0 * channels;
         int32_t in_ch = channels;
-        mcf_dsp_qkv_input4(params, &norm1, channels, qkv_rank, xb, count, &s, &in_ch, fast.qkv_v);
+        mcf_dsp_qkv_input4(params, norm1_lean, channels, qkv_rank, xb, count, &s, &in_ch, fast.qkv_v);
         mcf_dsp_layer4(&params->q, in_ch, channels, s.area, count, s.x16, s.area, channels, fast.q);
         for (int32_t t = 0; t < count; t++) {
             int8_t *row = s.area + t * channels;

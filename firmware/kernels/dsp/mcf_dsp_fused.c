@@ -97,15 +97,3 @@ mcf_dsp_attention_fast mcf_dsp_attention_fast_of(const mcf_attention_block_dims 
         mcf_dsp_factored_fast_of(&params->proj, channels, dims->proj_rank, channels)};
     return fast;
 }
-
-void mcf_dsp_qkv_input4(const mcf_attention_block_params *params, const mcf_dsp_layernorm_plan *norm1,
-                        int32_t channels, int32_t qkv_rank, const int8_t *xb, int32_t count,
-                        const mcf_dsp_scratch *s, int32_t *width, int qkv_v_fast) {
-    mcf_dsp_layernorm_rows(norm1, xb, s->area, count);
-    *width = channels;
-    if (params->qkv_v != NULL) {
-        mcf_dsp_layer4(params->qkv_v, channels, qkv_rank, s->area, count, s->x16, s->area, qkv_rank,
-                       qkv_v_fast);
-        *width = qkv_rank;
-    }
-}

@@ -44,7 +44,7 @@ static void head_projections(const mcf_attention_block_params *params, int32_t t
                              int32_t qkv_rank, int32_t first, int32_t head_dim, int32_t t0, int32_t count,
                              int32_t block, const int8_t *x, pass1_input kept, int8_t *k_head, int8_t *v_head,
                              int8_t *context, const mcf_dsp_scratch *s, const mcf_dsp_attention_fast *fast,
-                             const mcf_dsp_layernorm_plan *norm1) {
+                             int norm1_lean) {
     int32_t in_ch = qkv_rank > 0 ? qkv_rank : channels;
     const mcf_linear_layer k = layer_rows(&params->k, in_ch, first);
     const mcf_linear_layer v = layer_rows(&params->v, in_ch, first);
@@ -60,7 +60,7 @@ static void head_projections(const mcf_attention_block_params *params, int32_t t
     if (kept.normed != NULL) {
         rows = kept.normed + t0 * in_ch;
     } else {
-        mcf_dsp_qkv_input4(params, norm1, channels, qkv_rank, x + t0 * channels, count, s, &in_ch,
+        mcf_dsp_qkv_input4(params, norm1_lean, channels, qkv_rank, x + t0 * channels, count, s, &in_ch,
                            fast->qkv_v);
     }
     mcf_dsp_widen4(rows, in_ch, count, in_ch, k.params.in_zp, s->x16);
@@ -272,8 +272,8 @@ void mcf_dsp_attention_heads(const mcf_attention_block_dims *dims, const mcf_att
     int8_t *scores = s.area + MCF_DSP_BLOCK * width;
     const int small_table = small_exp_table(params->exp_table, tokens);
     const mcf_dsp_attention_fast fast = mcf_dsp_attention_fast_of(dims, params);
-    mcf_dsp_layernorm_plan norm1; /* once per call, not per head and block */
-    mcf_dsp_layernorm_prepare(&params->norm.params, params->norm.gamma, params->norm.beta, channels, &norm1);
+    const int norm1_lean = /* once per call, not per head and block */
+        mcf_dsp_layernorm_lean(&params->norm.params, params->norm.beta, channels);
     const int32_t in_ch = qkv_rank > 0 ? qkv_rank : channels;
     pass1_input kept = {NULL, NULL}; /* norm1 (and the qkv V factor) of every token: the once kernel */
     int16_t *k16 = NULL; /* the once kernel's K and V widened (mcf_dsp_widen_rows16), after what it kept */
@@ -295,8 +295,8 @@ void mcf_dsp_attention_heads(const mcf_attention_block_dims *dims, const mcf_att
             int32_t count;
             const int32_t start = pass1_block(t0, tokens, in_ch, &count);
             int32_t width = in_ch;
-            mcf_dsp_qkv_input4(params, &norm1, channels, qkv_rank, x + start * channels, count, &s, &width,
-                               fast.qkv_v);
+            mcf_dsp_qkv_input4(params, norm1_lean, channels, qkv_rank, x + start * channels, count, &s,
+                               &width, fast.qkv_v);
             if (one_zp) {
                 /* block b's x16 at 2 * in_ch * b words */
                 mcf_dsp_widen4(s.area, in_ch, count, in_ch, zp, kept.x16 + t0 / MCF_DSP_BLOCK * 2 * in_ch);
@@ -312,7 +312,7 @@ void mcf_dsp_attention_heads(const mcf_attention_block_dims *dims, const mcf_att
             int32_t count;
             const int32_t start = pass1_block(t0, tokens, in_ch, &count);
             head_projections(params, tokens, channels, qkv_rank, first, head_dim, start, count,
-                             t0 / MCF_DSP_BLOCK, x, kept, k_head, v_head, context, &s, &fast, &norm1);
+                             t0 / MCF_DSP_BLOCK, x, kept, k_head, v_head, context, &s, &fast, norm1_lean);
         }
 #if MCF_DSP_WIDE_KV
         if (k16 != NULL) {

@@ -1,5 +1,5 @@
-/* The DSP LayerNorm (support file: mcf_layernorm_s8 and the fused kernels call it through a plan prepared
- * once per call, mcf_dsp.h), same results as the portable kernel.
+/* The DSP LayerNorm (support file: mcf_layernorm_s8 and the fused kernels call its rows, the fused kernels
+ * with the lean test done once per call, mcf_dsp.h), same results as the portable kernel.
  *
  * Per token: S and Q by SMLAD over SXTAB16-widened words (S as a dot product with (1, 1)); var = D*Q - S^2 +
  * eps in int64; sd by two Newton steps (UDIV) while var < 2^32, else bit by bit; inv = 2^40 / sd in two
@@ -18,7 +18,7 @@
  * The common case (ln_row_lean, inline assembly) costs ten instructions a channel. */
 #include <stddef.h>
 
-#include "mcf_dsp.h"
+#include "mcf_dsp_fused.h"
 #include "mcf_kernels.h"
 #include "mcf_math.h"
 
@@ -121,10 +121,15 @@ static int ln_no_saturation(const int32_t *beta, int32_t channels, int32_t bound
     return (int64_t)bound * (INT16_MAX + 1) + (int64_t)b + 1 <= INT32_MAX;
 }
 
-/* ln_row_lean loads the plan's first fields in this order (LDRD, LDRD, LDR): the gamma and beta rows, k = 4D
- * << 16 | down (4D < 2^15 in the top half for SMLABT; down in the low byte for ASR by register, which reads
- * bits 7:0 only, bits 15:8 being 0) and the requantization's mult and add. */
-typedef mcf_dsp_layernorm_plan ln_lean;
+/* The per-call constants of ln_row_lean, in the order its loop loads them (LDRD, LDRD, LDR): the gamma and
+ * beta rows, k = 4D << 16 | down (4D < 2^15 in the top half for SMLABT; down in the low byte for ASR by
+ * register, which reads bits 7:0 only, bits 15:8 being 0) and the requantization's mult and add. */
+typedef struct {
+    const int16_t *gamma;
+    const int32_t *beta;
+    uint32_t k;
+    int32_t mult, add;
+} ln_lean;
 
 /* 4 * groups channels of a row when no acc saturates (ln_no_saturation) and the requantization is the fast
  * one (down > 0). Per channel, with inv_hi = 0 (sd > 512; four channels an iteration, no spill):
@@ -240,34 +245,27 @@ static inline int32_t ln_stats(const int8_t *x, int32_t channels, int32_t in_zp,
     return squares;
 }
 
-void mcf_dsp_layernorm_prepare(const mcf_layernorm_params *params, const int16_t *gamma, const int32_t *beta,
-                               int32_t channels, mcf_dsp_layernorm_plan *plan) {
-    const mcf_dsp_requant quant = mcf_dsp_requant_make(params->mult, params->shift, params->out_zp);
-    plan->gamma = gamma;
-    plan->beta = beta;
-    plan->k = (uint32_t)(4 * channels) << 16 | (uint32_t)quant.down;
-    plan->mult = quant.mult;
-    plan->add = quant.add;
-    plan->quant = quant;
-    plan->channels = channels;
-    plan->in_zp = params->in_zp;
-    plan->eps = params->eps;
-    plan->lean = quant.down > 0 && channels > 1 && channels < (1 << 13) &&
-                 ln_no_saturation(beta, channels, ln_norm_bound(channels));
+int mcf_dsp_layernorm_lean(const mcf_layernorm_params *params, const int32_t *beta, int32_t channels) {
+    return params->shift <= -2 && params->shift >= -24 && channels > 1 && channels < (1 << 13) &&
+           ln_no_saturation(beta, channels, ln_norm_bound(channels));
 }
 
-void mcf_dsp_layernorm_rows(const mcf_dsp_layernorm_plan *plan, const int8_t *input, int8_t *output,
-                            int32_t tokens) {
-    const int32_t channels = plan->channels;
-    const int64_t eps = plan->eps;
-    const int16_t *gamma = plan->gamma;
-    const int32_t *beta = plan->beta;
-    const int32_t zp_sum = channels * plan->in_zp;
+void mcf_dsp_layernorm_rows(const mcf_layernorm_layer *norm, int32_t channels, int lean, const int8_t *input,
+                            int8_t *output, int32_t tokens) {
+    const mcf_layernorm_params *params = &norm->params;
+    const int16_t *gamma = norm->gamma;
+    const int32_t *beta = norm->beta;
+    const int32_t in_zp = params->in_zp;
+    const int64_t eps = params->eps;
+    const mcf_dsp_requant quant = mcf_dsp_requant_make(params->mult, params->shift, params->out_zp);
+    const ln_lean lean_call = {gamma, beta, (uint32_t)(4 * channels) << 16 | (uint32_t)quant.down, quant.mult,
+                               quant.add};
+    const int32_t zp_sum = channels * in_zp;
     for (int32_t t = 0; t < tokens; t++) {
         const int8_t *x = input + t * channels;
         int8_t *y = output + t * channels;
         int32_t sum;
-        const int32_t squares = ln_stats(x, channels, plan->in_zp, &sum);
+        const int32_t squares = ln_stats(x, channels, in_zp, &sum);
         /* D * Q - S^2 >= 0 and eps <= 2^62: no overflow. */
         const int64_t var =
             eps + (int64_t)((uint64_t)(uint32_t)channels * (uint32_t)squares) + (int64_t)(-sum) * sum;
@@ -275,12 +273,12 @@ void mcf_dsp_layernorm_rows(const mcf_dsp_layernorm_plan *plan, const int8_t *in
         ln_row row = {4 * channels, -4 * (sum + zp_sum), 0, 0};
         ln_inverse(var, &row);
         int32_t c = 0;
-        if (plan->lean) {
-            ln_row_lean(plan, &row, x, y, channels >> 2);
+        if (lean) {
+            ln_row_lean(&lean_call, &row, x, y, channels >> 2);
             c = channels & ~3;
         }
         if (c < channels) {
-            ln_row_exact(&row, &plan->quant, x + c, y + c, channels - c, gamma + c, beta + c);
+            ln_row_exact(&row, &quant, x + c, y + c, channels - c, gamma + c, beta + c);
         }
     }
 }

@@ -69,15 +69,14 @@ mcf_status mcf_mlp_block_s8(const mcf_mlp_block_dims *dims, const mcf_mlp_block_
     width = fc2_rank > width ? fc2_rank : width;
     const mcf_dsp_scratch s = mcf_dsp_scratch_layout(scratch, width);
     const mcf_layernorm_layer *norm = &params->norm;
-    mcf_dsp_layernorm_plan norm2; /* once per call, not per block */
-    mcf_dsp_layernorm_prepare(&norm->params, norm->gamma, norm->beta, channels, &norm2);
+    const int norm2_lean = mcf_dsp_layernorm_lean(&norm->params, norm->beta, channels); /* once per call */
     const mcf_dsp_factored_fast fc1_fast = mcf_dsp_factored_fast_of(&params->fc1, channels, fc1_rank, hidden);
     const mcf_dsp_factored_fast fc2_fast = mcf_dsp_factored_fast_of(&params->fc2, hidden, fc2_rank, channels);
 
     for (int32_t t0 = 0; t0 < tokens; t0 += MCF_DSP_BLOCK) {
         const int32_t count = tokens - t0 < MCF_DSP_BLOCK ? tokens - t0 : MCF_DSP_BLOCK;
         int8_t *xb = x + t0 * channels;
-        mcf_dsp_layernorm_rows(&norm2, xb, s.area, count);
+        mcf_dsp_layernorm_rows(norm, channels, norm2_lean, xb, s.area, count);
         mcf_dsp_factored4(&params->fc1, channels, fc1_rank, hidden, s.area, count, s.x16, fc1_fast);
         const mcf_linear_layer *fc2_in = params->fc2.v != NULL ? params->fc2.v : &params->fc2.u;
         gelu_widen4(s.area, hidden, count, params->gelu_table, fc2_in->params.in_zp, s.x16);

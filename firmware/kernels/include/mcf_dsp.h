@@ -259,29 +259,6 @@ static inline void mcf_dsp_requant_store4(const mcf_dsp_requant *q, const int32_
     }
 }
 
-/* A LayerNorm's per-call constants (dsp/mcf_layernorm_s8.c), computed once by mcf_dsp_layernorm_prepare for
- * any number of mcf_dsp_layernorm_rows calls: what a fused kernel computes once per call instead of once per
- * token block (the check of the betas alone is 3.5 instructions a channel). The first five fields are the
- * lean row loop's constants, in the order it loads them. */
-typedef struct {
-    const int16_t *gamma;
-    const int32_t *beta;
-    uint32_t k; /* 4D << 16 | down */
-    int32_t mult, add;
-    mcf_dsp_requant quant;
-    int32_t channels, in_zp;
-    int64_t eps;
-    int lean; /* the lean row loop applies (no saturation, fast requantization) */
-} mcf_dsp_layernorm_plan;
-
-/* The plan of a LayerNorm of `channels` (params checked as mcf_layernorm_s8 checks them). */
-void mcf_dsp_layernorm_prepare(const mcf_layernorm_params *params, const int16_t *gamma, const int32_t *beta,
-                               int32_t channels, mcf_dsp_layernorm_plan *plan);
-
-/* mcf_layernorm_s8 of `tokens` rows with a prepared plan (output may alias input). */
-void mcf_dsp_layernorm_rows(const mcf_dsp_layernorm_plan *plan, const int8_t *input, int8_t *output,
-                            int32_t tokens);
-
 /* Four int8 values as one word (unaligned load). */
 static inline uint32_t mcf_read4(const int8_t *p) {
     uint32_t w;

@@ -46,6 +46,18 @@ static inline mcf_dsp_scratch mcf_dsp_scratch_layout(void *scratch, int32_t widt
     return s;
 }
 
+/* Whether a LayerNorm of `channels` with these betas and requantization takes the lean row loop (no
+ * accumulator can saturate; the fast requantization): the part of its set-up that reads every channel (3.5
+ * instructions each), which a fused kernel computes once per call instead of once per token block
+ * (dsp/mcf_dsp_layernorm.c; mcf_layernorm_s8 calls it too). */
+int mcf_dsp_layernorm_lean(const mcf_layernorm_params *params, const int32_t *beta, int32_t channels);
+
+/* mcf_layernorm_s8 of `tokens` rows of `channels` (arguments checked), with `lean` = mcf_dsp_layernorm_lean
+ * of the same parameters (output may alias input). Six arguments (two on the stack), as few as the kernel's.
+ */
+void mcf_dsp_layernorm_rows(const mcf_layernorm_layer *norm, int32_t channels, int lean, const int8_t *input,
+                            int8_t *output, int32_t tokens);
+
 /* The fast-path flags of a factored linear's two factors, computed once per kernel call. */
 typedef struct {
     int v, u;
@@ -75,11 +87,20 @@ typedef struct {
 mcf_dsp_attention_fast mcf_dsp_attention_fast_of(const mcf_attention_block_dims *dims,
                                                  const mcf_attention_block_params *params);
 
-/* norm1 (its plan prepared once per kernel call) and, with a low-rank qkv, its V factor for `count` tokens of
- * x: the input of q, k and v, in the area (rows of *width bytes on return). */
-void mcf_dsp_qkv_input4(const mcf_attention_block_params *params, const mcf_dsp_layernorm_plan *norm1,
-                        int32_t channels, int32_t qkv_rank, const int8_t *xb, int32_t count,
-                        const mcf_dsp_scratch *s, int32_t *width, int qkv_v_fast);
+/* norm1 (`norm1_lean`: mcf_dsp_layernorm_lean of it, once per kernel call) and, with a low-rank qkv, its V
+ * factor for `count` tokens of x: the input of q, k and v, in the area (rows of *width bytes on return).
+ * Inline: its own frame would sit on the deepest stack path of the attention kernels. */
+static inline void mcf_dsp_qkv_input4(const mcf_attention_block_params *params, int norm1_lean,
+                                      int32_t channels, int32_t qkv_rank, const int8_t *xb, int32_t count,
+                                      const mcf_dsp_scratch *s, int32_t *width, int qkv_v_fast) {
+    mcf_dsp_layernorm_rows(&params->norm, channels, norm1_lean, xb, s->area, count);
+    *width = channels;
+    if (params->qkv_v != NULL) {
+        mcf_dsp_layer4(params->qkv_v, channels, qkv_rank, s->area, count, s->x16, s->area, qkv_rank,
+                       qkv_v_fast);
+        *width = qkv_rank;
+    }
+}
 
 /* The per-head attention kernels from MCF_FUSED_BLOCK_MIN_TOKENS tokens on (dims and params checked; body in
  * dsp/mcf_dsp_heads.c). With normalise_once, norm1 (and the qkv V factor) run once per token into the scratch
