@@ -2,9 +2,10 @@
 blocks' linears get widened weights.
 
 The kernels offer per block (lower.ATTENTION_KINDS): K and V for all heads; one head's at a time (the least memory
-when heads > 2); one head's at a time normalising once per token (fewer instructions, tokens x width more
-scratch). Every option has an exact plan (the planner's arena, the flash of its constants and linked kernels) and
-predicted instructions (the board's cost model), so the choice is a small exact optimisation:
+when heads > 2); one head's at a time normalising once per token (fewer instructions; its scratch keeps every
+token's normalised input widened and one head's K and V in int16, scratch.attention_block_heads_once_scratch_bytes).
+Every option has an exact plan (the planner's arena, the flash of its constants and linked kernels) and predicted
+instructions (the board's cost model), so the choice is a small exact optimisation:
 
 - `memory`: the least peak SRAM, as the compiler always planned before (all blocks per head, or all for all
   heads, whichever plans smaller; all heads on a tie); when even that does not fit the SRAM budget, the
