@@ -79,11 +79,9 @@ void mcf_dsp_layer4(const mcf_linear_layer *layer, int32_t in_ch, int32_t out_ch
 
 void mcf_dsp_factored4(const mcf_factored_linear *layer, int32_t in_ch, int32_t rank, int32_t out_ch,
                        int8_t *area, int32_t count, uint32_t *x16, mcf_dsp_factored_fast fast) {
-    if (layer->v != NULL) {
-        mcf_dsp_layer4(layer->v, in_ch, rank, area, count, x16, area, rank, fast.v);
-        in_ch = rank;
-    }
-    mcf_dsp_layer4(&layer->u, in_ch, out_ch, area, count, x16, area, out_ch, fast.u);
+    const mcf_linear_layer *first = layer->v != NULL ? layer->v : &layer->u;
+    mcf_dsp_widen4(area, in_ch, count, in_ch, first->params.in_zp, x16);
+    mcf_dsp_factored4_x16(layer, in_ch, rank, out_ch, area, count, x16, fast);
 }
 
 mcf_dsp_attention_fast mcf_dsp_attention_fast_of(const mcf_attention_block_dims *dims,

@@ -30,18 +30,6 @@ static void gelu_widen4(const int8_t *rows, int32_t hidden, int32_t count, const
     }
 }
 
-/* fc2 of the block from x16 (gelu_widen4 of its input): the V factor first when low rank. */
-static void fc2_from_x16(const mcf_factored_linear *fc2, int32_t hidden, int32_t rank, int32_t channels,
-                         int8_t *area, int32_t count, uint32_t *x16, mcf_dsp_factored_fast fast) {
-    if (fc2->v != NULL) {
-        mcf_dsp_linear4(x16, hidden, fc2->v, rank, area, rank, mcf_dsp_block_rows(count, hidden), fast.v);
-        mcf_dsp_layer4(&fc2->u, rank, channels, area, count, x16, area, channels, fast.u);
-        return;
-    }
-    mcf_dsp_linear4(x16, hidden, &fc2->u, channels, area, channels, mcf_dsp_block_rows(count, hidden),
-                    fast.u);
-}
-
 mcf_status mcf_mlp_block_s8(const mcf_mlp_block_dims *dims, const mcf_mlp_block_params *params, int8_t *x,
                             void *scratch) {
     const int32_t size = mlp_block_checked_size(dims, params, x, scratch);
@@ -80,7 +68,7 @@ mcf_status mcf_mlp_block_s8(const mcf_mlp_block_dims *dims, const mcf_mlp_block_
         mcf_dsp_factored4(&params->fc1, channels, fc1_rank, hidden, s.area, count, s.x16, fc1_fast);
         const mcf_linear_layer *fc2_in = params->fc2.v != NULL ? params->fc2.v : &params->fc2.u;
         gelu_widen4(s.area, hidden, count, params->gelu_table, fc2_in->params.in_zp, s.x16);
-        fc2_from_x16(&params->fc2, hidden, fc2_rank, channels, s.area, count, s.x16, fc2_fast);
+        mcf_dsp_factored4_x16(&params->fc2, hidden, fc2_rank, channels, s.area, count, s.x16, fc2_fast);
         /* the block's rows are consecutive in x and in the area: one call */
         (void)mcf_add_s8(&params->residual, xb, s.area, xb, count * channels);
     }
